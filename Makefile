@@ -1,0 +1,80 @@
+# The one entry point of the workshop. `make` alone lists the targets.
+#
+# Every target that needs set-up does it first: system packages (tools/setup-system.sh), the
+# Python venv (tools/setup-venv.sh) and the C build. All of it is idempotent: a second run
+# only checks, in seconds.
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The workshop's Python code (toolkit, graders, reference packages) lives in py/.
+export PYTHONPATH := $(CURDIR)/py
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+
+## help: list the targets (this text)
+help:
+	@echo "What's wrong with async FS in Python? — the workshop. Targets:"
+	@echo
+	@sed -n 's/^## //p' $(MAKEFILE_LIST) | awk -F': ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
+	@echo
+	@echo "Start with: make doctor, then make lab1 (read labs/01-nonblocking/README.md first)."
+
+## setup: install system packages, create .venv, build the C code (done by every target)
+setup: system $(VENV)/.installed build
+
+system:
+	@tools/setup-system.sh
+
+$(VENV)/.installed: requirements.txt tools/setup-venv.sh | system
+	@PYTHON=$(PYTHON) tools/setup-venv.sh
+
+## build: compile the reference C code into build/bin
+build: system
+	@$(MAKE) -s -C c O=$(CURDIR)/build/bin
+
+## doctor: check what this machine can do (io_submit, O_DIRECT, io_uring, strace, perf) and what to do
+doctor: system
+	@$(PYTHON) -m xray.doctor
+
+## labN: grade lab N (e.g. make lab1; T=name for one test, REF=1 for the reference)
+lab%: setup
+	@$(PY) -m grading.run lab $* $(if $(REF),--ref) $(if $(T),-k '$(T)')
+
+## status: a progress table of every lab
+status: $(VENV)/.installed
+	@$(PY) -m grading.run status
+
+## hint: the next hint of a lab (make hint LAB=N)
+hint: $(VENV)/.installed
+	@$(PY) -m grading.run hint $(or $(LAB),$(error say which lab: make hint LAB=1))
+
+## starters: rewrite every lab's starter files from the reference (after changing c/ or py/)
+starters: $(VENV)/.installed
+	@$(PY) -m grading.starters write
+
+## notebooks: start Jupyter on localhost with the walkthroughs (notebooks/)
+notebooks: setup
+	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+
+## test: prove every grader test both ways, run the toolkit tests and every notebook
+test: setup
+	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
+
+## asan: build the C code with AddressSanitizer into build/asan (ubsan, tsan likewise)
+SANITIZER_asan := address
+SANITIZER_ubsan := undefined
+SANITIZER_tsan := thread
+asan ubsan tsan: system
+	@$(MAKE) -s -C c O=$(CURDIR)/build/$@ SAN=$(SANITIZER_$@)
+
+## clean: remove build/ (keeps .venv; `make distclean` removes it too)
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf $(VENV)
+
+.PHONY: help setup system build doctor status hint starters notebooks test asan ubsan tsan clean distclean

@@ -1,0 +1,149 @@
+"""The pytest plugin every lab grader uses (loaded by labs/conftest.py).
+
+It gives tests the implementation under test, turns "this machine cannot trace"
+into a skip that says why, and records every outcome for the runner.
+
+    def test_client_is_nonblocking(impl):             # impl: Impl
+        tr = strace.run([str(impl.bin("nb_client")), ...], trace="network")
+
+Markers:
+    @pytest.mark.hint("key")   the hints.md section to show a learner when this test fails
+    @pytest.mark.smoke         may pass on the starter too (a check of the talk's code, not of the
+                               learner's); `make test` does not require it to fail there
+
+Environment:
+    GRADE_IMPL=DIR     the implementation root (default: this checkout, i.e. the reference)
+    GRADE_LIVE_FD=N    write a JSON line per finished test to this fd (the runner reads it)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grading.labs import repo_root
+from grading.overlay import build
+from xray import Unavailable
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation root: c/ and py/ of the reference, or of a learner's overlay."""
+
+    root: Path
+
+    def bin(self, name: str) -> Path:
+        """A C program of this implementation, built into ROOT/build/bin."""
+        return self.root / "build" / "bin" / name
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """os.environ with this implementation's py/ first on PYTHONPATH (for child processes)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "py"), env.get("PYTHONPATH")]))
+        env.update(extra)
+        return env
+
+    def python(self, module: str, *args: str) -> list[str]:
+        """argv that runs `python -m module args` (pass env=impl.env() along)."""
+        return [sys.executable, "-m", module, *args]
+
+
+def _impl_root() -> Path:
+    return Path(os.environ.get("GRADE_IMPL") or repo_root()).resolve()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--outcomes", default=None, help="write each test's outcome as JSON to this file")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hint(key): the hints.md section shown when this test fails")
+    config.addinivalue_line("markers", "smoke: may pass on the starter as well (not the learner's code)")
+    # In-process imports (`from miniloop.loop import EventLoop`) must get the code under test.
+    sys.path.insert(0, str(_impl_root() / "py"))
+    _outcomes.clear()
+
+
+@pytest.fixture(scope="session")
+def impl() -> Impl:
+    """The implementation under test, with its C programs built (once per session)."""
+    root = _impl_root()
+    result = build(root)
+    if result.returncode != 0:
+        pytest.fail("the C code does not compile:\n" + result.stdout + result.stderr, pytrace=False)
+    return Impl(root)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    # A tool this machine lacks makes the test unanswerable here: skip it, saying why.
+    try:
+        return (yield)
+    except Unavailable as err:
+        pytest.skip(f"cannot run here: {err}")
+
+
+# nodeid -> {"outcome": passed|failed|error|skipped|not run, "duration", "message", "hint", "smoke", "doc"}
+# One pytest process grades one implementation, so a module-level record is enough.
+_outcomes: dict[str, dict[str, Any]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _outcomes.setdefault(report.nodeid, {"outcome": "not run", "duration": 0.0, "message": ""})
+    entry["duration"] += report.duration
+    if report.failed:  # in setup or teardown it means a fixture broke: the code was never judged
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+    elif report.skipped:
+        entry["outcome"] = "skipped"
+    elif report.when == "call":
+        entry["outcome"] = "passed"
+    if report.failed or report.skipped:
+        entry["message"] = _short(report)
+        entry["longrepr"] = str(report.longrepr)
+    if report.when == "teardown":
+        _tell_runner(report.nodeid, entry)
+
+
+def _tell_runner(nodeid: str, entry: dict[str, Any]) -> None:
+    """Send one finished test to the runner's pipe (GRADE_LIVE_FD), so it can print it at once.
+
+    A separate fd, because pytest captures stdout and stderr while tests run.
+    """
+    fd = os.environ.get("GRADE_LIVE_FD")
+    if fd:
+        line = {k: v for k, v in entry.items() if k != "longrepr"}
+        os.write(int(fd), (json.dumps({"nodeid": nodeid, **line}) + "\n").encode())
+
+
+def _short(report: pytest.TestReport) -> str:
+    """One line that tells a learner what went wrong."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return text.strip().splitlines()[0] if text.strip() else "failed"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        hint = item.get_closest_marker("hint")
+        doc = (getattr(item, "function", None).__doc__ or "") if hasattr(item, "function") else ""
+        _outcomes[item.nodeid] = {
+            "outcome": "not run", "duration": 0.0, "message": "",
+            "hint": hint.args[0] if hint else None,
+            "smoke": item.get_closest_marker("smoke") is not None,
+            "doc": doc.strip().split("\n")[0],
+        }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--outcomes")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(_outcomes, indent=1))

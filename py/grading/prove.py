@@ -1,0 +1,112 @@
+"""`make test`: prove the workshop honest, test by test.
+
+1. The committed starter files are what the reference generates (one source of truth).
+2. The toolkit's own tests pass (py/tests: the strace parser, the generator, ...).
+3. For every lab, every grader test passes on the reference and FAILS on the pristine
+   starter — the grader cannot be satisfied by code the learner has not written.
+   A test marked `smoke` may pass on the starter; a test skipped because this machine
+   cannot trace is reported with its reason, never counted as proven.
+4. Every notebook runs top to bottom (its assertion cells check what its prose claims).
+
+The last line is "N passed, M failed" (M counts what is not proven), and the exit
+code is 0 only when M is 0.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from grading.labs import all_labs, find_lab
+from grading.run import ROOT, Graded, grade
+
+
+def verdict(name: str, ref: dict | None, starter: dict | None) -> tuple[str, bool | None]:
+    """(explanation, proven?) for one test; None means skipped here, neither proven nor failed."""
+    ref_outcome = ref["outcome"] if ref else "missing"
+    starter_outcome = starter["outcome"] if starter else "missing"
+    smoke = bool(ref and ref.get("smoke"))
+    if ref_outcome == "skipped":
+        return f"skipped on the reference: {ref['message']}", None
+    if ref_outcome != "passed":
+        return f"does not pass on the reference ({ref_outcome}: {ref['message'] if ref else ''})", False
+    if smoke:
+        return "passes on the reference (smoke test: the starter is not judged)", True
+    if starter_outcome == "failed":
+        return "passes on the reference, fails on the starter", True
+    if starter_outcome == "passed":
+        return "PASSES ON THE STARTER: the grader does not check the learner's code", False
+    if starter_outcome == "skipped":
+        return f"skipped on the starter: {starter['message']}", None
+    return f"on the starter it did not fail in the test itself ({starter_outcome}): a fixture broke", False
+
+
+def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, int]:
+    proven = unproven = skipped = 0
+    labs = [find_lab(number)] if number is not None else all_labs()
+    for lab in labs:
+        results: list[Graded] = []
+        for kind in ("reference", "starter"):
+            graded = grade(lab, kind, select, log=ROOT / "build" / "prove" / f"{lab.name}-{kind}.log")
+            if graded.build_error:
+                print(f"✗ {lab.name} {kind}: does not build\n{graded.build_error}")
+                unproven += 1
+            results.append(graded)
+        ref, starter = results
+        print(f"{lab.name} — {lab.title}  (reference {ref.seconds:.0f} s, starter {starter.seconds:.0f} s)")
+        for name in ref.tests.keys() | starter.tests.keys():
+            text, ok = verdict(name, ref.tests.get(name), starter.tests.get(name))
+            mark = {True: "✓", False: "✗", None: "-"}[ok]
+            print(f"  {mark} {name:<60} {text}")
+            if ok is None:
+                skipped += 1
+            elif ok:
+                proven += 1
+            else:
+                unproven += 1
+    return proven, unproven, skipped
+
+
+def run_step(title: str, argv: list[str]) -> bool:
+    started = time.monotonic()
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    mark = "✓" if result.returncode == 0 else "✗"
+    print(f"{mark} {title}  ({time.monotonic() - started:.0f} s)")
+    if result.returncode != 0:
+        print("\n".join("    " + line for line in (result.stdout + result.stderr).strip().splitlines()[-60:]))
+    return result.returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grading.prove", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", help="only this lab's grader tests (skips the other steps)")
+    parser.add_argument("-k", dest="select", help="only tests whose name contains this")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    step_results: list[bool] = []
+    py = sys.executable
+    if args.lab is None:
+        step_results.append(run_step("starter files match the reference", [py, "-m", "grading.starters", "check"]))
+        step_results.append(run_step("notebooks are stored without outputs", [py, "-m", "grading.notebooks", "check"]))
+        step_results.append(run_step("toolkit tests (py/tests)", [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/tests"]))
+    proven, unproven, skipped = prove_lab(args.lab, args.select)
+    if args.lab is None:
+        for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+            step_results.append(run_step(f"notebook {nb.name} runs top to bottom",
+                                         [py, "-m", "grading.notebooks", "run", str(nb.relative_to(ROOT))]))
+    steps_failed = step_results.count(False)
+    minutes = (time.monotonic() - started) / 60
+    print(f"\nGrader tests proven both ways: {proven}; not proven: {unproven}; skipped here: {skipped}. "
+          f"Other steps: {step_results.count(True)} passed, {steps_failed} failed.  ({minutes:.1f} min)")
+    if skipped:
+        print("Skipped tests could not run on this machine (the reasons are above); `make doctor` says why.")
+    passed, failed = proven + step_results.count(True), unproven + steps_failed
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Grade labs, show progress and hints: what `make labN`, `make status` and `make hint` run.
+
+    python -m grading.run lab 2 [--ref] [-k NAME]   grade the learner's lab 2 (or the reference)
+    python -m grading.run status                    a progress table for every lab
+    python -m grading.run hint 2                    the next hint of lab 2
+
+`make test` is `python -m grading.prove` (see prove.py), built on grade() below.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from grading.labs import Lab, all_labs, find_lab, repo_root
+from grading.overlay import build, make_overlay
+
+ROOT = repo_root()
+STATE = ROOT / "build" / "grade"  # overlays, logs, status.json, hints.json
+
+
+@dataclass
+class Graded:
+    """The outcome of grading one implementation of one lab."""
+
+    lab: Lab
+    kind: str                                  # "reference", "learner" or "starter"
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # short name -> outcome record
+    build_error: str = ""
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for t in self.tests.values() if t["outcome"] == outcome)
+
+    @property
+    def all_passed(self) -> bool:
+        return not self.build_error and bool(self.tests) and all(
+            t["outcome"] in ("passed", "skipped") for t in self.tests.values())
+
+
+def short_name(nodeid: str) -> str:
+    """'labs/01-x/tests/test_c.py::test_flag[poll]' -> 'test_c::test_flag[poll]'."""
+    path, _, name = nodeid.partition("::")
+    return f"{Path(path).stem}::{name}"
+
+
+def implementation_root(lab: Lab, kind: str) -> Path:
+    """The tree a grading runs on: the repo itself, or an overlay with the lab's files swapped in."""
+    if kind == "reference":
+        return ROOT
+    into = STATE / lab.name if kind == "learner" else ROOT / "build" / "prove" / lab.name
+    return make_overlay(lab, into, "learner" if kind == "learner" else "starter")
+
+
+def grade(lab: Lab, kind: str, select: str | None = None,
+          on_test: Callable[[str, dict[str, Any]], None] | None = None, log: Path | None = None) -> Graded:
+    """Build one implementation of lab and run its grader tests; on_test sees each result live."""
+    started = time.monotonic()
+    graded = Graded(lab, kind)
+    impl = implementation_root(lab, kind)
+    compiled = build(impl)
+    if compiled.returncode != 0:
+        graded.build_error = (compiled.stdout + compiled.stderr).strip()
+        graded.seconds = time.monotonic() - started
+        return graded
+    outcomes = STATE / f"{lab.name}-{kind}.json"
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
+            str(lab.tests_dir), "-q", "-rN", "--outcomes", str(outcomes)]
+    if select:
+        argv += ["-k", select]
+    env = dict(os.environ, GRADE_IMPL=str(impl), PYTHONPATH=str(impl / "py"), GRADE_LIVE_FD=str(write_end))
+    log = log or STATE / f"{lab.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as log_file:
+        pytest = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=env, cwd=ROOT, pass_fds=[write_end])
+        os.close(write_end)
+        with os.fdopen(read_end) as live:
+            for line in live:
+                record = json.loads(line)
+                graded.tests[short_name(record["nodeid"])] = record
+                if on_test:
+                    on_test(short_name(record["nodeid"]), record)
+        pytest.wait()
+    if outcomes.exists():  # complete records (with the long failure text) for every collected test
+        for nodeid, record in json.loads(outcomes.read_text()).items():
+            graded.tests[short_name(nodeid)] = record
+    if not graded.tests and pytest.returncode not in (0, 5):
+        graded.build_error = f"pytest could not run the tests (exit {pytest.returncode}); see {log}"
+    graded.seconds = time.monotonic() - started
+    return graded
+
+
+# ---- hints -------------------------------------------------------------------------------------
+
+def hints(lab: Lab) -> list[tuple[str, str, str]]:
+    """The sections of the lab's hints.md as (key, title, text), in order."""
+    path = lab.dir / "hints.md"
+    if not path.exists():
+        return []
+    sections = re.split(r"^## ", path.read_text(), flags=re.M)[1:]
+    result = []
+    for section in sections:
+        heading, _, body = section.partition("\n")
+        key, _, title = heading.partition(":")
+        result.append((key.strip(), title.strip(), body.strip()))
+    return result
+
+
+def hint_text(lab: Lab, key: str | None) -> str | None:
+    for k, title, body in hints(lab):
+        if k == key:
+            return f"Hint ({k}) — {title}\n{body}"
+    return None
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def next_hint(lab: Lab) -> int:
+    """Print the next hint of lab (one more each call); 0 when shown, 1 when there is none."""
+    shown = _load(STATE / "hints.json")
+    all_hints = hints(lab)
+    if not all_hints:
+        print(f"{lab.name} has no hints yet.")
+        return 1
+    n = shown.get(lab.name, 0)
+    if n >= len(all_hints):
+        print(f"That was the last of {len(all_hints)} hints for {lab.name}; they start again from the first.")
+        n = 0
+    key, title, body = all_hints[n]
+    print(f"Hint {n + 1} of {len(all_hints)} for {lab.name} ({key}) — {title}\n\n{body}")
+    shown[lab.name] = n + 1
+    _save(STATE / "hints.json", shown)
+    return 0
+
+
+# ---- make labN -----------------------------------------------------------------------------------
+
+def is_started(lab: Lab) -> bool:
+    """Has the learner changed any of the lab's files from the generated starters?"""
+    from grading.starters import make_starter
+    for ref, starter in lab.files:
+        path = lab.dir / starter
+        if not path.exists() or path.read_text() != make_starter((ROOT / ref).read_text(), ref, lab.name):
+            return True
+    return False
+
+
+def _line(name: str, record: dict[str, Any]) -> str:
+    mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-"}.get(record["outcome"], "?")
+    text = f"  {mark} {name:<58} {record['duration']:6.2f}s"
+    if record["outcome"] == "skipped":
+        text += f"  skipped: {record['message']}"
+    elif record["outcome"] in ("failed", "error"):
+        text += f"\n      {record['message'][:300]}"
+    return text
+
+
+def run_lab(spec: str, reference: bool, select: str | None) -> int:
+    lab = find_lab(spec)
+    kind = "reference" if reference else "learner"
+    where = "the reference code" if reference else f"your files in {lab.dir.relative_to(ROOT)}/"
+    print(f"{lab.name} — {lab.title}: grading {where}")
+    if not reference and not is_started(lab):
+        print(f"  not started: your files are still the untouched starters. "
+              f"Read {(lab.dir / 'README.md').relative_to(ROOT)} to begin.")
+    print(flush=True)
+    log = STATE / f"{lab.name}.log"
+    graded = grade(lab, kind, select, on_test=lambda name, rec: print(_line(name, rec), flush=True), log=log)
+    if graded.build_error:
+        print("  ✗ build: the C code does not compile:\n")
+        print("\n".join("    " + line for line in graded.build_error.splitlines()[:40]))
+        return 1
+    failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
+    passed, total = graded.count("passed"), len(graded.tests)
+    skipped = graded.count("skipped")
+    summary = f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
+    print(f"{summary}  ({graded.seconds:.1f} s)")
+    if not reference:
+        status = _load(STATE / "status.json")
+        status[lab.name] = {"passed": passed, "total": total, "fingerprint": lab.fingerprint(),
+                            "selected": bool(select)}
+        _save(STATE / "status.json", status)
+    if not failed:
+        log.unlink(missing_ok=True)
+        if total:
+            print(f"{lab.name} is done ✓" if not select else "the selected tests pass ✓")
+        return 0 if total else 1
+    name, first = failed[0]
+    hint = hint_text(lab, first.get("hint"))
+    print(f"\nFirst failure: {name}" + (f" — {first['doc']}" if first.get("doc") else ""))
+    if hint:
+        print("\n" + hint)
+    print(f"\nFull details: {log.relative_to(ROOT)}    More hints: make hint LAB={lab.number}"
+          f"    One test: make {lab.name} T={name.split('::')[-1].split('[')[0]}")
+    return 1
+
+
+def status() -> int:
+    recorded = _load(STATE / "status.json")
+    print(f"{'lab':<6}{'topic':<28}{'state':<14}{'last run':<10}")
+    for lab in all_labs():
+        last = recorded.get(lab.name)
+        score = f"{last['passed']}/{last['total']}" if last else ""
+        if not is_started(lab):
+            state = "not started"
+        elif last is None or last["fingerprint"] != lab.fingerprint():
+            state = "in progress"   # edited since the last `make labN`
+            score += " (stale)" if last else ""
+        elif last["passed"] == last["total"] and not last["selected"]:
+            state = "done ✓"
+        else:
+            state = "failing"
+        print(f"{lab.name:<6}{lab.title[:27]:<28}{state:<14}{score:<10}")
+    print("\nmake labN grades a lab; make hint LAB=N shows its next hint.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grading.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("lab", help="grade a lab")
+    lab.add_argument("number")
+    lab.add_argument("--ref", action="store_true", help="grade the reference instead of your files")
+    lab.add_argument("-k", dest="select", help="only the tests whose name contains this (pytest -k)")
+    sub.add_parser("status", help="progress of every lab")
+    hint = sub.add_parser("hint", help="the next hint of a lab")
+    hint.add_argument("number")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "lab":
+            return run_lab(args.number, args.ref, args.select or None)
+        if args.command == "hint":
+            return next_hint(find_lab(args.number))
+        return status()
+    except ValueError as err:
+        print(f"grading: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

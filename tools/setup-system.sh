@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install the system packages the workshop needs, on Debian or Ubuntu; elsewhere, say what is missing.
+#
+#   tools/setup-system.sh            the packages every lab needs
+#   tools/setup-system.sh slides     also Node.js and npm, for `make slides`
+#
+# Idempotent and quick when everything is there: it asks dpkg, and calls apt only for what is missing.
+# As root it runs apt-get itself; with password-less sudo it uses sudo; otherwise it prints the
+# exact command and stops.
+set -euo pipefail
+
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl)
+[[ " $* " == *" slides "* ]] && required+=(nodejs npm)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "setup: this is not a Debian/Ubuntu system, so nothing is installed automatically."
+    echo "       Install by hand: a C compiler, make, libaio and liburing headers, strace, perf,"
+    echo "       Python >= 3.11 with venv and headers (see README.md, Troubleshooting)."
+    exit 0
+fi
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# perf is packaged per distribution (and on Ubuntu per kernel); it is optional: the labs that need it
+# skip with a reason when it is missing.
+perf_packages=()
+if ! command -v perf >/dev/null 2>&1 || ! perf --version >/dev/null 2>&1; then
+    if grep -qi ubuntu /etc/os-release 2>/dev/null; then
+        perf_packages=(linux-tools-common "linux-tools-$(uname -r)")
+    else
+        perf_packages=(linux-perf)
+    fi
+fi
+
+missing=()
+for pkg in "${required[@]}"; do installed "$pkg" || missing+=("$pkg"); done
+[ ${#missing[@]} -eq 0 ] && [ ${#perf_packages[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo=(sudo)
+else
+    echo "setup: these system packages are missing: ${missing[*]} ${perf_packages[*]}"
+    echo "       Install them once with:"
+    echo "           sudo apt-get update && sudo apt-get install -y ${missing[*]} ${perf_packages[*]}"
+    echo "       then run make again."
+    [ ${#missing[@]} -eq 0 ] && exit 0   # only perf is missing: go on without it
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: installing system packages: ${missing[*]} ${perf_packages[*]}"
+"${sudo[@]}" apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ${#perf_packages[@]} -gt 0 ]; then
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${perf_packages[@]}" >/dev/null 2>&1 ||
+        echo "setup: perf could not be installed here (${perf_packages[*]}); the perf parts will say so and skip."
+fi
