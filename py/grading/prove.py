@@ -17,19 +17,19 @@ import argparse
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 from grading.labs import all_labs, find_lab
 from grading.run import ROOT, Graded, grade
 
 
-def verdict(name: str, ref: dict | None, starter: dict | None) -> tuple[str, bool | None]:
+def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | None) -> tuple[str, bool | None]:
     """(explanation, proven?) for one test; None means skipped here, neither proven nor failed."""
     ref_outcome = ref["outcome"] if ref else "missing"
     starter_outcome = starter["outcome"] if starter else "missing"
     smoke = bool(ref and ref.get("smoke"))
     if ref_outcome == "skipped":
-        return f"skipped on the reference: {ref['message']}", None
+        return f"skipped on the reference: {ref['message'] if ref else ''}", None
     if ref_outcome != "passed":
         return f"does not pass on the reference ({ref_outcome}: {ref['message'] if ref else ''})", False
     if smoke:
@@ -39,7 +39,7 @@ def verdict(name: str, ref: dict | None, starter: dict | None) -> tuple[str, boo
     if starter_outcome == "passed":
         return "PASSES ON THE STARTER: the grader does not check the learner's code", False
     if starter_outcome == "skipped":
-        return f"skipped on the starter: {starter['message']}", None
+        return f"skipped on the starter: {starter['message'] if starter else ''}", None
     return f"on the starter it did not fail in the test itself ({starter_outcome}): a fixture broke", False
 
 
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lab is None:
         step_results.append(run_step("starter files match the reference", [py, "-m", "grading.starters", "check"]))
         step_results.append(run_step("notebooks are stored without outputs", [py, "-m", "grading.notebooks", "check"]))
+        packages = sorted(p.parent.name for p in (ROOT / "py").glob("*/__init__.py") if p.parent.name != "tests")
+        step_results.append(run_step("type check (mypy --strict) of " + ", ".join(packages),
+                                     [py, "-m", "mypy", "--config-file", "mypy.ini", *(f"-p{p}" for p in packages)]))
         step_results.append(run_step("toolkit tests (py/tests)", [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/tests"]))
     proven, unproven, skipped = prove_lab(args.lab, args.select)
     if args.lab is None:

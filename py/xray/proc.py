@@ -48,7 +48,7 @@ def fds(pid: int) -> dict[int, str]:
 
 def fdinfo(pid: int, fd: int) -> dict[str, str]:
     """/proc/PID/fdinfo/FD as a dict: pos, flags (octal text), mnt_id, and per-type fields."""
-    info = {}
+    info: dict[str, str] = {}
     with open(f"/proc/{pid}/fdinfo/{fd}") as f:
         for line in f:
             key, _, value = line.partition(":")

@@ -151,7 +151,8 @@ def _parse_call(tid: int, start: float, body: str) -> Call | None:
 
 def _created(calls: list[Call]) -> tuple[list[int], list[int]]:
     """Split the children made by clone/clone3/fork/vfork into threads and processes."""
-    threads, processes = [], []
+    threads: list[int] = []
+    processes: list[int] = []
     for c in calls:
         if c.name not in ("clone", "clone3", "fork", "vfork") or not c.retval or c.retval < 0:
             continue

@@ -1,0 +1,1 @@
+"""The lab machinery: starter generation, overlays, grading, proof (docs/ARCHITECTURE.md)."""
