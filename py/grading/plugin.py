@@ -127,7 +127,8 @@ def _short(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
-    return text.strip().splitlines()[0] if text.strip() else "failed"
+    first = text.strip().splitlines()[0] if text.strip() else "failed"
+    return first.removeprefix("Failed: ")  # pytest.fail()'s own prefix says nothing to a learner
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -56,7 +56,7 @@ def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, i
             results.append(graded)
         ref, starter = results
         print(f"{lab.name} — {lab.title}  (reference {ref.seconds:.0f} s, starter {starter.seconds:.0f} s)")
-        for name in ref.tests.keys() | starter.tests.keys():
+        for name in dict.fromkeys([*ref.tests, *starter.tests]):  # in the order the tests ran
             text, ok = verdict(name, ref.tests.get(name), starter.tests.get(name))
             mark = {True: "✓", False: "✗", None: "-"}[ok]
             print(f"  {mark} {name:<60} {text}")

@@ -36,14 +36,6 @@ class Graded:
     build_error: str = ""
     seconds: float = 0.0
 
-    def count(self, outcome: str) -> int:
-        return sum(1 for t in self.tests.values() if t["outcome"] == outcome)
-
-    @property
-    def all_passed(self) -> bool:
-        return not self.build_error and bool(self.tests) and all(
-            t["outcome"] in ("passed", "skipped") for t in self.tests.values())
-
 
 def short_name(nodeid: str) -> str:
     """'labs/01-x/tests/test_c.py::test_flag[poll]' -> 'test_c::test_flag[poll]'."""
@@ -163,6 +155,8 @@ def is_started(lab: Lab) -> bool:
 
 def _line(name: str, record: dict[str, Any]) -> str:
     mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-"}.get(record["outcome"], "?")
+    if record.get("smoke"):
+        mark = "·"  # a check of the talk's own code: shown, but not part of the learner's score
     text = f"  {mark} {name:<58} {record['duration']:6.2f}s"
     if record["outcome"] == "skipped":
         text += f"  skipped: {record['message']}"
@@ -186,10 +180,14 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
         print("  ✗ build: the C code does not compile:\n")
         print("\n".join("    " + line for line in graded.build_error.splitlines()[:40]))
         return 1
+    scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
     failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
-    passed, total = graded.count("passed"), len(graded.tests)
-    skipped = graded.count("skipped")
-    summary = f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
+    passed = sum(t["outcome"] == "passed" for t in scored.values())
+    skipped = sum(t["outcome"] == "skipped" for t in scored.values())
+    total = len(scored)
+    talk = len(graded.tests) - total
+    summary = (f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
+               + (f" (· = {talk} checks of the talk's own code, not scored)" if talk else ""))
     print(f"{summary}  ({graded.seconds:.1f} s)")
     if not reference:
         status = _load(STATE / "status.json")

@@ -1,0 +1,47 @@
+/* rx_selftest.h: what the files of rx_selftest share — failure reports, small helpers, the checks. */
+#ifndef RX_SELFTEST_H
+#define RX_SELFTEST_H
+
+#include "rx.h"
+
+/* Record why the running check failed (printf-style); returns false, so a check can
+ * end with `return st_fail(...)`. */
+bool st_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "-9 (Bad file descriptor)" for a -errno, "3" for a count. Valid for the next three calls. */
+const char *st_res(long ret);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double st_now(void);
+
+/* Write one byte to fd, to make a pipe or socket readable. */
+void st_poke(int fd);
+
+/* A new reactor, or NULL with the failure recorded (rx_create's error). */
+struct rx *st_new_rx(void);
+
+/* What the I/O callbacks saw. */
+struct st_seen {
+    int calls;          /* how many times the callback ran */
+    int fd;             /* the fd of the last call */
+    unsigned events;    /* the events of the last call */
+    void *arg;          /* the arg of the last call */
+    int other_fd;       /* for callbacks that act on another fd (-1: none) */
+    int reused_fd;      /* fd_reuse: the new fd that took other_fd's number */
+};
+
+/* An rx_io_cb that records its call in the struct st_seen given as arg. */
+void st_note_io(struct rx *rx, int fd, unsigned events, void *arg);
+
+/* The checks on fds (rx_selftest_io.c). Each returns true, or false after st_fail(). */
+bool check_create(void);
+bool check_errors(void);
+bool check_del_after_close(void);
+bool check_readable(void);
+bool check_writable(void);
+bool check_hangup(void);
+bool check_del_in_callback(void);
+bool check_fd_reuse(void);
+bool check_many_fds(void);
+
+#endif

@@ -1,0 +1,64 @@
+"""Lab 1's grader fixtures: the slow server the clients talk to, and a TLS echo server with its test CA.
+
+Both servers are reference code (not the learner's files), so a fixture that starts
+them can only break when the machine does; the learner's code runs in the tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xray import proc
+
+
+def _port_of(line: str, what: str) -> int:
+    """The port in a server's first line, "listening on 127.0.0.1:PORT"."""
+    if not line.startswith("listening on 127.0.0.1:"):
+        raise RuntimeError(f"{what} did not say where it listens (its first line was {line!r})")
+    return int(line.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def slow_server(impl) -> Iterator[Callable[..., int]]:
+    """A factory: slow_server(delay_ms=...) starts c/nonblock/slow_server and returns its port.
+
+    Every server started is stopped at the end of the test.
+    """
+    with contextlib.ExitStack() as stack:
+        def start(delay_ms: int) -> int:
+            argv = [str(impl.bin("slow_server")), "--port", "0", "--delay-ms", str(delay_ms)]
+            server = stack.enter_context(proc.launch(argv, stderr=subprocess.DEVNULL))
+            return _port_of(server.readline(timeout=5), "slow_server")
+        yield start
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: Path       # the test CA's certificate: what a client must trust
+    server: Path   # the server's private key and certificate chain (127.0.0.1, localhost)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A throwaway CA and a server certificate, made by trustme for this test module."""
+    trustme = pytest.importorskip("trustme", reason="the trustme package is missing: run `make setup`")
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = TLSFiles(ca=folder / "ca.pem", server=folder / "server.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(files.server))
+    return files
+
+
+@pytest.fixture(scope="module")
+def tls_echo(impl, tls_files: TLSFiles) -> Iterator[int]:
+    """The port of a running `python -m nonblock.tls_echo` that presents tls_files.server."""
+    argv = impl.python("nonblock.tls_echo", "--port", "0", "--cert", str(tls_files.server))
+    with proc.launch(argv, env=impl.env(), stderr=subprocess.DEVNULL) as server:
+        yield _port_of(server.readline(timeout=15), "nonblock.tls_echo")
