@@ -69,26 +69,26 @@ class MySocket:
         (ssl.SSLCertVerificationError when the server's certificate is not trusted).
         """
         # TODO(lab1): await asyncio.open_connection(host, port, ssl=the context,
-        # TODO(lab1): server_hostname=host) and keep the reader and writer it returns. Then
-        # TODO(lab1): start self._receive_loop() in the background with asyncio.create_task
-        # TODO(lab1): (we are inside the running loop here) and keep the task in self._receiver.
+        #   server_hostname=host) and keep the reader and writer it returns. Then
+        #   start self._receive_loop() in the background with asyncio.create_task
+        #   (we are inside the running loop here) and keep the task in self._receiver.
         raise NotImplementedError("lab1: MySocket.connect")
 
     async def send(self, text: str) -> None:
         """Send text, encoded as UTF-8; returns once the socket has taken it."""
         assert self._writer is not None, "call connect() first"
         # TODO(lab1): write the encoded text with self._writer.write, then await
-        # TODO(lab1): self._writer.drain(): it waits while the send buffer is too full (flow control).
+        #   self._writer.drain(): it waits while the send buffer is too full (flow control).
         raise NotImplementedError("lab1: MySocket.send")
 
     async def _receive_loop(self) -> None:
         """The background task: read, decode, queue the text; None at the end."""
         assert self._reader is not None
         # TODO(lab1): make an incremental UTF-8 decoder (codecs.getincrementaldecoder).
-        # TODO(lab1): Loop: data = await self._reader.read(READ_SIZE); b"" means the server
-        # TODO(lab1): closed. Decode each piece (final=True on the last) and put any non-empty
-        # TODO(lab1): text on self._received. Whatever ends the loop (end of stream, an error,
-        # TODO(lab1): cancellation), put None on the queue last (try/finally).
+        #   Loop: data = await self._reader.read(READ_SIZE); b"" means the server
+        #   closed. Decode each piece (final=True on the last) and put any non-empty
+        #   text on self._received. Whatever ends the loop (end of stream, an error,
+        #   cancellation), put None on the queue last (try/finally).
         raise NotImplementedError("lab1: MySocket._receive_loop")
 
     async def receive(self, timeout: float | None = None) -> str:
@@ -98,8 +98,8 @@ class MySocket:
         Raises TimeoutError when nothing arrives within timeout seconds.
         """
         # TODO(lab1): once the end has been seen (self._at_eof), return "" at once.
-        # TODO(lab1): Otherwise await self._received.get() under asyncio.wait_for(…, timeout);
-        # TODO(lab1): None means the end: remember it in self._at_eof and return "".
+        #   Otherwise await self._received.get() under asyncio.wait_for(…, timeout);
+        #   None means the end: remember it in self._at_eof and return "".
         raise NotImplementedError("lab1: MySocket.receive")
 
     async def close(self) -> None:
@@ -108,9 +108,9 @@ class MySocket:
         Safe to call twice, or after a failed connect().
         """
         # TODO(lab1): cancel self._receiver, then wait until it has finished with
-        # TODO(lab1): asyncio.wait([task]) (awaiting the task itself would raise its CancelledError
-        # TODO(lab1): here). Then close self._writer and await wait_closed(), ignoring connection
-        # TODO(lab1): errors: the peer may be gone already.
+        #   asyncio.wait([task]) (awaiting the task itself would raise its CancelledError
+        #   here). Then close self._writer and await wait_closed(), ignoring connection
+        #   errors: the peer may be gone already.
         raise NotImplementedError("lab1: MySocket.close")
 
     async def __aenter__(self) -> MySocket:

@@ -17,19 +17,19 @@
 
 int nb_set_nonblocking(int fd)
 {
-    /* TODO(lab1): read fd's status flags with fcntl(fd, F_GETFL), add O_NONBLOCK and */
-    /* TODO(lab1): write them back with fcntl(fd, F_SETFL, ...). Keep the other flags. */
-    /* TODO(lab1): Return 0, or -errno when fcntl fails. */
+    /* TODO(lab1): read fd's status flags with fcntl(fd, F_GETFL), add O_NONBLOCK and
+     * write them back with fcntl(fd, F_SETFL, ...). Keep the other flags.
+     * Return 0, or -errno when fcntl fails. */
     (void)fd;
     return -ENOSYS;
 }
 
 ssize_t nb_send_all_spin(int fd, const void *buf, size_t len)
 {
-    /* TODO(lab1): loop until all len bytes are sent: send(fd, rest, size of rest, */
-    /* TODO(lab1): MSG_NOSIGNAL). A short send is normal: advance and go on. */
-    /* TODO(lab1): On EAGAIN (or EINTR) simply call send again at once: that is the */
-    /* TODO(lab1): busy loop. Any other error: return -errno. At the end return len. */
+    /* TODO(lab1): loop until all len bytes are sent: send(fd, rest, size of rest,
+     * MSG_NOSIGNAL). A short send is normal: advance and go on.
+     * On EAGAIN (or EINTR) simply call send again at once: that is the
+     * busy loop. Any other error: return -errno. At the end return len. */
     (void)fd;
     (void)buf;
     (void)len;
@@ -38,9 +38,9 @@ ssize_t nb_send_all_spin(int fd, const void *buf, size_t len)
 
 ssize_t nb_recv_some_spin(int fd, void *buf, size_t cap)
 {
-    /* TODO(lab1): call recv(fd, buf, cap, 0) in a loop. A result >= 0 is the answer */
-    /* TODO(lab1): (0 means the peer closed its side). On EAGAIN (or EINTR) call recv */
-    /* TODO(lab1): again at once (the busy loop). Any other error: return -errno. */
+    /* TODO(lab1): call recv(fd, buf, cap, 0) in a loop. A result >= 0 is the answer
+     * (0 means the peer closed its side). On EAGAIN (or EINTR) call recv
+     * again at once (the busy loop). Any other error: return -errno. */
     (void)fd;
     (void)buf;
     (void)cap;
@@ -49,9 +49,9 @@ ssize_t nb_recv_some_spin(int fd, void *buf, size_t cap)
 
 int nb_wait(int fd, short events, int timeout_ms)
 {
-    /* TODO(lab1): fill one struct pollfd {fd, events} and call poll(&pfd, 1, timeout_ms). */
-    /* TODO(lab1): Retry when poll fails with EINTR; return -errno on other errors, */
-    /* TODO(lab1): 0 when poll returns 0 (time out), else pfd.revents. */
+    /* TODO(lab1): fill one struct pollfd {fd, events} and call poll(&pfd, 1, timeout_ms).
+     * Retry when poll fails with EINTR; return -errno on other errors,
+     * 0 when poll returns 0 (time out), else pfd.revents. */
     (void)fd;
     (void)events;
     (void)timeout_ms;
@@ -60,10 +60,10 @@ int nb_wait(int fd, short events, int timeout_ms)
 
 ssize_t nb_send_all(int fd, const void *buf, size_t len, int timeout_ms)
 {
-    /* TODO(lab1): the same loop as nb_send_all_spin, but on EAGAIN sleep in */
-    /* TODO(lab1): nb_wait(fd, POLLOUT, timeout_ms) before trying again: a negative */
-    /* TODO(lab1): result is an error to return, 0 means -ETIMEDOUT. */
-    /* TODO(lab1): Try send first: never wait before you know it would block. */
+    /* TODO(lab1): the same loop as nb_send_all_spin, but on EAGAIN sleep in
+     * nb_wait(fd, POLLOUT, timeout_ms) before trying again: a negative
+     * result is an error to return, 0 means -ETIMEDOUT.
+     * Try send first: never wait before you know it would block. */
     (void)fd;
     (void)buf;
     (void)len;
@@ -73,9 +73,9 @@ ssize_t nb_send_all(int fd, const void *buf, size_t len, int timeout_ms)
 
 ssize_t nb_recv_some(int fd, void *buf, size_t cap, int timeout_ms)
 {
-    /* TODO(lab1): try recv(fd, buf, cap, 0) first; a result >= 0 is the answer. */
-    /* TODO(lab1): On EAGAIN sleep in nb_wait(fd, POLLIN, timeout_ms) (negative: return */
-    /* TODO(lab1): it; 0: return -ETIMEDOUT), then try recv again. EINTR: just retry. */
+    /* TODO(lab1): try recv(fd, buf, cap, 0) first; a result >= 0 is the answer.
+     * On EAGAIN sleep in nb_wait(fd, POLLIN, timeout_ms) (negative: return
+     * it; 0: return -ETIMEDOUT), then try recv again. EINTR: just retry. */
     (void)fd;
     (void)buf;
     (void)cap;

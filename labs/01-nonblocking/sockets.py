@@ -34,7 +34,7 @@ def make_nonblocking(sock: socket.socket) -> None:
     once. Under the hood this sets O_NONBLOCK on the file descriptor.
     """
     # TODO(lab1): one method call on the socket does it (see the socket module's docs:
-    # TODO(lab1): "blocking mode", not "timeout").
+    #   "blocking mode", not "timeout").
     raise NotImplementedError("lab1: sockets.make_nonblocking")
 
 
@@ -45,8 +45,8 @@ def wait_until_ready(sock: socket.socket, events: int, timeout: float | None = N
     Returns True when sock is ready, False when the time ran out.
     """
     # TODO(lab1): make a selectors.DefaultSelector (epoll on Linux) in a `with` block,
-    # TODO(lab1): register sock for events, and call select(timeout): its result is the
-    # TODO(lab1): list of ready (key, events) pairs, empty when the time ran out.
+    #   register sock for events, and call select(timeout): its result is the
+    #   list of ready (key, events) pairs, empty when the time ran out.
     raise NotImplementedError("lab1: sockets.wait_until_ready")
 
 
@@ -58,8 +58,8 @@ def recv_some(sock: socket.socket, n: int, timeout: float | None = None) -> byte
     than timeout seconds.
     """
     # TODO(lab1): in a loop: try sock.recv(n) and return what it gives (b"" included);
-    # TODO(lab1): on BlockingIOError wait_until_ready(sock, selectors.EVENT_READ, timeout),
-    # TODO(lab1): raising TimeoutError when it returns False. Never wait before trying.
+    #   on BlockingIOError wait_until_ready(sock, selectors.EVENT_READ, timeout),
+    #   raising TimeoutError when it returns False. Never wait before trying.
     raise NotImplementedError("lab1: sockets.recv_some")
 
 
@@ -72,7 +72,7 @@ def sendall(sock: socket.socket, data: bytes | bytearray | memoryview, timeout: 
     longer than timeout seconds.
     """
     # TODO(lab1): keep a count of the bytes sent so far and loop until it reaches
-    # TODO(lab1): len(data): sock.send(the rest) returns how many bytes it took (maybe fewer
-    # TODO(lab1): than given). On BlockingIOError wait_until_ready(sock, selectors.EVENT_WRITE,
-    # TODO(lab1): timeout). A memoryview slices the rest without copying it.
+    #   len(data): sock.send(the rest) returns how many bytes it took (maybe fewer
+    #   than given). On BlockingIOError wait_until_ready(sock, selectors.EVENT_WRITE,
+    #   timeout). A memoryview slices the rest without copying it.
     raise NotImplementedError("lab1: sockets.sendall")

@@ -77,7 +77,7 @@ class Future(Generic[T]):
     def result(self) -> T:
         """The result; raises the exception that was set, CancelledError, or InvalidStateError."""
         # TODO(lab2): CANCELLED: raise CancelledError; PENDING: raise InvalidStateError;
-        # TODO(lab2): FINISHED: raise the stored exception if there is one, else return the result.
+        #   FINISHED: raise the stored exception if there is one, else return the result.
         raise NotImplementedError("lab2: Future.result")
 
     def exception(self) -> BaseException | None:
@@ -91,7 +91,7 @@ class Future(Generic[T]):
     def set_result(self, result: T) -> None:
         """Complete the Future with a result and schedule its callbacks."""
         # TODO(lab2): refuse (InvalidStateError) when already done; otherwise store the result,
-        # TODO(lab2): move to FINISHED and schedule the callbacks.
+        #   move to FINISHED and schedule the callbacks.
         raise NotImplementedError("lab2: Future.set_result")
 
     def set_exception(self, exception: BaseException) -> None:
@@ -102,7 +102,7 @@ class Future(Generic[T]):
     def cancel(self) -> bool:
         """Cancel the Future; False if it was already done (then nothing changes)."""
         # TODO(lab2): a done Future cannot be cancelled (return False); otherwise move to
-        # TODO(lab2): CANCELLED, schedule the callbacks, return True.
+        #   CANCELLED, schedule the callbacks, return True.
         raise NotImplementedError("lab2: Future.cancel")
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
@@ -122,8 +122,8 @@ class Future(Generic[T]):
     def _schedule_callbacks(self) -> None:
         """Hand every done-callback to the loop, in the order they were added."""
         # TODO(lab2): take the list of callbacks (and empty it: each runs once), then
-        # TODO(lab2): loop.call_soon(callback, self) for each, in order. Never call them here:
-        # TODO(lab2): the code completing this Future must finish before anybody reacts to it.
+        #   loop.call_soon(callback, self) for each, in order. Never call them here:
+        #   the code completing this Future must finish before anybody reacts to it.
         raise NotImplementedError("lab2: Future._schedule_callbacks")
 
     def __await__(self) -> Generator[Future[T], None, T]:
@@ -133,7 +133,7 @@ class Future(Generic[T]):
         which will resume it (send) once the Future is done.
         """
         # TODO(lab2): if not done, `yield self` (the Task that runs us receives self from
-        # TODO(lab2): send() and resumes us when we are done); then return self.result().
+        #   send() and resumes us when we are done); then return self.result().
         raise NotImplementedError("lab2: Future.__await__")
 
     __iter__ = __await__  # so `yield from fut` works in generator-based coroutines too
@@ -172,9 +172,9 @@ class Task(Future[T]):
         clean up (a `finally:` runs); the Task ends cancelled if the error escapes it.
         """
         # TODO(lab2): done: return False. If the coroutine is awaiting a Future, cancel that
-        # TODO(lab2): Future: its done-callback (_wakeup) will throw CancelledError into the
-        # TODO(lab2): coroutine. Otherwise (not started yet, or a step is already scheduled)
-        # TODO(lab2): remember it in self._must_cancel for the next _step. Return True.
+        #   Future: its done-callback (_wakeup) will throw CancelledError into the
+        #   coroutine. Otherwise (not started yet, or a step is already scheduled)
+        #   remember it in self._must_cancel for the next _step. Return True.
         raise NotImplementedError("lab2: Task.cancel")
 
     def _step(self, exc: BaseException | None = None) -> None:
@@ -182,19 +182,19 @@ class Task(Future[T]):
         if self.done():
             return
         # TODO(lab2): if a cancel is pending, exc becomes CancelledError(). Resume the
-        # TODO(lab2): coroutine: send(None), or throw(exc) when there is an exception to deliver.
-        # TODO(lab2): - StopIteration: the coroutine returned; its value (stop.value) is the result
-        # TODO(lab2): (use super().set_result: our own set_result refuses on purpose).
-        # TODO(lab2): - CancelledError escaping: the Task is cancelled (super().cancel()).
-        # TODO(lab2): - any other exception: super().set_exception(it).
-        # TODO(lab2): - it yielded a Future: remember it in self._fut_waiter and add self._wakeup as
-        # TODO(lab2): its done-callback (cancel it at once if a cancel arrived meanwhile).
-        # TODO(lab2): - it yielded something else: throw a RuntimeError into it at the next step.
+        #   coroutine: send(None), or throw(exc) when there is an exception to deliver.
+        #   - StopIteration: the coroutine returned; its value (stop.value) is the result
+        #   (use super().set_result: our own set_result refuses on purpose).
+        #   - CancelledError escaping: the Task is cancelled (super().cancel()).
+        #   - any other exception: super().set_exception(it).
+        #   - it yielded a Future: remember it in self._fut_waiter and add self._wakeup as
+        #   its done-callback (cancel it at once if a cancel arrived meanwhile).
+        #   - it yielded something else: throw a RuntimeError into it at the next step.
         raise NotImplementedError("lab2: Task._step")
 
     def _wakeup(self, fut: Future[Any]) -> None:
         """The done-callback of the Future we were waiting for: resume the coroutine."""
         # TODO(lab2): ask fut for its result; if that raises (an exception, CancelledError),
-        # TODO(lab2): _step(that exception) so it is raised at the coroutine's `await`; else _step().
-        # TODO(lab2): (The coroutine picks the value up itself: `await` returns fut.result().)
+        #   _step(that exception) so it is raised at the coroutine's `await`; else _step().
+        #   (The coroutine picks the value up itself: `await` returns fut.result().)
         raise NotImplementedError("lab2: Task._wakeup")

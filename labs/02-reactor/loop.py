@@ -178,29 +178,29 @@ class EventLoop:
     def _select_timeout(self) -> float | None:
         """How long the next select() may sleep: 0, seconds to the nearest timer, or None (forever)."""
         # TODO(lab2): drop cancelled timers from the top of the heap (they must not wake us).
-        # TODO(lab2): Return 0 when a callback is ready or stop() was called (do not sleep: there
-        # TODO(lab2): is work), the time left until the nearest timer (never negative) when
-        # TODO(lab2): there is one, else None: sleep in epoll_wait until a fd is ready, burning no CPU.
+        #   Return 0 when a callback is ready or stop() was called (do not sleep: there
+        #   is work), the time left until the nearest timer (never negative) when
+        #   there is one, else None: sleep in epoll_wait until a fd is ready, burning no CPU.
         raise NotImplementedError("lab2: EventLoop._select_timeout")
 
     def _process_events(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Queue the reader and/or writer callback of every fd select() reported."""
         # TODO(lab2): key.data is the pair (reader Handle or None, writer Handle or None) that
-        # TODO(lab2): add_reader/add_writer stored. For EVENT_READ in the mask queue the reader,
-        # TODO(lab2): for EVENT_WRITE the writer (append to self._ready; skip cancelled handles).
+        #   add_reader/add_writer stored. For EVENT_READ in the mask queue the reader,
+        #   for EVENT_WRITE the writer (append to self._ready; skip cancelled handles).
         raise NotImplementedError("lab2: EventLoop._process_events")
 
     def _collect_due_timers(self) -> None:
         """Move every timer whose time has come from the heap to the ready queue."""
         # TODO(lab2): while the heap's first timer is due (when <= now), pop it and, unless it
-        # TODO(lab2): was cancelled, append it to self._ready. The heap keeps them in time order.
+        #   was cancelled, append it to self._ready. The heap keeps them in time order.
         raise NotImplementedError("lab2: EventLoop._collect_due_timers")
 
     def _run_ready(self) -> None:
         """Run the callbacks that are ready now; those they add wait for the next turn."""
         # TODO(lab2): count the ready handles first and run only that many (popleft, skip the
-        # TODO(lab2): cancelled ones): a callback that keeps calling call_soon must not keep the
-        # TODO(lab2): loop from looking at its fds and timers again.
+        #   cancelled ones): a callback that keeps calling call_soon must not keep the
+        #   loop from looking at its fds and timers again.
         raise NotImplementedError("lab2: EventLoop._run_ready")
 
     # --- scheduling callbacks ----------------------------------------------------------
@@ -213,7 +213,7 @@ class EventLoop:
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Run callback(*args) in delay seconds (or a little later); cancel() the handle to undo."""
         # TODO(lab2): a TimerHandle due at self.time() + delay, pushed on the heap
-        # TODO(lab2): (heapq.heappush keeps the nearest timer at self._scheduled[0]). Return it.
+        #   (heapq.heappush keeps the nearest timer at self._scheduled[0]). Return it.
         raise NotImplementedError("lab2: EventLoop.call_later")
 
     def create_future(self) -> Future[Any]:
@@ -232,17 +232,17 @@ class EventLoop:
     def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
         """Call callback(*args) at every turn where fd is readable, until remove_reader(fd)."""
         # TODO(lab2): the selector keeps, per fd, a mask and data = (reader, writer). A new fd:
-        # TODO(lab2): register(fd, EVENT_READ, (handle, None)). A known fd (get_key raises KeyError
-        # TODO(lab2): when it is not): modify() it to add EVENT_READ and the new reader, keeping its
-        # TODO(lab2): writer; cancel the reader it replaces.
+        #   register(fd, EVENT_READ, (handle, None)). A known fd (get_key raises KeyError
+        #   when it is not): modify() it to add EVENT_READ and the new reader, keeping its
+        #   writer; cancel the reader it replaces.
         raise NotImplementedError("lab2: EventLoop.add_reader")
 
     def remove_reader(self, fd: int) -> bool:
         """Stop watching fd for reading; True if it was watched."""
         # TODO(lab2): nothing registered, or no reader: return False. Otherwise drop
-        # TODO(lab2): EVENT_READ from the mask: unregister the fd when the mask becomes empty, else
-        # TODO(lab2): modify it (keeping the writer). Cancel the reader's Handle (it may already sit
-        # TODO(lab2): in the ready queue), return True.
+        #   EVENT_READ from the mask: unregister the fd when the mask becomes empty, else
+        #   modify it (keeping the writer). Cancel the reader's Handle (it may already sit
+        #   in the ready queue), return True.
         raise NotImplementedError("lab2: EventLoop.remove_reader")
 
     def add_writer(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
@@ -261,18 +261,18 @@ class EventLoop:
         """Receive up to n bytes from the non-blocking socket sock (b"" at end of stream)."""
         _check_nonblocking(sock)
         # TODO(lab2): the talk's slide. Try sock.recv(n) and return what it gives; only on
-        # TODO(lab2): BlockingIOError / InterruptedError wait: a Future, add_reader(fd,
-        # TODO(lab2): self._sock_recv, fut, sock, n), a done-callback that removes the reader
-        # TODO(lab2): (functools.partial(self._sock_read_done, fd): it runs however the Future
-        # TODO(lab2): ends, cancellation included), then `return await fut`.
+        #   BlockingIOError / InterruptedError wait: a Future, add_reader(fd,
+        #   self._sock_recv, fut, sock, n), a done-callback that removes the reader
+        #   (functools.partial(self._sock_read_done, fd): it runs however the Future
+        #   ends, cancellation included), then `return await fut`.
         raise NotImplementedError("lab2: EventLoop.sock_recv")
 
     def _sock_recv(self, fut: Future[bytes], sock: socket.socket, n: int) -> None:
         """Reader callback of sock_recv: the socket looks readable, try again."""
         # TODO(lab2): first `if fut.done(): return` (it may have been cancelled after this
-        # TODO(lab2): callback was queued). Then sock.recv(n): BlockingIOError / InterruptedError
-        # TODO(lab2): mean a false alarm (stay registered, try next time); any other exception
-        # TODO(lab2): goes into the Future; data (or b"" at EOF) is its result.
+        #   callback was queued). Then sock.recv(n): BlockingIOError / InterruptedError
+        #   mean a false alarm (stay registered, try next time); any other exception
+        #   goes into the Future; data (or b"" at EOF) is its result.
         raise NotImplementedError("lab2: EventLoop._sock_recv")
 
     def _sock_read_done(self, fd: int, fut: Future[Any]) -> None:
@@ -287,32 +287,32 @@ class EventLoop:
         """Send all of data; while the kernel's send buffer is full, wait for it to drain."""
         _check_nonblocking(sock)
         # TODO(lab2): try sock.send(data) first (BlockingIOError / InterruptedError: 0 bytes
-        # TODO(lab2): sent); if it took everything, return. Else wait: add_writer(fd,
-        # TODO(lab2): self._sock_sendall, fut, sock, memoryview(data), [sent]) (a one-item list:
-        # TODO(lab2): the callback moves the position), a done-callback that removes the writer,
-        # TODO(lab2): and await the Future. We return only when all is sent: that is the
-        # TODO(lab2): backpressure that stops an echo server from reading faster than it can write.
+        #   sent); if it took everything, return. Else wait: add_writer(fd,
+        #   self._sock_sendall, fut, sock, memoryview(data), [sent]) (a one-item list:
+        #   the callback moves the position), a done-callback that removes the writer,
+        #   and await the Future. We return only when all is sent: that is the
+        #   backpressure that stops an echo server from reading faster than it can write.
         raise NotImplementedError("lab2: EventLoop.sock_sendall")
 
     def _sock_sendall(self, fut: Future[None], sock: socket.socket, view: memoryview, pos: list[int]) -> None:
         """Writer callback of sock_sendall: send what is left, from pos[0] on."""
         # TODO(lab2): `if fut.done(): return`; send view[pos[0]:]; BlockingIOError /
-        # TODO(lab2): InterruptedError: try next time; other errors into the Future; advance
-        # TODO(lab2): pos[0] by what was sent; when everything is out, set the result (None).
+        #   InterruptedError: try next time; other errors into the Future; advance
+        #   pos[0] by what was sent; when everything is out, set the result (None).
         raise NotImplementedError("lab2: EventLoop._sock_sendall")
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept a connection on the listening socket sock; the new socket is non-blocking."""
         _check_nonblocking(sock)
         # TODO(lab2): sock_recv's pattern with sock.accept(): try first, else wait for the
-        # TODO(lab2): listening socket to be readable (that is how epoll says "a connection is
-        # TODO(lab2): waiting"). Make the new socket non-blocking before returning (conn, address).
+        #   listening socket to be readable (that is how epoll says "a connection is
+        #   waiting"). Make the new socket non-blocking before returning (conn, address).
         raise NotImplementedError("lab2: EventLoop.sock_accept")
 
     def _sock_accept(self, fut: Future[tuple[socket.socket, Any]], sock: socket.socket) -> None:
         """Reader callback of sock_accept."""
         # TODO(lab2): _sock_recv's twin: done? return. accept(); would block: try next time;
-        # TODO(lab2): error: into the Future; else the new socket, made non-blocking, with its address.
+        #   error: into the Future; else the new socket, made non-blocking, with its address.
         raise NotImplementedError("lab2: EventLoop._sock_accept")
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:

@@ -48,14 +48,14 @@ static void timer_insert(struct rx *rx, struct rx_timer *t)
     *link = t;
 }
 
-/* TODO(lab2): Two small translators between our bits and epoll's, used by rx_add/rx_mod and */
-/* TODO(lab2): the dispatch loop in rx_run_once: */
-/* TODO(lab2): to_epoll(events): RX_READABLE -> EPOLLIN, RX_WRITABLE -> EPOLLOUT. */
-/* TODO(lab2): from_epoll(got, wanted): EPOLLIN -> RX_READABLE, EPOLLOUT -> RX_WRITABLE, */
-/* TODO(lab2): EPOLLERR/EPOLLHUP -> everything in `wanted` (the callback's next read or */
-/* TODO(lab2): write will see the error); the result is masked with `wanted`. */
-/* TODO(lab2): And a 64-bit key for epoll_event.data that says which registration an event */
-/* TODO(lab2): belongs to: the fd in the low 32 bits, rx->io[fd].gen in the high 32 bits. */
+/* TODO(lab2): Two small translators between our bits and epoll's, used by rx_add/rx_mod and
+ * the dispatch loop in rx_run_once:
+ * to_epoll(events): RX_READABLE -> EPOLLIN, RX_WRITABLE -> EPOLLOUT.
+ * from_epoll(got, wanted): EPOLLIN -> RX_READABLE, EPOLLOUT -> RX_WRITABLE,
+ * EPOLLERR/EPOLLHUP -> everything in `wanted` (the callback's next read or
+ * write will see the error); the result is masked with `wanted`.
+ * And a 64-bit key for epoll_event.data that says which registration an event
+ * belongs to: the fd in the low 32 bits, rx->io[fd].gen in the high 32 bits. */
 
 int rx_create(struct rx **out)
 {
@@ -63,9 +63,9 @@ int rx_create(struct rx **out)
     if (rx == NULL)
         return -ENOMEM;
     rx->next_timer_id = 1;
-    /* TODO(lab2): create the epoll instance with epoll_create1 (close-on-exec, like every fd */
-    /* TODO(lab2): we open) into rx->epfd. If it fails, free rx and return -errno; else hand */
-    /* TODO(lab2): rx to the caller through *out and return 0. */
+    /* TODO(lab2): create the epoll instance with epoll_create1 (close-on-exec, like every fd
+     * we open) into rx->epfd. If it fails, free rx and return -errno; else hand
+     * rx to the caller through *out and return 0. */
     free(rx);
     (void)out;
     return -ENOSYS;
@@ -96,11 +96,11 @@ int rx_add(struct rx *rx, int fd, unsigned events, rx_io_cb *cb, void *arg)
         return ret;
     if (rx->io[fd].cb != NULL)
         return -EEXIST;
-    /* TODO(lab2): Bump rx->io[fd].gen (a new registration of this fd number), then ask the */
-    /* TODO(lab2): kernel to watch fd: epoll_ctl(rx->epfd, EPOLL_CTL_ADD, fd, &ev) where */
-    /* TODO(lab2): ev.events = to_epoll(events) and ev.data.u64 = event_key(fd, gen). */
-    /* TODO(lab2): On failure return -errno (the kernel's EBADF, EPERM... are the answer). */
-    /* TODO(lab2): Then fill in cb, arg, events, and count the fd in rx->nfds. */
+    /* TODO(lab2): Bump rx->io[fd].gen (a new registration of this fd number), then ask the
+     * kernel to watch fd: epoll_ctl(rx->epfd, EPOLL_CTL_ADD, fd, &ev) where
+     * ev.events = to_epoll(events) and ev.data.u64 = event_key(fd, gen).
+     * On failure return -errno (the kernel's EBADF, EPERM... are the answer).
+     * Then fill in cb, arg, events, and count the fd in rx->nfds. */
     (void)arg;
     return -ENOSYS;
 }
@@ -111,8 +111,8 @@ int rx_mod(struct rx *rx, int fd, unsigned events)
         return -EINVAL;
     if (fd < 0 || fd >= rx->io_cap || rx->io[fd].cb == NULL)
         return -ENOENT;
-    /* TODO(lab2): epoll_ctl(EPOLL_CTL_MOD) with the new events and the same key as rx_add */
-    /* TODO(lab2): used (the gen does not change); -errno on failure; remember the new events. */
+    /* TODO(lab2): epoll_ctl(EPOLL_CTL_MOD) with the new events and the same key as rx_add
+     * used (the gen does not change); -errno on failure; remember the new events. */
     return -ENOSYS;
 }
 
@@ -120,11 +120,11 @@ int rx_del(struct rx *rx, int fd)
 {
     if (fd < 0 || fd >= rx->io_cap || rx->io[fd].cb == NULL)
         return -ENOENT;
-    /* TODO(lab2): epoll_ctl(EPOLL_CTL_DEL), and forget the registration (cb = NULL, one fd */
-    /* TODO(lab2): fewer in rx->nfds) EVEN IF epoll_ctl failed: a caller who closed the fd */
-    /* TODO(lab2): first gets EBADF, but the kernel has already dropped a closed fd from the */
-    /* TODO(lab2): epoll set, and our table must not keep a ghost that makes the next rx_add of */
-    /* TODO(lab2): this number fail with EEXIST. Return 0 or -errno. */
+    /* TODO(lab2): epoll_ctl(EPOLL_CTL_DEL), and forget the registration (cb = NULL, one fd
+     * fewer in rx->nfds) EVEN IF epoll_ctl failed: a caller who closed the fd
+     * first gets EBADF, but the kernel has already dropped a closed fd from the
+     * epoll set, and our table must not keep a ghost that makes the next rx_add of
+     * this number fail with EEXIST. Return 0 or -errno. */
     return -ENOSYS;
 }
 
@@ -164,34 +164,34 @@ int rx_timer_del(struct rx *rx, int64_t id)
     return -ENOENT;
 }
 
-/* TODO(lab2): Two helpers for rx_run_once. */
-/* TODO(lab2): wait_ms(rx, timeout_ms): how long epoll_wait may sleep. Start from timeout_ms */
-/* TODO(lab2): (-1 = forever); if a timer is pending, sleep no longer than until the soonest */
-/* TODO(lab2): deadline (the list head): deadline - now, 0 if already due, at most INT_MAX. */
-/* TODO(lab2): Why rounding matters: times are whole ms and epoll_wait never wakes early, so */
-/* TODO(lab2): after sleeping (deadline - now) ms the timer is due; a timeout of 0 while a */
-/* TODO(lab2): timer is "almost due" would spin the CPU. */
-/* TODO(lab2): run_timers(rx): call the callbacks of every timer already due now, soonest */
-/* TODO(lab2): first; return how many ran. Take each timer off the list head before its */
-/* TODO(lab2): callback and note it in rx->running (rx_timer_del looks there). Afterwards */
-/* TODO(lab2): free a one-shot or cancelled timer; put a repeating one back, one interval */
-/* TODO(lab2): later (if that is already past, skip the missed ticks: now + interval). */
-/* TODO(lab2): Timers added by the callbacks themselves (id >= the rx->next_timer_id you saw */
-/* TODO(lab2): on entry) wait for the next round, so a callback that re-adds a 0 ms timer */
-/* TODO(lab2): cannot keep this loop going forever. */
+/* TODO(lab2): Two helpers for rx_run_once.
+ * wait_ms(rx, timeout_ms): how long epoll_wait may sleep. Start from timeout_ms
+ * (-1 = forever); if a timer is pending, sleep no longer than until the soonest
+ * deadline (the list head): deadline - now, 0 if already due, at most INT_MAX.
+ * Why rounding matters: times are whole ms and epoll_wait never wakes early, so
+ * after sleeping (deadline - now) ms the timer is due; a timeout of 0 while a
+ * timer is "almost due" would spin the CPU.
+ * run_timers(rx): call the callbacks of every timer already due now, soonest
+ * first; return how many ran. Take each timer off the list head before its
+ * callback and note it in rx->running (rx_timer_del looks there). Afterwards
+ * free a one-shot or cancelled timer; put a repeating one back, one interval
+ * later (if that is already past, skip the missed ticks: now + interval).
+ * Timers added by the callbacks themselves (id >= the rx->next_timer_id you saw
+ * on entry) wait for the next round, so a callback that re-adds a 0 ms timer
+ * cannot keep this loop going forever. */
 
 int rx_run_once(struct rx *rx, int timeout_ms)
 {
-    /* TODO(lab2): 1. n = epoll_wait(rx->epfd, rx->events, RX_MAX_EVENTS, wait_ms(rx, timeout_ms)). */
-    /* TODO(lab2): EINTR (a signal arrived) is not an error: treat it as "nothing ready" */
-    /* TODO(lab2): (rx_run calls us again, with a fresh timeout). Other errors: -errno. */
-    /* TODO(lab2): 2. For each event: split data.u64 into fd and gen. Skip it if rx->io[fd] is */
-    /* TODO(lab2): no longer registered or has another gen (an earlier callback in this */
-    /* TODO(lab2): round unregistered it, maybe closed it and got the number back from */
-    /* TODO(lab2): accept). Translate with from_epoll(); skip if nothing is left; call */
-    /* TODO(lab2): cb(rx, fd, events, arg). Do not keep a pointer into rx->io across the */
-    /* TODO(lab2): call: the callback may rx_add and make the array move. */
-    /* TODO(lab2): 3. run_timers(). Return the number of callbacks called. */
+    /* TODO(lab2): 1. n = epoll_wait(rx->epfd, rx->events, RX_MAX_EVENTS, wait_ms(rx, timeout_ms)).
+     * EINTR (a signal arrived) is not an error: treat it as "nothing ready"
+     * (rx_run calls us again, with a fresh timeout). Other errors: -errno.
+     * 2. For each event: split data.u64 into fd and gen. Skip it if rx->io[fd] is
+     * no longer registered or has another gen (an earlier callback in this
+     * round unregistered it, maybe closed it and got the number back from
+     * accept). Translate with from_epoll(); skip if nothing is left; call
+     * cb(rx, fd, events, arg). Do not keep a pointer into rx->io across the
+     * call: the callback may rx_add and make the array move.
+     * 3. run_timers(). Return the number of callbacks called. */
     (void)rx;
     (void)timeout_ms;
     return -ENOSYS;

@@ -81,16 +81,16 @@ static void client_close(struct client *c)
 /* Send the pending echo, buf[off..len). KEEP, DROP (the client is gone), or -errno. */
 static int client_flush(struct client *c)
 {
-    /* TODO(lab2): send() what is pending with MSG_NOSIGNAL until it is all gone or send would */
-    /* TODO(lab2): block (EAGAIN); retry EINTR; any other error (ECONNRESET, EPIPE) means the */
-    /* TODO(lab2): client is gone: DROP. */
-    /* TODO(lab2): Something left over (a partial write): ask the reactor for RX_WRITABLE only */
-    /* TODO(lab2): (rx_mod), so that it wakes us when there is room, and so that we read */
-    /* TODO(lab2): nothing more from this client meanwhile (backpressure). */
-    /* TODO(lab2): All sent: empty the buffer and go back to RX_READABLE. */
-    /* TODO(lab2): Call rx_mod only when c->events changes (each call is a syscall). KEEP. */
-    /* TODO(lab2): Why MSG_NOSIGNAL: sending on a connection the peer has reset raises SIGPIPE, */
-    /* TODO(lab2): whose default action kills the process: every client would lose its server. */
+    /* TODO(lab2): send() what is pending with MSG_NOSIGNAL until it is all gone or send would
+     * block (EAGAIN); retry EINTR; any other error (ECONNRESET, EPIPE) means the
+     * client is gone: DROP.
+     * Something left over (a partial write): ask the reactor for RX_WRITABLE only
+     * (rx_mod), so that it wakes us when there is room, and so that we read
+     * nothing more from this client meanwhile (backpressure).
+     * All sent: empty the buffer and go back to RX_READABLE.
+     * Call rx_mod only when c->events changes (each call is a syscall). KEEP.
+     * Why MSG_NOSIGNAL: sending on a connection the peer has reset raises SIGPIPE,
+     * whose default action kills the process: every client would lose its server. */
     (void)c;
     return -ENOSYS;
 }
@@ -98,10 +98,10 @@ static int client_flush(struct client *c)
 /* RX_READABLE: read what the client sent and echo it. KEEP, DROP, or -errno. */
 static int client_read(struct client *c)
 {
-    /* TODO(lab2): recv() into c->buf (the buffer is empty: we only read while nothing is */
-    /* TODO(lab2): pending); retry EINTR. EAGAIN: a spurious wake-up, KEEP. 0 (end of file) */
-    /* TODO(lab2): or an error (ECONNRESET): DROP. Data: it becomes buf[0..n), then */
-    /* TODO(lab2): return client_flush(c). */
+    /* TODO(lab2): recv() into c->buf (the buffer is empty: we only read while nothing is
+     * pending); retry EINTR. EAGAIN: a spurious wake-up, KEEP. 0 (end of file)
+     * or an error (ECONNRESET): DROP. Data: it becomes buf[0..n), then
+     * return client_flush(c). */
     (void)c;
     return -ENOSYS;
 }
@@ -167,16 +167,16 @@ static void pause_accepting(struct server *srv)
         fail(srv, (int)id, "rx_timer_add");
 }
 
-/* TODO(lab2): refuse_one(srv), for accept's EMFILE/ENFILE: every fd we may have is in use, */
-/* TODO(lab2): so accept cannot hand us the newcomer, and the listening socket stays readable */
-/* TODO(lab2): (level-triggered): return now and epoll_wait wakes us again at once, forever. */
-/* TODO(lab2): The spare-fd trick: close srv->spare, accept the newcomer on the fd that frees, */
-/* TODO(lab2): close it at once (the client sees end of file: refused, not ignored), then */
-/* TODO(lab2): open /dev/null as the spare again. */
-/* TODO(lab2): Return 1 when a newcomer was refused, 0 when nobody was waiting (accept said */
-/* TODO(lab2): EAGAIN: the kernel checks for a free fd BEFORE it looks at the backlog, so */
-/* TODO(lab2): EMFILE does not mean anyone is there), or -EMFILE when there is no spare to */
-/* TODO(lab2): spend (then the caller pauses accepting for a while). */
+/* TODO(lab2): refuse_one(srv), for accept's EMFILE/ENFILE: every fd we may have is in use,
+ * so accept cannot hand us the newcomer, and the listening socket stays readable
+ * (level-triggered): return now and epoll_wait wakes us again at once, forever.
+ * The spare-fd trick: close srv->spare, accept the newcomer on the fd that frees,
+ * close it at once (the client sees end of file: refused, not ignored), then
+ * open /dev/null as the spare again.
+ * Return 1 when a newcomer was refused, 0 when nobody was waiting (accept said
+ * EAGAIN: the kernel checks for a free fd BEFORE it looks at the backlog, so
+ * EMFILE does not mean anyone is there), or -EMFILE when there is no spare to
+ * spend (then the caller pauses accepting for a while). */
 
 /* The listening socket is readable: newcomers wait in the backlog. */
 static void on_accept(struct rx *rx, int lfd, unsigned events, void *arg)
@@ -192,9 +192,9 @@ static void on_accept(struct rx *rx, int lfd, unsigned events, void *arg)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue; /* that newcomer gave up before we got to it */
             if (errno == EMFILE || errno == ENFILE) {
-                /* TODO(lab2): out of fds: refuse this newcomer with refuse_one(). Refused: go */
-                /* TODO(lab2): on with the loop (more may wait). Nobody there: return (epoll */
-                /* TODO(lab2): will tell us about the next one). No spare: pause_accepting(), return. */
+                /* TODO(lab2): out of fds: refuse this newcomer with refuse_one(). Refused: go
+                 * on with the loop (more may wait). Nobody there: return (epoll
+                 * will tell us about the next one). No spare: pause_accepting(), return. */
                 fail(srv, -ENOSYS, "refusing a newcomer on EMFILE (refuse_one)");
                 return;
             }

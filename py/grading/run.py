@@ -153,6 +153,17 @@ def is_started(lab: Lab) -> bool:
     return False
 
 
+def learner_paths(lab: Lab, compiler_output: str) -> str:
+    """Compiler messages name the overlay's copy (nonblock/nb.c): name the learner's file instead."""
+    for ref, starter in lab.files:
+        if ref.parts[0] == "c":
+            inside_c = ref.relative_to("c").as_posix()
+            mine = (lab.dir / starter).relative_to(ROOT).as_posix()
+            compiler_output = re.sub(rf"(?<![\w/]){re.escape(inside_c)}\b", mine, compiler_output)
+    # make's own "*** Error" lines name build paths and say nothing the compiler did not.
+    return "\n".join(line for line in compiler_output.splitlines() if not line.startswith("make"))
+
+
 def _line(name: str, record: dict[str, Any]) -> str:
     mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-"}.get(record["outcome"], "?")
     if record.get("smoke"):
@@ -178,7 +189,7 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
     graded = grade(lab, kind, select, on_test=lambda name, rec: print(_line(name, rec), flush=True), log=log)
     if graded.build_error:
         print("  ✗ build: the C code does not compile:\n")
-        print("\n".join("    " + line for line in graded.build_error.splitlines()[:40]))
+        print("\n".join("    " + line for line in learner_paths(lab, graded.build_error).splitlines()[:40]))
         return 1
     scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
     failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
@@ -189,10 +200,9 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
     summary = (f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
                + (f" (· = {talk} checks of the talk's own code, not scored)" if talk else ""))
     print(f"{summary}  ({graded.seconds:.1f} s)")
-    if not reference:
+    if not reference and not select:  # a subset says nothing about the whole lab
         status = _load(STATE / "status.json")
-        status[lab.name] = {"passed": passed, "total": total, "fingerprint": lab.fingerprint(),
-                            "selected": bool(select)}
+        status[lab.name] = {"passed": passed, "total": total, "fingerprint": lab.fingerprint()}
         _save(STATE / "status.json", status)
     if not failed:
         log.unlink(missing_ok=True)
@@ -220,7 +230,7 @@ def status() -> int:
         elif last is None or last["fingerprint"] != lab.fingerprint():
             state = "in progress"   # edited since the last `make labN`
             score += " (stale)" if last else ""
-        elif last["passed"] == last["total"] and not last["selected"]:
+        elif last["passed"] == last["total"]:
             state = "done ✓"
         else:
             state = "failing"

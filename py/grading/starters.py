@@ -43,7 +43,9 @@ class Syntax:
     header_line: re.Pattern[str]  # a line inside the BEGIN comment; group 1 = the text
     header_end: re.Pattern[str] | None  # closes the BEGIN comment (C); None in Python
     end: re.Pattern[str]
-    todo: str                   # format of a TODO line in the starter
+    todo_first: str             # the first TODO line in the starter
+    todo_more: str              # each further TODO line
+    todo_close: str             # appended to the last TODO line
     banner: str                 # first line of a generated starter
 
 
@@ -52,7 +54,9 @@ C_SYNTAX = Syntax(
     header_line=re.compile(r"^\s*\* ?(.*)$"),
     header_end=re.compile(r"^\s*\*/\s*$"),
     end=re.compile(r"^\s*/\* END SOLUTION \*/\s*$"),
-    todo="{indent}/* TODO({lab}): {text} */",
+    todo_first="{indent}/* TODO({lab}): {text}",
+    todo_more="{indent} * {text}",
+    todo_close=" */",
     banner="/* Your copy of {ref}: edit it, then run `make {lab}`. (Generated; see docs/ARCHITECTURE.md.) */",
 )
 
@@ -61,7 +65,9 @@ PY_SYNTAX = Syntax(
     header_line=re.compile(r"^\s*# (TODO:.*|STUB:.*|\s+\S.*)$"),  # continuation: "#   more"
     header_end=None,
     end=re.compile(r"^\s*# END SOLUTION\s*$"),
-    todo="{indent}# TODO({lab}): {text}",
+    todo_first="{indent}# TODO({lab}): {text}",
+    todo_more="{indent}#   {text}",
+    todo_close="",
     banner="# Your copy of {ref}: edit it, then run `make {lab}`. (Generated; see docs/ARCHITECTURE.md.)",
 )
 
@@ -106,6 +112,15 @@ def _parse_header(lines: list[str], i: int, syntax: Syntax, where: str) -> tuple
     raise MarkerError(f"{where}: file ends inside a BEGIN SOLUTION header")
 
 
+def _todo_comment(syntax: Syntax, indent: str, lab: str, todo: list[str]) -> list[str]:
+    """The TODO lines as one comment: the first names the lab, the others continue it."""
+    lines = [(syntax.todo_first if i == 0 else syntax.todo_more).format(indent=indent, lab=lab, text=text).rstrip()
+             for i, text in enumerate(todo)]
+    if lines:
+        lines[-1] += syntax.todo_close
+    return lines
+
+
 def make_starter(text: str, path: Path, lab: str) -> str:
     """Return the starter version of one reference file for `lab`.
 
@@ -142,7 +157,7 @@ def make_starter(text: str, path: Path, lab: str) -> str:
         if i == len(lines):
             raise MarkerError(f"{where}: BEGIN SOLUTION without END SOLUTION")
         i += 1
-        out.extend(syntax.todo.format(indent=indent, lab=lab, text=t) if t else indent for t in todo)
+        out.extend(_todo_comment(syntax, indent, lab, todo))
         out.extend(indent + s for s in stub)
         blocks += 1
     if blocks == 0:

@@ -33,7 +33,7 @@ def g(x):
 def test_c_block_becomes_todo_and_stub():
     out = make_starter(C, Path("c/x/f.c"), "lab1")
     assert "fcntl" not in out
-    assert "    /* TODO(lab1): set O_NONBLOCK: */\n    /* TODO(lab1): F_GETFL, then F_SETFL. */\n" in out
+    assert "    /* TODO(lab1): set O_NONBLOCK:\n     * F_GETFL, then F_SETFL. */\n" in out
     assert "    (void)fd;\n    return -ENOSYS;\n}" in out
     assert out.startswith("/* Your copy of c/x/f.c")
 
