@@ -57,7 +57,7 @@ starters: $(VENV)/.installed
 
 ## notebooks: start Jupyter on localhost with the walkthroughs (notebooks/)
 notebooks: setup
-	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 ## test: prove every grader test both ways, run the toolkit tests and every notebook
 test: setup
