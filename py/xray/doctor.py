@@ -118,20 +118,13 @@ def check_strace() -> Check:
 
 
 def check_perf() -> Check:
+    from xray import Unavailable, perf
     paranoid = Path("/proc/sys/kernel/perf_event_paranoid").read_text().strip()
-    if shutil.which("perf") is None or subprocess.run(["perf", "--version"], capture_output=True).returncode:
-        return False, f"perf is not installed (perf_event_paranoid={paranoid})", (
-            "make setup installs it (Debian: linux-perf; Ubuntu: linux-tools-$(uname -r)); "
-            "the perf parts of the notebooks skip without it")
-    probe = subprocess.run(["perf", "stat", "-e", "task-clock", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return False, f"perf_event_open is refused (perf_event_paranoid={paranoid})", (
-            "allow it: sudo sysctl kernel.perf_event_paranoid=1 (in a container: --cap-add=PERFMON or "
-            "--privileged)")
-    sched = subprocess.run(["perf", "list", "sched:sched_switch"], capture_output=True, text=True)
-    tracepoints = "sched_switch" in sched.stdout
-    return True, (f"perf works (software events; perf_event_paranoid={paranoid}; "
-                  f"sched tracepoints {'readable' if tracepoints else 'NOT readable: run as root'})"), ""
+    try:
+        perf.check()  # a real `perf trace` of a child: syscall tracepoints included
+    except Unavailable as err:
+        return False, f"perf cannot trace here (perf_event_paranoid={paranoid})", str(err)
+    return True, f"perf works: software events and tracepoints (perf_event_paranoid={paranoid})", ""
 
 
 def check_toolchain() -> Check:
