@@ -59,6 +59,10 @@ starters: $(VENV)/.installed
 notebooks: setup
 	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
+## reveal: trace every "async" file API of this machine (threads, loop stalls, verdict) into one table
+reveal: setup
+	@$(PY) -m reveal
+
 ## test: prove every grader test both ways, run the toolkit tests and every notebook
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
@@ -77,4 +81,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint starters notebooks test asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status hint starters notebooks reveal test asan ubsan tsan clean distclean

@@ -202,18 +202,28 @@ class Running:
 
     @property
     def pid(self) -> int:
-        """The traced program's pid (strace's own child), found through /proc."""
+        """The traced program's pid, found through /proc.
+
+        strace forks a few short-lived children of its own (feature probes) before the
+        program, so the program is the child whose command line is exactly argv: strace
+        execs it verbatim.
+        """
         if self._pid is None:
-            deadline = time.monotonic() + 5
+            wanted = "\0".join(self.argv) + "\0"
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            deadline = time.monotonic() + 5
             while self._pid is None:
-                text = children.read_text().split() if children.exists() else []
-                if text:
-                    self._pid = int(text[0])
-                elif time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"strace did not start {self.argv[0]}")
-                else:
-                    time.sleep(0.005)
+                for child in (children.read_text().split() if children.exists() else []):
+                    try:
+                        if Path(f"/proc/{child}/cmdline").read_text() == wanted:
+                            self._pid = int(child)
+                    except OSError:
+                        continue  # it exited while we looked: one of strace's probes
+                if self._pid is not None:
+                    break
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"strace did not start {self.argv[0]} (or it ended at once)")
+                time.sleep(0.005)
         return self._pid
 
     def readline(self, timeout: float = 5.0) -> str:

@@ -1,0 +1,11 @@
+"""Lab 4's grader fixtures (the helpers are in lab4_aio.py)."""
+from __future__ import annotations
+
+import pytest
+from lab4_aio import DataFile, make_data
+
+
+@pytest.fixture(scope="session")
+def data() -> DataFile:
+    """The file every test reads: 2 MB of seeded random bytes in the labs' data directory."""
+    return make_data()

@@ -1,0 +1,208 @@
+"""Lab 4, C: aio_cat (c/posixaio/aio_cat.c, given) on your pa.c, and what glibc does with it.
+
+The first tests check the result (every byte, in every notify mode); the others check
+the mechanism: under strace -f, threads appear that the program never created, and
+every pread64 of the file runs on one of them, never on the main thread. aio_spy.so
+(LD_PRELOAD) counts the aio.h calls themselves, which strace cannot see. By hand:
+
+    cd build/data && ../bin/aio_cat aio-lab4.bin --notify thread
+    strace -f -e trace=clone3,clone,pread64 ../bin/aio_cat aio-lab4.bin
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, run_cat, spy_counts,
+                      traced)
+
+from grading.plugin import Impl
+
+MODES = ["suspend", "thread", "reactor"]
+
+
+def check_data(proc_text: str, data: DataFile, what: str) -> None:
+    report = parse_report(proc_text)
+    crc = report.crc()
+    assert crc == data.crc32, (f"{what}: crc32 {crc:08x}, but a plain read of the file gives {data.crc32:08x}: "
+                               "some chunk was not read, or landed at the wrong place (aio_buf, aio_offset)")
+    size = report.number("read", r"^(\d+) bytes")
+    assert size == data.size, f"{what}: {size} bytes read, the file has {data.size}"
+
+
+@pytest.mark.hint("pa-read")
+@pytest.mark.parametrize("mode", MODES)
+def test_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
+    """aio_cat reads the whole file (33 requests, the last one short) and its CRC-32 is a plain read's."""
+    proc = run_cat(impl, data, "--notify", mode)
+    assert proc.returncode == 0, f"aio_cat --notify {mode} failed: {explain(proc)}"
+    check_data(proc.stdout, data, f"aio_cat --notify {mode}")
+
+
+@pytest.mark.hint("pa-wait")
+def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> None:
+    """--notify suspend sleeps in aio_suspend (counted by aio_spy.so), it does not spin on aio_error."""
+    spy = tmp_path / "spy.txt"
+    proc = run_cat(impl, data, "--notify", "suspend", spy=spy)
+    assert proc.returncode == 0, f"aio_cat failed: {explain(proc)}"
+    counts = spy_counts(spy)
+    assert counts["aio_read"] == data.requests, (
+        f"aio_read was called {counts['aio_read']} times for {data.requests} chunks (pa_submit)")
+    assert counts["aio_suspend"] >= 1, (
+        f"aio_suspend was never called, aio_error {counts['aio_error']} times: pa_wait must sleep in "
+        "aio_suspend, not poll aio_error in a loop")
+    assert counts["aio_error"] <= 20 * data.requests, (
+        f"aio_error was called {counts['aio_error']} times for {data.requests} requests: something polls "
+        "instead of sleeping in aio_suspend")
+    assert counts["aio_return"] == data.requests, (
+        f"aio_return was called {counts['aio_return']} times for {data.requests} requests: exactly once "
+        "each, when aio_error stops saying EINPROGRESS (pa_result)")
+
+
+@pytest.mark.hint("reveal")
+@pytest.mark.parametrize("mode", MODES)
+def test_glibc_threads_do_the_preads(impl: Impl, data: DataFile, mode: str) -> None:
+    """Under strace -f: threads created (clone3/clone, CLONE_THREAD), every pread64 of the file on them, none on main."""
+    tr = traced(cat_argv(impl, data, "--notify", mode), data)
+    assert tr.returncode == 0, f"aio_cat --notify {mode} failed under strace: {explain(tr)}"
+    fds, opened = data_fds(tr, data.name)
+    preads = io_on(tr, ("pread64",), fds, opened)
+    assert tr.threads_created, (
+        "strace saw no clone/clone3 with CLONE_THREAD: no thread was created, so who read the file? "
+        f"(calls seen: {tr.summary()})")
+    assert preads, f"strace saw no pread64 on the file (fds {sorted(fds)}): calls seen: {tr.summary()}"
+    on_main = [c for c in preads if c.tid == tr.main_tid]
+    assert not on_main, (f"{len(on_main)} pread64 of the file ran on the main thread ({tr.main_tid}): with "
+                         "aio.h, glibc's threads read, the program only submits (pa_submit: aio_read)")
+    strangers = {c.tid for c in preads} - set(tr.threads_created)
+    assert not strangers, f"pread64 on threads strace did not see created: {strangers}"
+    got = sum(c.retval or 0 for c in preads)
+    assert got == data.size, f"the preads on glibc's threads returned {got} bytes in all; the file has {data.size}"
+    report = parse_report(tr.stdout)
+    assert len(report.snapshot) >= 2, (
+        f"aio_cat's own look at /proc/self/task while requests were in flight listed {len(report.snapshot)} "
+        f"thread(s); expected the main thread and at least one of glibc's. Output:\n{tr.stdout}")
+    readers = {c.tid for c in preads}
+    assert readers & set(report.snapshot), (
+        f"none of the threads that called pread64 ({sorted(readers)}) is in aio_cat's own /proc report "
+        f"({sorted(report.snapshot)})")
+
+
+@pytest.mark.hint("pa-errors")
+def test_bad_fd_reports_ebadf(impl: Impl, data: DataFile) -> None:
+    """A read from a closed fd: aio_read accepts it, glibc's thread gets EBADF, aio_error/aio_return report it."""
+    tr = traced([str(impl.bin("aio_cat")), "--bad-fd"], data)
+    assert tr.returncode == 1, f"aio_cat --bad-fd should fail with exit code 1: {explain(tr)}"
+    assert "EBADF" in tr.stderr and "Bad file descriptor" in tr.stderr, (
+        f"aio_cat --bad-fd should say 'Bad file descriptor (EBADF)', the errno aio_error gives (pa_result "
+        f"returns -that errno): {explain(tr)}")
+    failed = [c for c in tr.named("pread64") if c.errno == "EBADF"]
+    assert failed, f"strace saw no pread64 failing with EBADF: {tr.summary()}"
+    assert all(c.tid != tr.main_tid for c in failed), "the failing pread64 ran on the main thread"
+
+
+@pytest.mark.hint("pa-write")
+def test_copy_with_aio_write(impl: Impl, data: DataFile, tmp_path: Path) -> None:
+    """--copy OUT writes every chunk with aio_write; pwrite64 runs on glibc's threads; OUT equals the file."""
+    out = data.dir / f"aio-lab4-copy-{os.getpid()}.bin"  # the data directory, not /tmp (maybe tmpfs)
+    try:
+        copy_and_check(impl, data, out, tmp_path / "spy.txt")
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def copy_and_check(impl: Impl, data: DataFile, out: Path, spy: Path) -> None:
+    proc = run_cat(impl, data, "--notify", "suspend", "--copy", str(out), spy=spy)
+    assert proc.returncode == 0, f"aio_cat --copy failed: {explain(proc)}"
+    assert out.exists() and out.read_bytes() == data.content, (
+        f"the copy differs from the file ({out.stat().st_size if out.exists() else 0} bytes of {data.size}): "
+        "aio_write with the chunk's buffer, length and offset (pa_prep with LIO_WRITE, pa_submit)")
+    counts = spy_counts(spy)
+    assert counts["aio_write"] == data.requests, f"aio_write was called {counts['aio_write']} times"
+    tr = traced(cat_argv(impl, data, "--copy", str(out)), data)
+    writes = [c for c in tr.named("pwrite64") if c.retval and c.retval > 0]
+    assert writes and all(c.tid != tr.main_tid for c in writes), (
+        f"pwrite64 calls: {len(writes)}, on the main thread: {sum(c.tid == tr.main_tid for c in writes)}: "
+        "aio_write's writes run on glibc's threads too")
+
+
+@pytest.mark.hint("sigev-thread")
+def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) -> None:
+    """SIGEV_THREAD: the callback runs once per request, never on the main thread, on threads glibc creates for it."""
+    tr = traced(cat_argv(impl, data, "--notify", "thread"), data)
+    assert tr.returncode == 0, f"aio_cat --notify thread failed: {explain(tr)}"
+    report = parse_report(tr.stdout)
+    calls = report.number("callbacks", r"^(\d+) on")
+    on_main = report.number("callbacks", r"(\d+) on the main thread")
+    assert calls == data.requests, (
+        f"the SIGEV_THREAD callback ran {calls} times for {data.requests} requests (pa_notify_thread: "
+        "sigev_notify, sigev_notify_function, sigev_value)")
+    assert on_main == 0, f"{on_main} callbacks ran on the main thread"
+    assert len(tr.threads_created) >= data.requests, (
+        f"strace saw {len(tr.threads_created)} threads created for {data.requests} notifications: glibc "
+        "starts a new thread for every SIGEV_THREAD notification")
+
+
+@pytest.mark.hint("sigev-signal")
+def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
+    """--notify reactor: glibc's thread queues SIGRTMIN; the main thread sleeps in epoll_wait on a signalfd."""
+    tr = traced(cat_argv(impl, data, "--notify", "reactor"), data)
+    assert tr.returncode == 0, f"aio_cat --notify reactor failed: {explain(tr)}"
+    main = tr.main_tid
+    sfds = [c for c in tr.named("signalfd4", "signalfd") if c.tid == main and (c.retval or -1) >= 0]
+    assert sfds, "the main thread created no signalfd (pa_signal_fd)"
+    sent = tr.named("rt_sigqueueinfo", "rt_tgsigqueueinfo")
+    assert sent and all(c.tid != main for c in sent), (
+        f"signals queued: {len(sent)}, from the main thread: {sum(c.tid == main for c in sent)}; expected one "
+        "rt_sigqueueinfo per request, sent by glibc's thread (pa_notify_signal: SIGEV_SIGNAL)")
+    waits = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == main]
+    woken = [c for c in waits if (c.retval or 0) > 0]
+    assert woken, (f"the main thread made {len(waits)} epoll_wait calls, none woken by the signalfd: "
+                   "the reactor should sleep there until a completion's signal arrives")
+    fds, opened = data_fds(tr, data.name)
+    assert not [c for c in io_on(tr, ("pread64", "read"), fds, opened) if c.tid == main], (
+        "the main thread read the file itself")
+    report = parse_report(tr.stdout)
+    signals = report.number("signals", r"^(\d+) in")
+    assert signals == data.requests, (f"{signals} signals read from the signalfd for {data.requests} requests: "
+                                      "one SIGRTMIN per request (pa_notify_signal), each read once "
+                                      "(pa_signal_drain returns how many it read)")
+
+
+@pytest.mark.hint("lio-listio")
+@pytest.mark.parametrize("mode", MODES)
+def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, mode: str) -> None:
+    """--batch 8: 5 lio_listio calls carry all 33 requests (no aio_read); one notification per batch."""
+    spy = tmp_path / "spy.txt"
+    proc = run_cat(impl, data, "--notify", mode, "--batch", "8", spy=spy)
+    assert proc.returncode == 0, f"aio_cat --batch 8 --notify {mode} failed: {explain(proc)}"
+    check_data(proc.stdout, data, f"aio_cat --batch 8 --notify {mode}")
+    counts = spy_counts(spy)
+    batches = -(-data.requests // 8)
+    assert (counts["lio_listio"], counts["lio_listio_requests"], counts["aio_read"]) == (batches, data.requests, 0), (
+        f"lio_listio was called {counts['lio_listio']} times with {counts['lio_listio_requests']} requests, "
+        f"aio_read {counts['aio_read']} times; expected {batches} calls carrying all {data.requests} "
+        "requests, and no aio_read (pa_submit_batch)")
+    report = parse_report(proc.stdout)
+    if mode == "thread":
+        calls = report.number("callbacks", r"^(\d+) on")
+        assert calls == batches, (f"{calls} SIGEV_THREAD callbacks for {batches} batches: the list's sigevent "
+                                  "(lio_listio's last argument) notifies once per batch")
+    if mode == "reactor":
+        signals = report.number("signals", r"^(\d+) in")
+        assert signals == batches, f"{signals} signals for {batches} batches: one per lio_listio call"
+
+
+@pytest.mark.hint("more-fds")
+def test_one_thread_per_descriptor(impl: Impl, data: DataFile) -> None:
+    """With the file opened 3 times and one lio_listio of 6 requests, glibc starts 3 threads, one per descriptor."""
+    tr = traced(cat_argv(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6"), data)
+    assert tr.returncode == 0, f"aio_cat --fds 3 --batch 6 failed under strace: {explain(tr)}"
+    fds, opened = data_fds(tr, data.name)
+    readers = {c.tid for c in io_on(tr, ("pread64",), fds, opened)}
+    assert len(fds) == 3 and len(readers) >= 3, (
+        f"3 descriptors, but pread64 ran on {len(readers)} thread(s): glibc runs the requests of one "
+        "descriptor one after another on one thread, and those of different descriptors on different "
+        f"threads (threads created: {len(tr.threads_created)})")
+    check_data(tr.stdout, data, "aio_cat --fds 3 --batch 6")

@@ -1,0 +1,200 @@
+"""Run one probe with a 1 ms heartbeat beside it: `python -m reveal.probe API MODE FILE`.
+
+    python -m reveal.probe "aiofiles" buffered reveal-64MiB.bin --block-size 4194304 --blocks 16
+
+It drops the file's pages from the page cache (posix_fadvise DONTNEED: no root needed,
+so the reads really go to the disk), starts the event loop the probe needs (asyncio, or
+the lab's miniloop), runs a heartbeat coroutine that asks to sleep 1 ms again and again
+and notes how late it wakes, runs the probe, and prints a line with its pid, then ONE
+JSON line:
+
+    reveal.probe pid 4242
+    {"api": ..., "mode": ..., "pid": 4242, "loop_tid": 4242, "t_start": 1700000000.1,
+     "t_end": 1700000000.3, "bytes": 67108864, "heartbeat_max_late_ms": 0.4,
+     "heartbeat_ticks": 180, "unavailable": null}
+
+t_start and t_end are time.time(), the clock strace -ttt prints, so the caller can tell
+which traced calls happened during the reads. When the API cannot run here, "unavailable"
+says why (and the exit code is still 0: that is an answer, not a failure).
+
+The harness itself starts no thread: every thread strace sees belongs to the API.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from reveal.probes import PROBES, Plan, Probe, Unsupported, make_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+# This repository's packages that a later lab adds: missing means "not built yet".
+OUR_PACKAGES = {"miniloop", "posixaio", "kernaio", "uring"}
+HELLO = "reveal.probe pid"   # the first line the probe prints, with its pid
+HEARTBEAT = 0.001   # seconds the heartbeat asks to sleep
+SETTLE = 0.02       # the heartbeat runs this long before the reads start
+
+
+class Heartbeat:
+    """Sleep HEARTBEAT again and again on the loop; remember the worst lateness."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]]) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        self.worst = 0.0
+        self.ticks = 0
+        self.stopped = False
+
+    async def run(self) -> None:
+        while not self.stopped:
+            asked = self.clock()
+            await self.sleep(HEARTBEAT)
+            late = self.clock() - asked - HEARTBEAT
+            self.ticks += 1
+            self.worst = max(self.worst, late)
+
+
+def drop_cache(path: str) -> None:
+    """Evict the file's clean pages from the page cache, so the next reads go to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+async def _measured(probe: Probe, plan: Plan, heartbeat: Heartbeat, result: dict[str, Any],
+                    settle: Callable[[float], Awaitable[Any]]) -> None:
+    """The reads between two time stamps (a coroutine of whichever loop runs it)."""
+    await settle(SETTLE)
+    result["t_start"] = time.time()
+    try:
+        result["bytes"] = await probe.read(plan)
+    finally:
+        result["t_end"] = time.time()
+        heartbeat.stopped = True
+
+
+def run_on(loop: Any, sleep: Callable[[float], Awaitable[Any]], probe: Probe, plan: Plan,
+           result: dict[str, Any]) -> None:
+    """Run the probe and the heartbeat on loop (asyncio's or miniloop's: they share these methods)."""
+    heartbeat = Heartbeat(loop.time, sleep)
+
+    async def main() -> None:
+        beat = loop.create_task(heartbeat.run())
+        try:
+            await _measured(probe, plan, heartbeat, result, sleep)
+        finally:
+            heartbeat.stopped = True
+            await beat
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        result["heartbeat_max_late_ms"] = heartbeat.worst * 1e3
+        result["heartbeat_ticks"] = heartbeat.ticks
+        loop.close()
+
+
+def run_asyncio(probe: Probe, plan: Plan, result: dict[str, Any]) -> None:
+    # A loop of our own rather than asyncio.run(): run()'s shutdown_default_executor starts a
+    # thread to join the executor, which would count as one of the API's threads.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)   # aiofile looks the loop up with get_event_loop()
+    run_on(loop, asyncio.sleep, probe, plan, result)
+
+
+def run_miniloop(probe: Probe, plan: Plan, result: dict[str, Any]) -> None:
+    from miniloop import EventLoop, sleep   # the lab-2 loop: the lab-3 executor runs on it
+    run_on(EventLoop(), sleep, probe, plan, result)
+
+
+RUNNERS = {"asyncio": run_asyncio, "miniloop": run_miniloop}
+
+
+def import_needs(probe: Probe) -> None:
+    """Import what the probe uses now, before the clock starts (Unsupported when missing)."""
+    for name in probe.needs:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not name.startswith(err.name):
+                raise                  # the module is there but something it imports is not
+            top = name.split(".")[0]
+            ours = top in OUR_PACKAGES or (ROOT / "py" / top).is_dir()
+            raise Unsupported(f"not built yet (no module {name})" if ours else
+                              f"not installed (no module {name}): run make setup") from err
+
+
+def unavailable_reason(err: BaseException, direct: bool) -> str | None:
+    """The row's "why" for an exception that means "cannot run here"; None for a real failure."""
+    if isinstance(err, Unsupported):
+        return str(err)
+    if isinstance(err, NotImplementedError):
+        return f"not built yet ({err})"
+    if direct and isinstance(err, OSError) and err.errno == errno.EINVAL:
+        return (f"the O_DIRECT read failed with EINVAL ({err.strerror}): this API reads into a buffer "
+                "it allocates itself, not aligned as O_DIRECT requires")
+    if direct and isinstance(err, SystemError) and str(err) == os.strerror(errno.EINVAL):
+        # caio reports the kernel's errors as SystemError with strerror's text.
+        return ("the O_DIRECT read failed with EINVAL (caio raised SystemError('Invalid argument')): "
+                "caio reads into a buffer it allocates itself, not aligned as O_DIRECT requires")
+    return None
+
+
+def run(api: str, mode: str, path: str, block_size: int, blocks: int, concurrency: int) -> dict[str, Any]:
+    """Run one probe; the JSON-able result (see the module docstring)."""
+    probe = PROBES[api]
+    direct = mode == "O_DIRECT"
+    os.environ.update(probe.env)   # before the API is imported: caio reads CAIO_IMPL at import
+    result: dict[str, Any] = {"api": api, "mode": mode, "pid": os.getpid(), "loop_tid": threading.get_native_id(),
+                              "t_start": None, "t_end": None, "bytes": None, "heartbeat_max_late_ms": None,
+                              "heartbeat_ticks": 0, "unavailable": None, "error": None}
+    plan = make_plan(path, direct, os.path.getsize(path), block_size, blocks, concurrency)
+    drop_cache(path)
+    try:
+        import_needs(probe)
+        RUNNERS[probe.loop](probe, plan, result)
+    except Exception as err:  # the row says what went wrong; the other rows go on
+        why = unavailable_reason(err, direct)
+        if why is None:
+            result["error"] = f"{type(err).__name__}: {err}"
+        else:
+            result["unavailable"] = why
+        if isinstance(err, Unsupported):   # refused before any I/O: there is nothing to measure
+            result.update(t_start=None, t_end=None, heartbeat_max_late_ms=None)
+    if result["bytes"] is not None and result["bytes"] != plan.total:
+        result["error"] = f"read {result['bytes']} bytes, expected {plan.total}"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("api", choices=list(PROBES))
+    parser.add_argument("mode", choices=["buffered", "O_DIRECT"])
+    parser.add_argument("file")
+    parser.add_argument("--block-size", type=int, default=4 << 20)
+    parser.add_argument("--blocks", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    # First line: who we are, so that the caller samples /proc/PID/task of the right process
+    # (strace forks short-lived children of its own before it starts the program).
+    sys.stdout.write(f"{HELLO} {os.getpid()}\n")
+    sys.stdout.flush()
+    result = run(args.api, args.mode, args.file, args.block_size, args.blocks, args.concurrency)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""One small async function per "async" file API: open the file, read its blocks, close it.
+
+Every probe gets a Plan (which file, O_DIRECT or not, which offsets, how many at once)
+and returns the number of bytes it read. It reads the same blocks in the same order as
+every other probe, `plan.concurrency` requests in flight at a time, so the rows of the
+table differ only by the API. A probe runs inside `reveal.probe`, which adds the
+heartbeat and the timing around it.
+
+Adding a row is a few lines: a function, and the decorator that names it. The
+kernaio row of lab 6, say:
+
+    @probe("kernaio", needs=("kernaio",))
+    async def read_kernaio(plan: Plan) -> int:
+        import kernaio
+        async with kernaio.open(plan.path, "rb", direct=plan.direct) as f:
+            async def worker(offsets: list[int]) -> int:
+                return sum([len(await f.read(plan.block_size, offset=off)) for off in offsets])
+            return await gather_sum([worker(s) for s in plan.stripes()])
+
+`needs` names the modules the probe uses: they are imported before the clock starts,
+and a missing one makes the row "unavailable: not built yet" (a module of this
+repository still being written) or "not installed". `loop="miniloop"` runs the probe
+on the lab's own event loop instead of asyncio's. When an API cannot do O_DIRECT at
+all, raise Unsupported("why") in direct mode; when it tries and the kernel refuses
+(EINVAL from an unaligned buffer), that error becomes the row's "unavailable: ..."
+reason, and the calls it made are still traced and shown.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import mmap
+import os
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+ALIGN = 4096   # O_DIRECT wants buffers, offsets and sizes aligned to the logical block size; a page covers it
+
+
+class Unsupported(Exception):
+    """This API cannot run this way here; str(exc) says why (the row's reason)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a probe reads: the same for every API, so that only the API differs."""
+
+    path: str           # the data file (relative to the probe's working directory)
+    direct: bool        # open it with O_DIRECT
+    block_size: int     # bytes per read (a multiple of ALIGN)
+    offsets: list[int]  # where to read, in this order (shuffled: no readahead helps)
+    concurrency: int    # requests in flight at once (one worker coroutine each)
+
+    def stripes(self) -> list[list[int]]:
+        """The offsets split among the workers: worker k reads offsets[k], offsets[k + c], ..."""
+        return [self.offsets[k::self.concurrency] for k in range(self.concurrency)]
+
+    @property
+    def total(self) -> int:
+        return self.block_size * len(self.offsets)
+
+
+def make_plan(path: str, direct: bool, file_size: int, block_size: int, blocks: int,
+              concurrency: int, seed: int = 2019) -> Plan:
+    """`blocks` distinct blocks of the file in a fixed shuffled order (the same every run)."""
+    if block_size % ALIGN or file_size < block_size * blocks:
+        raise ValueError(f"{blocks} blocks of {block_size} bytes do not fit a {file_size}-byte file aligned")
+    indices = list(range(file_size // block_size))
+    random.Random(seed).shuffle(indices)
+    return Plan(path, direct, block_size, [i * block_size for i in indices[:blocks]], concurrency)
+
+
+ReadFn = Callable[[Plan], Awaitable[int]]   # a probe: read what the plan says, return the bytes read
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One row of the table (twice: buffered and O_DIRECT)."""
+
+    name: str                               # the API as the table shows it
+    read: ReadFn                            # the probe itself
+    loop: str = "asyncio"                   # which event loop runs it: "asyncio" or "miniloop"
+    env: dict[str, str] = field(default_factory=dict)   # extra environment (CAIO_IMPL=...)
+    needs: tuple[str, ...] = ()             # modules imported before the clock starts (see module())
+
+
+PROBES: dict[str, Probe] = {}   # API name -> its probe, in the table's order
+
+
+def probe(name: str, *, loop: str = "asyncio", env: dict[str, str] | None = None,
+          needs: tuple[str, ...] = ()) -> Callable[[ReadFn], ReadFn]:
+    """Register the decorated function as the probe of the API `name` (rows keep this order)."""
+    def register(read: ReadFn) -> ReadFn:
+        PROBES[name] = Probe(name, read, loop, env or {}, needs)
+        return read
+    return register
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def open_fd(plan: Plan) -> int:
+    """Open the data file read-only, with O_DIRECT when the plan says so."""
+    return os.open(plan.path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if plan.direct else 0))
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """A writable buffer aligned to a page (anonymous memory): what O_DIRECT needs."""
+    return mmap.mmap(-1, size)
+
+
+async def gather_sum(workers: list[Coroutine[Any, Any, int]]) -> int:
+    """Run the asyncio workers together; the sum of their results."""
+    return sum(await asyncio.gather(*workers))
+
+
+def module(name: str) -> Any:
+    """A module the probe `needs`: already imported by then, so this costs the loop nothing.
+
+    (Importing aiofile and caio takes ~80 ms of the loop thread: inside the measured
+    window, that would be the worst "stall" of every row that uses them.)
+    """
+    return importlib.import_module(name)
+
+
+# --- the standard library: a thread per call ------------------------------------------
+
+@probe("asyncio.to_thread(os.pread)")
+async def read_to_thread(plan: Plan) -> int:
+    fd = open_fd(plan)
+    try:
+        async def worker(offsets: list[int]) -> int:
+            n = 0
+            buf = aligned_buffer(plan.block_size) if plan.direct else None
+            for off in offsets:
+                if buf is None:
+                    n += len(await asyncio.to_thread(os.pread, fd, plan.block_size, off))
+                else:   # os.pread's own bytes object is not aligned: read into ours
+                    n += await asyncio.to_thread(os.preadv, fd, [buf], off)
+            return n
+        return await gather_sum([worker(s) for s in plan.stripes()])
+    finally:
+        os.close(fd)
+
+
+@probe("loop.run_in_executor(None, os.pread)")
+async def read_run_in_executor(plan: Plan) -> int:
+    loop = asyncio.get_running_loop()
+    fd = open_fd(plan)
+    try:
+        async def worker(offsets: list[int]) -> int:
+            n = 0
+            buf = aligned_buffer(plan.block_size) if plan.direct else None
+            for off in offsets:
+                if buf is None:
+                    n += len(await loop.run_in_executor(None, os.pread, fd, plan.block_size, off))
+                else:
+                    n += await loop.run_in_executor(None, os.preadv, fd, [buf], off)
+            return n
+        return await gather_sum([worker(s) for s in plan.stripes()])
+    finally:
+        os.close(fd)
+
+
+@probe("aiofiles", needs=("aiofiles",))
+async def read_aiofiles(plan: Plan) -> int:
+    aiofiles = module("aiofiles")
+
+    def opener(path: str, flags: int) -> int:
+        return os.open(path, flags | os.O_DIRECT)
+
+    async def worker(offsets: list[int]) -> int:
+        # One file object per worker: aiofiles has no pread, a read is seek() then read().
+        n = 0
+        if plan.direct:   # unbuffered FileIO, and readinto() an aligned buffer
+            buf = aligned_buffer(plan.block_size)
+            async with aiofiles.open(plan.path, "rb", buffering=0, opener=opener) as f:
+                for off in offsets:
+                    await f.seek(off)
+                    n += await f.readinto(buf)
+        else:
+            async with aiofiles.open(plan.path, "rb") as f:
+                for off in offsets:
+                    await f.seek(off)
+                    n += len(await f.read(plan.block_size))
+        return n
+    return await gather_sum([worker(s) for s in plan.stripes()])
+
+
+# --- aiofile on each caio backend -------------------------------------------------------
+
+# CAIO_IMPL value -> the module caio picks for it. Without CAIO_IMPL, caio takes the first
+# it can load, in this order. When it cannot load the one asked for, it warns and takes
+# its default: the probe checks which one it really got.
+CAIO_BACKENDS = {
+    "uring": "caio.linux_uring_asyncio",      # io_uring (with SQPOLL when the kernel allows it)
+    "linux": "caio.linux_aio_asyncio",        # io_submit, completions through an eventfd
+    "thread": "caio.thread_aio_asyncio",      # a C thread pool doing pread
+    "python": "caio.python_aio_asyncio",      # multiprocessing.pool.ThreadPool doing os.pread
+}
+
+
+def _aiofile_probe(impl: str) -> ReadFn:
+    async def read_aiofile(plan: Plan) -> int:
+        caio = module("caio")
+        got = caio.AsyncioContext.__module__
+        if got != CAIO_BACKENDS[impl]:
+            raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
+        aiofile = module("aiofile")
+        # AIOFile opens files itself, with open(name, mode): there is no way to ask for
+        # O_DIRECT. For O_DIRECT, open the file ourselves and hand the file object over.
+        fp = open(open_fd(plan), "rb", buffering=0) if plan.direct else None
+        try:
+            # Either way caio allocates each read's buffer itself.
+            afp = aiofile.AIOFile.from_fp(fp) if fp is not None else aiofile.AIOFile(plan.path, "rb")
+            async with afp:
+                async def worker(offsets: list[int]) -> int:
+                    return sum([len(await afp.read_bytes(plan.block_size, off)) for off in offsets])
+                return await gather_sum([worker(s) for s in plan.stripes()])
+        finally:
+            if fp is not None:
+                fp.close()
+    return read_aiofile
+
+
+for _impl in CAIO_BACKENDS:
+    probe(f"aiofile (caio {_impl})", env={"CAIO_IMPL": _impl}, needs=("caio", "aiofile"))(_aiofile_probe(_impl))
+
+
+# --- the lab's own executor, on the lab's own loop (lab 3 on lab 2) ----------------------
+
+async def gather_miniloop(workers: list[Coroutine[Any, Any, int]]) -> int:
+    """gather_sum for the mini loop: a Task per worker, then the sum of their results."""
+    from miniloop import get_running_loop
+    loop = get_running_loop()
+    tasks = [loop.create_task(w) for w in workers]
+    return sum([await t for t in tasks])
+
+
+@probe("lab 3: miniloop run_in_executor(os.pread)", loop="miniloop", needs=("miniloop.executor",))
+async def read_lab3_executor(plan: Plan) -> int:
+    from miniloop import get_running_loop
+    from miniloop.executor import ThreadPool, run_in_executor
+    loop = get_running_loop()
+    pool = ThreadPool(workers=plan.concurrency)
+    fd = open_fd(plan)
+    try:
+        async def worker(offsets: list[int]) -> int:
+            n = 0
+            buf = aligned_buffer(plan.block_size) if plan.direct else None
+            for off in offsets:
+                if buf is None:
+                    n += len(await run_in_executor(loop, pool, os.pread, fd, plan.block_size, off))
+                else:
+                    n += await run_in_executor(loop, pool, os.preadv, fd, [buf], off)
+            return n
+        return await gather_miniloop([worker(s) for s in plan.stripes()])
+    finally:
+        pool.shutdown()
+        os.close(fd)
+
+
+@probe("lab 3: miniloop AsyncFile.read", loop="miniloop", needs=("miniloop.files",))
+async def read_lab3_asyncfile(plan: Plan) -> int:
+    from miniloop.executor import ThreadPool
+    from miniloop.files import AsyncFile
+    if plan.direct:
+        raise Unsupported("AsyncFile.open has no O_DIRECT mode, and read() returns a new bytes object "
+                          "from os.pread, which O_DIRECT would refuse (not aligned)")
+    pool = ThreadPool(workers=plan.concurrency)
+    try:
+        async with AsyncFile.open(plan.path, "rb", pool=pool) as f:
+            async def worker(offsets: list[int]) -> int:
+                return sum([len(await f.read(plan.block_size, offset=off)) for off in offsets])
+            return await gather_miniloop([worker(s) for s in plan.stripes()])
+    finally:
+        pool.shutdown()
+
+
+# --- glibc's POSIX aio (lab 4) -----------------------------------------------------------
+
+@probe("glibc POSIX aio (posixaio, lab 4)", needs=("posixaio",))
+async def read_posixaio(plan: Plan) -> int:
+    import posixaio
+    fd = open_fd(plan)   # O_DIRECT too: pread reads into a ctypes buffer of its own, aligned or not
+    try:
+        async def worker(offsets: list[int]) -> int:
+            return sum([len(await posixaio.pread(fd, plan.block_size, off)) for off in offsets])
+        return await gather_sum([worker(s) for s in plan.stripes()])
+    finally:
+        os.close(fd)
