@@ -1,0 +1,72 @@
+/* tp_selftest.h: what the files of tp_selftest share — failure reports, waiting, a pool to test, the checks. */
+#ifndef TP_SELFTEST_H
+#define TP_SELFTEST_H
+
+#include "tp.h"
+
+#include <stdatomic.h>
+#include <sys/types.h>
+
+/* Record why the running check failed (printf-style); returns false, so a check can
+ * end with `return st_fail(...)`. */
+bool st_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "-16 (Device or resource busy)" for a -errno, "3" for anything else. Valid for the next three calls. */
+const char *st_res(long ret);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double st_now(void);
+
+void st_sleep_ms(long ms);
+
+/* Wait (sleeping, not in the reactor) until *flag >= want, at most timeout_s seconds.
+ * True if it got there. */
+bool st_wait_for(atomic_int *flag, int want, double timeout_s);
+
+/* The pool's threads alive in this process: the threads /proc/self/task names
+ * "tp-worker-N" (tp_create names them). A sanitizer's helper thread is not counted. */
+int st_count_workers(void);
+
+/* Wait up to 1 s for every tp-worker thread to be gone (a joined thread leaves /proc a
+ * moment after pthread_join returns). True when none is left. */
+bool st_workers_gone(void);
+
+/* A reactor and a pool of n workers in *rx and *pool, or false with the failure recorded. */
+bool st_setup(struct rx **rx, struct tp **pool, int n);
+
+/* Run the reactor until *count >= want, for at most 3 s; false (recorded) if it did not
+ * get there. `what` names the things counted, for the message. */
+bool st_run_until(struct rx *rx, const int *count, int want, const char *what);
+
+/* tp_destroy, telling the watchdog that a hang from now on is tp_destroy's. */
+void st_destroy(struct tp *pool);
+
+/* What one job of a check went through. */
+struct st_job {
+    int64_t id;         /* what tp_submit returned */
+    int work_runs;      /* how many times its work ran (written on the worker) */
+    pid_t work_tid;     /* the thread its work ran on */
+    int done_calls;     /* how many times its done callback ran (written on the loop) */
+    pid_t done_tid;     /* the thread the done callback ran on */
+    int status;         /* the status the done callback got */
+};
+
+extern int st_done_total; /* done callbacks of st_note_done so far, every job of the check */
+
+/* A tp_work_fn that notes the run in its struct st_job. */
+void st_note_work(void *arg);
+
+/* A tp_done_fn that notes the call in its struct st_job and counts it in st_done_total. */
+void st_note_done(void *arg, int status);
+
+/* The checks (tp_selftest.c and tp_selftest_jobs.c). Each returns true, or false after st_fail(). */
+bool check_create(void);
+bool check_errors(void);
+bool check_run(void);
+bool check_parallel(void);
+bool check_chain(void);
+bool check_cancel(void);
+bool check_coalesce(void);
+bool check_destroy_pending(void);
+
+#endif
