@@ -7,58 +7,17 @@
  * (a job nobody runs, a lock taken twice, a worker never woken).
  *
  * The checks of creation and of running jobs are here; those of cancelling, coalescing
- * and shutting down are in tp_selftest_jobs.c.
+ * and shutting down are in tp_selftest_jobs.c. main, the watchdog and the failure reports
+ * are the harness every self-test shares (../selftest/st.c).
  */
 #include "tp_selftest.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static char why[512];             /* the failure message of the running check */
-static const char *current = "";  /* the running check's name, for the watchdog */
-static const char *doing = "";    /* what a hang would be stuck in, for the watchdog */
-
-bool st_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-const char *st_res(long ret)
-{
-    static char bufs[4][80];
-    static int next;
-    char *b = bufs[next++ % 4];
-    if (ret < 0)
-        snprintf(b, sizeof(bufs[0]), "%ld (%s)", ret, strerror((int)-ret));
-    else
-        snprintf(b, sizeof(bufs[0]), "%ld", ret);
-    return b;
-}
-
-double st_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void st_sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-    nanosleep(&ts, NULL);
-}
 
 bool st_wait_for(atomic_int *flag, int want, double timeout_s)
 {
@@ -99,18 +58,6 @@ bool st_workers_gone(void)
     return st_count_workers() == 0;
 }
 
-/* A watchdog's last words: the check is stuck. */
-static void on_alarm(int sig)
-{
-    (void)sig;
-    char msg[400];
-    int n = snprintf(msg, sizeof(msg), "not ok %s: still running after 5 s: stuck %s\n", current,
-                     doing[0] ? doing : "(a job that no worker runs? a lock never released?)");
-    if (write(STDOUT_FILENO, msg, (size_t)n) < 0)
-        _exit(2);
-    _exit(1);
-}
-
 bool st_setup(struct rx **rx, struct tp **pool, int n)
 {
     *rx = NULL;
@@ -129,10 +76,10 @@ bool st_run_until(struct rx *rx, const int *count, int want, const char *what)
 {
     double end = st_now() + 3;
     while (*count < want && st_now() < end) {
-        doing = "in the loop (a done callback called with a lock held, that tp_submit or tp_cancel "
-                "then takes again?)";
+        st_hang_during("stuck in the loop (a done callback called with a lock held, that tp_submit or "
+                       "tp_cancel then takes again?)");
         int ret = rx_run_once(rx, 50);
-        doing = "";
+        st_hang_during(NULL);
         if (ret < 0)
             return st_fail("rx_run_once returned %s", st_res(ret));
     }
@@ -163,10 +110,10 @@ void st_note_done(void *arg, int status)
 
 void st_destroy(struct tp *pool)
 {
-    doing = "in tp_destroy (joining a worker that was never woken? wake them all with "
-            "pthread_cond_broadcast; or a running job that never ends)";
+    st_hang_during("stuck in tp_destroy (joining a worker that was never woken? wake them all with "
+                   "pthread_cond_broadcast; or a running job that never ends)");
     tp_destroy(pool);
-    doing = "";
+    st_hang_during(NULL);
 }
 
 /* ---- the checks ---- */
@@ -326,10 +273,7 @@ bool check_parallel(void)
     return ok;
 }
 
-static const struct {
-    const char *name;
-    bool (*run)(void);
-} checks[] = {
+static const struct st_check checks[] = {
     { "create", check_create },
     { "errors", check_errors },
     { "run", check_run },
@@ -340,46 +284,8 @@ static const struct {
     { "destroy_pending", check_destroy_pending },
 };
 
-static bool run_check(int i)
-{
-    current = checks[i].name;
-    why[0] = '\0';
-    alarm(5);
-    bool ok = checks[i].run();
-    alarm(0);
-    if (ok)
-        printf("ok %s\n", current);
-    else
-        printf("not ok %s: %s\n", current, why);
-    fflush(stdout);
-    return ok;
-}
-
 int main(int argc, char **argv)
 {
-    int n = (int)(sizeof(checks) / sizeof(checks[0]));
-    signal(SIGALRM, on_alarm);
-    if (argc == 2 && strcmp(argv[1], "list") == 0) {
-        for (int i = 0; i < n; i++)
-            printf("%s\n", checks[i].name);
-        return 0;
-    }
-    bool all_ok = true;
-    for (int i = 0; i < n; i++) {
-        bool wanted = argc == 1;
-        for (int a = 1; a < argc; a++)
-            wanted = wanted || strcmp(argv[a], checks[i].name) == 0;
-        if (wanted)
-            all_ok = run_check(i) && all_ok;
-    }
-    for (int a = 1; a < argc; a++) {
-        bool known = false;
-        for (int i = 0; i < n; i++)
-            known = known || strcmp(argv[a], checks[i].name) == 0;
-        if (!known) {
-            printf("not ok %s: no such check (try `tp_selftest list`)\n", argv[a]);
-            all_ok = false;
-        }
-    }
-    return all_ok ? 0 : 1;
+    st_hang_default("stuck (a job that no worker runs? a lock never released?)");
+    return st_main(argc, argv, checks, (int)(sizeof(checks) / sizeof(checks[0])));
 }

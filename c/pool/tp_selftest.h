@@ -1,23 +1,12 @@
-/* tp_selftest.h: what the files of tp_selftest share — failure reports, waiting, a pool to test, the checks. */
+/* tp_selftest.h: what the files of tp_selftest share — the harness (st.h), waiting, a pool to test, the checks. */
 #ifndef TP_SELFTEST_H
 #define TP_SELFTEST_H
 
 #include "tp.h"
+#include "../selftest/st.h" /* st_fail, st_res, st_now, st_sleep_ms, st_main: shared with the other self-tests */
 
 #include <stdatomic.h>
 #include <sys/types.h>
-
-/* Record why the running check failed (printf-style); returns false, so a check can
- * end with `return st_fail(...)`. */
-bool st_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* "-16 (Device or resource busy)" for a -errno, "3" for anything else. Valid for the next three calls. */
-const char *st_res(long ret);
-
-/* Seconds on CLOCK_MONOTONIC. */
-double st_now(void);
-
-void st_sleep_ms(long ms);
 
 /* Wait (sleeping, not in the reactor) until *flag >= want, at most timeout_s seconds.
  * True if it got there. */
@@ -38,7 +27,7 @@ bool st_setup(struct rx **rx, struct tp **pool, int n);
  * get there. `what` names the things counted, for the message. */
 bool st_run_until(struct rx *rx, const int *count, int want, const char *what);
 
-/* tp_destroy, telling the watchdog that a hang from now on is tp_destroy's. */
+/* tp_destroy, telling the watchdog (st_hang_during) that a hang in it is tp_destroy's. */
 void st_destroy(struct tp *pool);
 
 /* What one job of a check went through. */

@@ -4,65 +4,23 @@
  *        rx_selftest NAME...     run these checks (`rx_selftest list` names them)
  * Each check prints "ok NAME" or "not ok NAME: what was expected, what happened".
  * Exit status 0 when every check passed. A watchdog ends a check that hangs after 5 s.
+ *
+ * The checks on timers are here, those on fds in rx_selftest_io.c; main, the watchdog and
+ * the failure reports are the harness every self-test shares (../selftest/st.c).
  */
 #include "rx_selftest.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static char why[512];               /* the failure message of the running check */
-static const char *current = "";    /* the running check's name, for the watchdog */
-
-bool st_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-const char *st_res(long ret)
-{
-    static char bufs[4][80];
-    static int next;
-    char *b = bufs[next++ % 4];
-    if (ret < 0)
-        snprintf(b, sizeof(bufs[0]), "%ld (%s)", ret, strerror((int)-ret));
-    else
-        snprintf(b, sizeof(bufs[0]), "%ld", ret);
-    return b;
-}
 
 void st_poke(int fd)
 {
     if (write(fd, "x", 1) != 1)
         fprintf(stderr, "rx_selftest: write to fd %d: %s\n", fd, strerror(errno));
-}
-
-double st_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    char msg[200];
-    int n = snprintf(msg, sizeof(msg), "not ok %s: still running after 5 s: a wait that never "
-                     "ends (epoll_wait with timeout -1 and nothing to wake it?)\n", current);
-    if (write(STDOUT_FILENO, msg, (size_t)n) < 0)
-        _exit(2);
-    _exit(1);
 }
 
 struct rx *st_new_rx(void)
@@ -365,10 +323,7 @@ static bool check_timer_readd(void)
     return ok;
 }
 
-static const struct {
-    const char *name;
-    bool (*run)(void);
-} checks[] = {
+static const struct st_check checks[] = {
     { "create", check_create },
     { "errors", check_errors },
     { "del_after_close", check_del_after_close },
@@ -387,46 +342,8 @@ static const struct {
     { "stop", check_stop },
 };
 
-static bool run_check(int i)
-{
-    current = checks[i].name;
-    why[0] = '\0';
-    alarm(5);
-    bool ok = checks[i].run();
-    alarm(0);
-    if (ok)
-        printf("ok %s\n", current);
-    else
-        printf("not ok %s: %s\n", current, why);
-    fflush(stdout);
-    return ok;
-}
-
 int main(int argc, char **argv)
 {
-    int n = (int)(sizeof(checks) / sizeof(checks[0]));
-    signal(SIGALRM, on_alarm);
-    if (argc == 2 && strcmp(argv[1], "list") == 0) {
-        for (int i = 0; i < n; i++)
-            printf("%s\n", checks[i].name);
-        return 0;
-    }
-    bool all_ok = true;
-    for (int i = 0; i < n; i++) {
-        bool wanted = argc == 1;
-        for (int a = 1; a < argc; a++)
-            wanted = wanted || strcmp(argv[a], checks[i].name) == 0;
-        if (wanted)
-            all_ok = run_check(i) && all_ok;
-    }
-    for (int a = 1; a < argc; a++) {
-        bool known = false;
-        for (int i = 0; i < n; i++)
-            known = known || strcmp(argv[a], checks[i].name) == 0;
-        if (!known) {
-            printf("not ok %s: no such check (try `rx_selftest list`)\n", argv[a]);
-            all_ok = false;
-        }
-    }
-    return all_ok ? 0 : 1;
+    st_hang_default("a wait that never ends (epoll_wait with timeout -1 and nothing to wake it?)");
+    return st_main(argc, argv, checks, (int)(sizeof(checks) / sizeof(checks[0])));
 }

@@ -1,18 +1,9 @@
-/* rx_selftest.h: what the files of rx_selftest share — failure reports, small helpers, the checks. */
+/* rx_selftest.h: what the files of rx_selftest share — the harness (st.h), reactor helpers, the checks. */
 #ifndef RX_SELFTEST_H
 #define RX_SELFTEST_H
 
 #include "rx.h"
-
-/* Record why the running check failed (printf-style); returns false, so a check can
- * end with `return st_fail(...)`. */
-bool st_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* "-9 (Bad file descriptor)" for a -errno, "3" for a count. Valid for the next three calls. */
-const char *st_res(long ret);
-
-/* Seconds on CLOCK_MONOTONIC. */
-double st_now(void);
+#include "../selftest/st.h" /* st_fail, st_res, st_now, st_main: shared with the other self-tests */
 
 /* Write one byte to fd, to make a pipe or socket readable. */
 void st_poke(int fd);

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -52,6 +53,25 @@ class Impl:
     def python(self, module: str, *args: str) -> list[str]:
         """argv that runs `python -m module args` (pass env=impl.env() along)."""
         return [sys.executable, "-m", module, *args]
+
+    def selftest(self, program: str, check: str, timeout: float = 20) -> None:
+        """Run one check of a C self-test program (`rx_selftest create`).
+
+        The programs share a harness (c/selftest): each check prints `ok NAME`, or
+        `not ok NAME: why`, and that `why` becomes the failure a learner reads.
+        """
+        try:
+            ran = subprocess.run([str(self.bin(program)), check], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{program} {check} did not finish in {timeout:g} s: a wait that never ends?") from None
+        lines = ran.stdout.strip().splitlines()
+        if ran.returncode == 0 and lines == [f"ok {check}"]:
+            return
+        if ran.returncode < 0:
+            raise AssertionError(f"{program} {check} crashed (signal {-ran.returncode}) before it could report: "
+                                 f"run `{self.bin(program)} {check}` under gdb. Output: {ran.stdout.strip()!r}")
+        raise AssertionError(lines[-1] if lines else f"{program} {check} printed nothing (exit code "
+                             f"{ran.returncode}; stderr: {ran.stderr.strip()!r})")
 
 
 def _impl_root() -> Path:
