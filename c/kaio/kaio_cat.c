@@ -1,0 +1,349 @@
+/* kaio_cat: read a file with Linux kernel AIO (io_submit), O_DIRECT, one thread, and report how. */
+/*
+ * Usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]
+ *                      [--block BYTES] [--ctx N] [--reactor] [--offset O] [--buffer-offset K]
+ *
+ * Reads FILE into memory with up to --depth (8) requests of --block (64 KiB) bytes in
+ * flight, at most --batch (4) iocbs per io_submit, and prints its CRC-32 (the number
+ * Python's zlib.crc32 gives) and how the I/O was scheduled. No thread is created.
+ *
+ *   --api raw|libaio    ka_raw.c (syscall(2)) or ka_libaio.c (libaio): the same calls
+ *   --direct            O_DIRECT (the default): the disk DMAs into our aligned buffers
+ *   --buffered          through the page cache: io_submit then does the read itself
+ *   --ctx N             io_setup(N): the context's size (default: depth). A tiny context
+ *                       with a big depth shows io_submit taking fewer than asked, then EAGAIN
+ *   --reactor           completions bump an eventfd that sits in the lab-2 reactor: the
+ *                       thread sleeps in epoll_wait and reaps with io_getevents(min_nr=0)
+ *   --offset O          start reading at O (not a multiple of the alignment: refused)
+ *   --buffer-offset K   read into memory K bytes past an aligned address (refused if K is
+ *                       not a multiple of the memory alignment)
+ *
+ * A request whose offset, length or buffer breaks the O_DIRECT alignment is refused
+ * here, before any io_submit, with exit status 2 and the rule it breaks.
+ *
+ * Try:  cd build/data && ../bin/kaio_cat kaio-lab5.bin --reactor
+ *       strace -f -e trace=io_setup,io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
+ */
+#include "ka.h"
+#include "../posixaio/look.h"
+#include "../reactor/rx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SIZE (256L << 20) /* the whole file is kept in memory: 256 MiB at most */
+#define WAIT_MS 10000         /* no completion for this long: something is wrong, stop */
+#define LAB "lab 5: ka.c, ka_raw.c, ka_libaio.c"
+
+struct chunk {
+    off_t off;   /* where in the file */
+    size_t len;  /* bytes asked */
+};
+
+struct cat {
+    struct ka *k;
+    struct ka_align al;
+    int direct;
+    const char *name;
+    off_t size;                     /* the file's size */
+    off_t next;                     /* the next offset to read */
+    size_t block;
+    char *data;                     /* the file in memory; data[i] is byte start+i */
+    off_t start;                    /* --offset */
+    struct chunk chunks[KA_MAX_SLOTS]; /* what each slot is reading */
+    long bytes;                     /* bytes read, in all */
+    long short_eof, resubmitted;    /* short reads at end of file; middle short reads resubmitted */
+    long wakeups;                   /* reactor callbacks */
+    int error;                      /* a -errno met in a reactor callback */
+    int refused;                    /* ka_check said no: the message is printed */
+    const char *where;              /* the step that failed, for the message */
+};
+
+static struct cat cat;
+
+static int fail(const char *what, int err)
+{
+    fprintf(stderr, "kaio_cat: %s: %s%s\n", what, strerror(-err), look_errno_name(-err, LAB));
+    return 1;
+}
+
+/* Queue one read of len bytes at off in slot, after the alignment check. 0 or -errno. */
+static int queue(int slot, off_t off, size_t len)
+{
+    char why[256];
+    void *buf = cat.data + (off - cat.start);
+    cat.where = "checking alignment (ka_check in ka.c)";
+    int ret = ka_check(&cat.al, cat.direct, buf, off, len, why, sizeof(why));
+    if (ret == -EINVAL) {
+        fprintf(stderr, "kaio_cat: refused before io_submit: %s\n", why);
+        cat.refused = 1;
+        return ret;
+    }
+    if (ret < 0)
+        return ret;
+    cat.where = "preparing an iocb (ka_queue, ops->prep)";
+    ret = ka_queue(cat.k, slot, 0, buf, off, len);
+    if (ret < 0)
+        return ret;
+    cat.chunks[slot] = (struct chunk){ off, len };
+    return 0;
+}
+
+/* Fill every free slot with the next block, and submit what is queued. 0 or -errno. */
+static int refill(void)
+{
+    struct ka *k = cat.k;
+    for (int s = 0; s < k->nslots && cat.next < cat.size; s++) {
+        if (k->state[s] != KA_FREE)
+            continue;
+        /* Always ask for a whole block, even past the end: O_DIRECT lengths must be
+         * aligned, and the kernel simply stops at end of file (a short read). */
+        int ret = queue(s, cat.next, cat.block);
+        if (ret < 0)
+            return ret;
+        cat.next += (off_t)cat.block;
+    }
+    cat.where = "submitting (ka_submit, ops->submit)";
+    int ret = ka_submit(k);
+    if (ret < 0)
+        return ret;
+    if (k->in_flight == 0 && k->nqueued > 0)
+        return -EAGAIN; /* nothing in flight and the kernel takes nothing: no completion will ever make room */
+    return 0;
+}
+
+/* One finished request: count its bytes; a short read at end of file ends the chunk, a
+ * short read elsewhere is resubmitted for the rest. 0 or -errno. */
+static int settle(const struct ka_done *d)
+{
+    struct chunk c = cat.chunks[d->slot];
+    if (d->res < 0) {
+        char what[128];
+        snprintf(what, sizeof(what), "read of %zu bytes at offset %lld", c.len, (long long)c.off);
+        cat.where = NULL;
+        fail(what, (int)d->res);
+        return (int)d->res;
+    }
+    size_t got = (size_t)d->res;
+    cat.bytes += (long)got;
+    if (got == c.len)
+        return 0;
+    if (c.off + (off_t)got >= cat.size) {
+        cat.short_eof++; /* the end of the file: this chunk is complete */
+        return 0;
+    }
+    if (got == 0) {
+        fprintf(stderr, "kaio_cat: read at offset %lld returned 0 before the end (%lld): did the file shrink?\n",
+                (long long)c.off, (long long)cat.size);
+        cat.where = NULL;
+        return -EIO;
+    }
+    cat.resubmitted++; /* a short read in the middle: ask again for the rest */
+    return queue(d->slot, c.off + (off_t)got, c.len - got);
+}
+
+/* Reap what is finished (waiting for at least min_nr) and settle each. count or -errno. */
+static int reap(int min_nr, int timeout_ms)
+{
+    struct ka_done done[KA_MAX_SLOTS];
+    cat.where = "reaping (ka_reap, ops->reap)";
+    int got = ka_reap(cat.k, min_nr, done, KA_MAX_SLOTS, timeout_ms);
+    if (got < 0)
+        return got;
+    for (int i = 0; i < got; i++) {
+        int ret = settle(&done[i]);
+        if (ret < 0)
+            return ret;
+    }
+    return got;
+}
+
+static int busy(void)
+{
+    return cat.next < cat.size || cat.k->in_flight > 0 || cat.k->nqueued > 0;
+}
+
+/* The eventfd is readable: some requests completed. Reap without waiting, refill. */
+static void on_completion(struct rx *rx, int fd, unsigned events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    (void)arg;
+    cat.wakeups++;
+    cat.where = "reading the eventfd (ka_eventfd_drain)";
+    long n = ka_eventfd_drain(cat.k);
+    int ret = n < 0 ? (int)n : 0;
+    /* min_nr 0: only what is done now; never sleep in io_getevents inside a callback. */
+    while (ret == 0 && n > 0) {
+        ret = reap(0, 0);
+        if (ret > 0)
+            n -= ret;
+        else if (ret == 0)
+            break; /* the counter ran ahead of the ring: the rest comes with the next wake-up */
+        ret = ret < 0 ? ret : 0;
+    }
+    if (ret == 0)
+        ret = refill();
+    if (ret < 0) {
+        cat.error = ret;
+        rx_stop(rx);
+    } else if (!busy()) {
+        rx_stop(rx);
+    }
+}
+
+static int run_blocking(void)
+{
+    while (busy()) {
+        int ret = refill();
+        if (ret < 0)
+            return ret;
+        if (cat.k->in_flight == 0)
+            continue;
+        ret = reap(1, WAIT_MS);
+        if (ret < 0)
+            return ret;
+        if (ret == 0)
+            return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+static int run_reactor(void)
+{
+    struct rx *rx = NULL;
+    cat.where = "creating the eventfd (ka_use_eventfd)";
+    int ret = ka_use_eventfd(cat.k);
+    if (ret < 0)
+        return ret;
+    int efd = ret;
+    cat.where = "creating the reactor";
+    ret = rx_create(&rx);
+    if (ret < 0)
+        return ret;
+    ret = rx_add(rx, efd, RX_READABLE, on_completion, NULL);
+    if (ret < 0)
+        goto out;
+    ret = refill();
+    while (ret == 0 && busy()) {
+        ret = rx_run_once(rx, WAIT_MS); /* the one place this thread sleeps: epoll_wait */
+        if (ret == 0) {
+            cat.where = "waiting for the eventfd (IOCB_FLAG_RESFD / io_set_eventfd set in prep?)";
+            ret = -ETIMEDOUT;
+        } else if (ret > 0) {
+            ret = cat.error;
+        }
+    }
+out:
+    rx_destroy(rx);
+    return ret;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]\n"
+                    "                     [--block BYTES] [--ctx N] [--reactor] [--offset O] [--buffer-offset K]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const struct ka_ops *ops = &ka_raw_ops;
+    int depth = 8, batch = 4, nr_events = 0, reactor = 0, fd = -1, status = 1, ret;
+    long block = 64 * 1024, buffer_offset = 0;
+    void *mem = NULL;
+    cat.direct = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--api") && v) {
+            ops = !strcmp(v, "libaio") ? &ka_libaio_ops : !strcmp(v, "raw") ? &ka_raw_ops : NULL;
+            if (ops == NULL)
+                usage();
+            i++;
+        } else if (!strcmp(a, "--direct")) cat.direct = 1;
+        else if (!strcmp(a, "--buffered")) cat.direct = 0;
+        else if (!strcmp(a, "--reactor")) reactor = 1;
+        else if (!strcmp(a, "--depth") && v) depth = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
+        else if (!strcmp(a, "--ctx") && v) nr_events = atoi(argv[++i]);
+        else if (!strcmp(a, "--block") && v) block = atol(argv[++i]);
+        else if (!strcmp(a, "--offset") && v) cat.start = atol(argv[++i]);
+        else if (!strcmp(a, "--buffer-offset") && v) buffer_offset = atol(argv[++i]);
+        else if (a[0] != '-' && cat.name == NULL) cat.name = a;
+        else usage();
+    }
+    if (cat.name == NULL || depth < 1 || depth > KA_MAX_SLOTS || batch < 1 || block < 1 || cat.start < 0 ||
+        buffer_offset < 0 || buffer_offset > 4096)
+        usage();
+    if (nr_events == 0)
+        nr_events = depth;
+    cat.block = (size_t)block;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
+    if (fd < 0) {
+        ret = -errno;
+        fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", ret);
+        goto out;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size > MAX_SIZE) {
+        fprintf(stderr, "kaio_cat: %s: not a readable file of at most %ld bytes\n", cat.name, MAX_SIZE);
+        goto out;
+    }
+    cat.size = st.st_size;
+    cat.next = cat.start;
+    ret = ka_alignment(fd, &cat.al);
+    if (ret < 0) {
+        fail("statx (what does O_DIRECT need here?)", ret);
+        goto out;
+    }
+    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d%s\n", ops->name,
+           cat.direct ? "O_DIRECT" : "buffered", depth, batch, cat.block, nr_events, reactor ? ", reactor" : "");
+    printf("alignment: memory %zu, offset %zu (%s)\n", cat.al.mem, cat.al.off, cat.al.source);
+    /* Room for whole blocks past the end (each read asks for a full block), aligned for
+     * O_DIRECT: posix_memalign, since malloc only promises 16 bytes. */
+    size_t span = cat.size > cat.start ? (size_t)(cat.size - cat.start) : 0;
+    size_t room = (span / cat.block + 1) * cat.block + 4096;
+    if (posix_memalign(&mem, 4096, room) != 0) {
+        fprintf(stderr, "kaio_cat: out of memory\n");
+        goto out;
+    }
+    cat.data = (char *)mem + buffer_offset;
+
+    ret = ka_create(&cat.k, ops, fd, nr_events, depth, depth, batch);
+    if (ret < 0) {
+        fail(ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)" : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
+        goto out;
+    }
+    double t0 = ka_now();
+    ret = reactor ? run_reactor() : run_blocking();
+    double took = ka_now() - t0;
+    if (ret < 0) {
+        if (cat.refused)
+            status = 2;
+        else if (cat.where != NULL)
+            fail(cat.where, ret);
+        goto out;
+    }
+    struct ka_stats *s = &cat.k->st;
+    printf("read: %ld bytes in %.6f s, crc32 %08x\n", cat.bytes, took, look_crc32((unsigned char *)cat.data, (size_t)cat.bytes));
+    printf("io_submit: %ld calls, %ld requests, total %.6f s, longest %.6f s\n", s->submit_calls, s->submitted,
+           s->submit_seconds, s->submit_max);
+    printf("scheduling: max in flight %d (depth %d), batch %d, partial %ld, eagain %ld, short reads at eof %ld, "
+           "resubmitted %ld\n", s->max_in_flight, depth, batch, s->partial, s->eagain, cat.short_eof, cat.resubmitted);
+    if (reactor)
+        printf("reactor: %ld wakeups, %ld eventfd reads, %ld completions\n", cat.wakeups, s->eventfd_reads, s->reaped);
+    status = 0;
+out:
+    ka_destroy(cat.k);
+    if (fd >= 0)
+        close(fd);
+    free(mem);
+    return status;
+}

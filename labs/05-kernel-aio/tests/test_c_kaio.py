@@ -1,0 +1,222 @@
+"""Lab 5, C: kaio_cat and kaio_caveats (given) on your ka.c, ka_raw.c and ka_libaio.c.
+
+The first tests check the result (every byte, with both APIs, O_DIRECT and buffered); the
+others check the mechanism under strace -f: io_setup/io_submit/io_getevents on the main
+thread and no thread created at all, the file opened with O_DIRECT, a misaligned request
+refused before any io_submit, never more than --depth requests in flight, the eventfd in
+the reactor. The last ones measure the talk's caveats on this machine. By hand:
+
+    cd build/data && ../bin/kaio_cat kaio-lab5.bin --reactor
+    strace -f -e trace=io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
+    ../bin/kaio_caveats kaio-lab5.bin
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from lab5_kaio import DataFile, arg, cat_argv, check_data, explain, file_opens, parse_report, run, traced
+
+from grading.plugin import Impl
+
+APIS = ["raw", "libaio"]
+
+
+@pytest.mark.hint("raw-read")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_raw_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
+    """--api raw (syscall(2)): the whole file, its CRC-32 equal to a plain read's, O_DIRECT and buffered."""
+    proc = run(impl, "kaio_cat", data, "--api", "raw", f"--{mode}")
+    check_data(proc, data, f"kaio_cat --api raw --{mode}")
+
+
+@pytest.mark.hint("libaio")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_libaio_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
+    """--api libaio: the same reader through libaio's io_prep_pread/io_submit/io_getevents."""
+    proc = run(impl, "kaio_cat", data, "--api", "libaio", f"--{mode}")
+    check_data(proc, data, f"kaio_cat --api libaio --{mode}")
+
+
+@pytest.mark.hint("no-thread")
+@pytest.mark.parametrize("reactor", [False, True], ids=["wait", "reactor"])
+@pytest.mark.parametrize("api", APIS)
+def test_kernel_aio_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: bool) -> None:
+    """Under strace -f: O_DIRECT open, io_setup/io_submit/io_getevents on the main thread, no clone, no read of the file."""
+    argv = cat_argv(impl, data, "--api", api, *(["--reactor"] if reactor else []))
+    tr = traced(argv, data)
+    check_data(tr, data, " ".join(argv[1:]))
+    opens = file_opens(tr, data.name)
+    assert opens and all("O_DIRECT" in c.args for c in opens), (
+        f"the file was opened without O_DIRECT: {[c.args for c in opens]}")
+    main = tr.main_tid
+    for name in ("io_setup", "io_submit", "io_getevents"):
+        calls = tr.named(name)
+        assert calls, f"strace saw no {name}: calls seen: {tr.summary()}"
+        assert all(c.tid == main for c in calls), f"{name} ran on a thread other than the main one"
+    assert not tr.threads_created and tr.threads == {main}, (
+        f"{len(tr.threads_created)} thread(s) created ({sorted(tr.threads)} seen): kernel AIO needs none, the "
+        "kernel does the I/O; something in your code starts threads (or calls glibc's aio.h)")
+    fds = {c.retval for c in opens}
+    since = opens[0].start  # the dynamic loader's own reads of libraries (same fd numbers) come before
+    reads = [c for c in tr.named("read", "pread64")
+             if c.start >= since and arg(c, 0).isdigit() and int(arg(c, 0)) in fds]
+    assert not reads, f"{len(reads)} read/pread64 of the file itself: the bytes must come through io_submit"
+    submitted = sum(c.retval or 0 for c in tr.named("io_submit"))
+    assert submitted == -(-data.size // 65536), (
+        f"io_submit accepted {submitted} iocbs in all; 64 KiB blocks of this file make {-(-data.size // 65536)}")
+
+
+@pytest.mark.hint("align")
+@pytest.mark.parametrize("what,args", [("offset", ["--offset", "100"]), ("length", ["--block", "1000"]),
+                                       ("buffer", ["--buffer-offset", "8"])],
+                         ids=["offset", "length", "buffer"])
+def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args: list[str]) -> None:
+    """A misaligned O_DIRECT request is refused by ka_check (exit 2, the alignment named), and never reaches io_submit."""
+    tr = traced(cat_argv(impl, data, *args), data)
+    report = parse_report(tr.stdout)
+    need = int(report.number("alignment", r"offset (\d+)" if what != "buffer" else r"memory (\d+)"))
+    assert tr.returncode == 2, (
+        f"kaio_cat {' '.join(args)} should stop with exit code 2 (refused by ka_check), not "
+        f"{tr.returncode}: {explain(tr)}")
+    said = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
+    assert what in said and str(need) in said, (
+        f"the refusal should name the {what} and the alignment needed ({need}); it said: {said!r}")
+    assert not tr.named("io_submit"), (
+        f"{len(tr.named('io_submit'))} io_submit made: a misaligned request must be refused BEFORE the kernel "
+        "sees it (which would only answer EINVAL)")
+
+
+def in_flight(tr_calls: list[tuple[float, int]]) -> int:
+    """The most requests in flight, replaying (time, +taken or -reaped) in order."""
+    now = worst = 0
+    for _, delta in sorted(tr_calls):
+        now += delta
+        worst = max(worst, now)
+    return worst
+
+
+@pytest.mark.hint("depth")
+@pytest.mark.parametrize("api", APIS)
+def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None:
+    """--depth 5 --batch 3: no io_submit carries more than 3 iocbs, never more than 5 in flight (strace and report)."""
+    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3"), data)
+    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3")
+    submits = tr.named("io_submit")
+    sizes = [int(arg(c, 1)) for c in submits]
+    assert sizes and max(sizes) <= 3, f"io_submit was asked for {max(sizes, default=0)} iocbs at once; --batch is 3"
+    assert sum(s > 1 for s in sizes) >= len(sizes) // 2, (
+        f"io_submit sizes {sizes}: most calls should carry a batch of several iocbs, not one each")
+    events = [(c.start + (c.duration or 0), c.retval or 0) for c in submits]
+    events += [(c.start + (c.duration or 0), -(c.retval or 0)) for c in tr.named("io_getevents", "io_pgetevents")]
+    worst = in_flight(events)
+    assert 3 < worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
+                            "io_getevents); with --depth 5 it must never exceed 5, and should reach it")
+    mine = int(report.number("scheduling", r"max in flight (\d+)"))
+    assert mine <= 5, f"the program's own count says {mine} in flight at once (depth 5)"
+
+
+@pytest.mark.hint("requeue")
+@pytest.mark.parametrize("api", APIS)
+def test_tiny_context_requeues(impl: Impl, data: DataFile, api: str) -> None:
+    """io_setup(1) and 256 reads asked at once: io_submit takes fewer; what it refused is requeued, nothing lost."""
+    tr = traced(cat_argv(impl, data, "--api", api, "--ctx", "1", "--depth", "256", "--batch", "256",
+                         "--block", "4096"), data)
+    report = check_data(tr, data, f"kaio_cat --api {api} --ctx 1 --depth 256")
+    setup = tr.named("io_setup")
+    assert setup and arg(setup[0], 0) == "1", f"io_setup was not asked for 1 event: {[c.args for c in setup]}"
+    short = [c for c in tr.named("io_submit") if c.errno == "EAGAIN" or (c.retval or 0) < int(arg(c, 1))]
+    assert short, ("every io_submit took all it was asked for: with a context of 1 event and 256 asked, the "
+                   "kernel should have taken fewer (did --ctx reach io_setup?)")
+    partial = int(report.number("scheduling", r"partial (\d+)"))
+    eagain = int(report.number("scheduling", r"eagain (\d+)"))
+    assert partial + eagain >= 1, "ka_submit counted no partial submission and no EAGAIN (ka_io_submit counts them)"
+
+
+@pytest.mark.hint("requeue")
+@pytest.mark.parametrize("api", APIS)
+def test_eagain_then_recovery(impl: Impl, data: DataFile, api: str) -> None:
+    """kaio_caveats, caveat 3: a full context answers EAGAIN; after reaping, the refused reads go and all 256 finish."""
+    proc = run(impl, "kaio_caveats", data, "--api", api, "--repeat", "1")
+    assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
+    line = parse_report(proc.stdout).lines.get("caveat 3", "")
+    assert "none (EAGAIN)" in line, f"the second io_submit into a full context should fail with EAGAIN: {line!r}"
+    m = re.search(r"(\d+) of 256 done", line)
+    assert m and m.group(1) == "256", f"not every read finished after requeueing: {line!r}"
+
+
+@pytest.mark.hint("short-read")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_short_read_at_eof(impl: Impl, small: DataFile, mode: str) -> None:
+    """A file of 3 blocks + 100 bytes: the last read returns 100 (strace: res=100), counted once, not resubmitted."""
+    tr = traced(cat_argv(impl, small, f"--{mode}", "--block", "4096", "--depth", "2", "--batch", "2"), small)
+    report = check_data(tr, small, f"kaio_cat --{mode} --block 4096")
+    events = " ".join(c.args for c in tr.named("io_getevents", "io_pgetevents"))
+    assert "res=100," in events, "no completion with res=100 in strace: the last block was not read as asked"
+    eof = int(report.number("scheduling", r"short reads at eof (\d+)"))
+    again = int(report.number("scheduling", r"resubmitted (\d+)"))
+    assert (eof, again) == (1, 0), (f"short reads at eof {eof}, resubmitted {again}: the short read at the end "
+                                    "is the end, once")
+
+
+@pytest.mark.hint("eventfd")
+@pytest.mark.parametrize("api", APIS)
+def test_reactor_wakes_on_eventfd(impl: Impl, data: DataFile, api: str) -> None:
+    """--reactor: iocbs carry the eventfd, the main thread sleeps in epoll_wait, reads the eventfd, reaps with min_nr=0."""
+    tr = traced(cat_argv(impl, data, "--api", api, "--reactor"), data)
+    report = check_data(tr, data, f"kaio_cat --api {api} --reactor")
+    main = tr.main_tid
+    efds = [c.retval for c in tr.named("eventfd2", "eventfd") if (c.retval or -1) >= 0]
+    assert efds, "no eventfd was created (ka_use_eventfd)"
+    efd = efds[0]
+    assert all(f"aio_resfd={efd}" in c.args for c in tr.named("io_submit")), (
+        f"some iocb does not name the eventfd {efd} (IOCB_FLAG_RESFD and aio_resfd, or io_set_eventfd, in prep)")
+    woken = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == main and (c.retval or 0) > 0]
+    assert woken, "the main thread was never woken from epoll_wait: the eventfd is not in the reactor, or never bumped"
+    drains = [c for c in tr.named("read") if c.tid == main and arg(c, 0) == str(efd) and c.retval == 8]
+    assert drains, f"no 8-byte read of the eventfd {efd}: ka_eventfd_drain reads its 64-bit counter"
+    gets = tr.named("io_getevents", "io_pgetevents")
+    sleepers = [c for c in gets if arg(c, 1) != "0"]
+    assert gets and not sleepers, (
+        f"{len(sleepers)} io_getevents with min_nr > 0: in the reactor the only place to sleep is epoll_wait; "
+        "once the eventfd fired, reap with min_nr=0")
+    assert report.number("reactor", r"(\d+) completions") == -(-data.size // 65536)
+
+
+def caveats(impl: Impl, data: DataFile) -> dict[str, str]:
+    proc = run(impl, "kaio_caveats", data, "--repeat", "5", timeout=60)
+    assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
+    return parse_report(proc.stdout).lines
+
+
+def ratio(line: str) -> float:
+    m = re.search(r"ratio ([0-9.]+|inf)", line)
+    assert m is not None, f"no ratio in {line!r}"
+    return float(m.group(1))
+
+
+@pytest.mark.hint("caveat-direct")
+def test_caveat1_buffered_io_submit_blocks(impl: Impl, data: DataFile) -> None:
+    """Cache cold, io_submit of a 4 MiB buffered read takes several times an O_DIRECT one (it does the read itself)."""
+    seen = []
+    for _ in range(3):  # a noisy machine gets two more tries; the medians inside already smooth it
+        lines = caveats(impl, data)
+        single, batch = ratio(lines.get("caveat 1 single", "")), ratio(lines.get("caveat 1 batch", ""))
+        seen.append((single, batch))
+        if single >= 3 and batch >= 2:
+            return
+    pytest.fail(f"buffered/O_DIRECT io_submit time ratios (single 4 MiB, batch of 64): {seen}; expected >= 3 and "
+                ">= 2: buffered io_submit should wait for the disk, O_DIRECT only queue the request", pytrace=False)
+
+
+@pytest.mark.hint("caveat-metadata")
+def test_caveat2_allocating_write_blocks(impl: Impl, data: DataFile) -> None:
+    """io_submit of an O_DIRECT write that allocates blocks and extends the file takes longer than an overwrite."""
+    seen = []
+    for _ in range(3):
+        line = caveats(impl, data).get("caveat 2", "")
+        seen.append(ratio(line))
+        if seen[-1] >= 1.5:
+            return
+    pytest.fail(f"allocating/overwriting io_submit time ratios: {seen}; expected >= 1.5: the write into new blocks "
+                "waits for the filesystem's metadata inside io_submit", pytrace=False)
