@@ -23,13 +23,22 @@ help:
 	@echo "Start with: make doctor, then make lab1 (read labs/01-nonblocking/README.md first)."
 
 ## setup: install system packages, create .venv, build the C code (done by every target)
-setup: system $(VENV)/.installed build
+setup: system $(VENV)/.installed build build/kernaio.stamp
 
 system:
 	@tools/setup-system.sh
 
 $(VENV)/.installed: requirements.txt tools/setup-venv.sh | system
 	@PYTHON=$(PYTHON) tools/setup-venv.sh
+
+# kernaio (the capstone): py/kernaio IS the package (py/ is on the venv's path), so its C extension
+# is built in place next to its sources: exactly one importable `kernaio`. Rebuilt when its C changes.
+KERNAIO_SOURCES := $(wildcard py/kernaio/src/*.c py/kernaio/src/*.h) py/kernaio/setup.py
+build/kernaio.stamp: $(KERNAIO_SOURCES) | $(VENV)/.installed
+	@echo "setup: building kernaio's C extension (py/kernaio/_kernaio*.so)"
+	@mkdir -p build && cd py/kernaio && ../../$(PY) setup.py --quiet build_ext --inplace \
+		--build-temp ../../build/kernaio-ext --build-lib ../../build/kernaio-ext/lib
+	@touch $@
 
 ## build: compile the reference C code into build/bin
 build: system

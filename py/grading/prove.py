@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         step_results.append(run_step("type check (mypy --strict) of " + ", ".join(packages),
                                      [py, "-m", "mypy", "--config-file", "mypy.ini", *(f"-p{p}" for p in packages)]))
         step_results.append(run_step("toolkit tests (py/tests)", [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/tests"]))
+        step_results.append(run_step("kernaio's own tests (py/kernaio/tests)",
+                                     [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/kernaio/tests"]))
     proven, unproven, skipped = prove_lab(args.lab, args.select)
     if args.lab is None:
         for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):

@@ -1,0 +1,245 @@
+"""One kernel AIO context per running event loop: a queue, batched io_submit, completions via an eventfd.
+
+    engine = _engine.for_running_loop()       # made lazily, one per loop
+    fut = engine.start(request)               # queued; flushed by ONE io_submit per loop iteration
+    ...                                       # the eventfd turns readable -> reap -> futures resolve
+
+Lifetime: an engine lives as long as its loop is open. When a new engine is made, the
+engines of closed (or garbage-collected) loops are closed first, and an engine is also
+closed when its loop is garbage-collected and at interpreter exit: `asyncio.run` a
+thousand times in a row does not leak kernel contexts (/proc/sys/fs/aio-nr). A fork()ed
+child forgets its parent's engines and makes its own.
+
+Closing an engine with requests in flight destroys its context: io_destroy waits for them,
+so no buffer is released under the kernel. An IDLE context is not destroyed but kept for
+the next loop (at most POOL_SIZE of them): io_destroy waits for an RCU grace period, about
+35 ms here, which would make a thousand short `asyncio.run` calls take half a minute.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import itertools
+import os
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+from kernaio import _kernaio
+
+if TYPE_CHECKING:
+    from kernaio._file import File
+
+CAPACITY = 128  # requests one context holds in flight; more wait in the engine's queue
+POOL_SIZE = 2   # idle contexts kept for the next loop instead of a slow io_destroy
+
+_idle: list[_kernaio.Context] = []  # contexts of closed loops, nothing in flight, ready for reuse
+
+
+def _take_context() -> _kernaio.Context:
+    """An idle context of this process if there is one, else a new one (io_setup)."""
+    while _idle:
+        ctx = _idle.pop()
+        if ctx.pid == os.getpid() and not ctx.closed:
+            ctx.reap()              # drain the eventfd's stale count
+            return ctx
+    return _kernaio.Context(CAPACITY)
+
+
+class Request:
+    """One read, write or fsync: what the C side is given, and the future its caller awaits."""
+
+    __slots__ = ("future", "op", "file", "fd", "buffer", "offset", "length", "submitted")
+
+    def __init__(self, future: asyncio.Future[object], op: int, file: File, buffer: object | None,
+                 offset: int, length: int) -> None:
+        self.future = future
+        self.op = op
+        self.file = file            # keeps the file (and its fd) alive while the request exists
+        self.fd = file.fileno()
+        self.buffer = buffer        # the memory the kernel reads from or writes into
+        self.offset = offset
+        self.length = length
+        self.submitted = False
+
+    def complete(self, res: int, data: bytes | None) -> None:
+        """The kernel finished: res is a byte count or -errno. Called from the loop's reader."""
+        self.file._forget(self)
+        if self.future.done():      # cancelled meanwhile: the result is dropped, nothing more
+            return
+        if res < 0:
+            code = -res
+            self.future.set_exception(OSError(code, os.strerror(code), self.file.name))
+        elif self.op == _kernaio.OP_READ_NEW:
+            self.future.set_result(data)    # bytes the C side copied out of its aligned memory
+        else:
+            self.future.set_result(res)
+
+    def fail(self, exc: BaseException) -> None:
+        """It never reached the kernel: fail the caller's future with exc."""
+        self.file._forget(self)
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class Engine:
+    """The context of one event loop. Every method runs in that loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop_ref = weakref.ref(loop)
+        self.pid = os.getpid()
+        self.ctx = _take_context()
+        self.closed = False
+        self.queue: deque[Request] = deque()
+        self._flush_pending = False
+        self.submit_calls = 0       # io_submit calls made (what batching saves)
+        self.submitted = 0          # requests the kernel accepted
+        # Completions bump the eventfd: the loop's own selector (epoll, or uvloop's libuv)
+        # wakes us. add_reader is public API: no asyncio internals needed.
+        loop.add_reader(self.ctx.fileno(), self._on_completions)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop_ref()
+
+    def start(self, request: Request) -> None:
+        """Queue a request; the first one of a loop iteration schedules the flush."""
+        self.queue.append(request)
+        if not self._flush_pending:
+            self._flush_pending = True
+            # call_soon runs after every callback already ready: all the requests made in
+            # this iteration (e.g. by the tasks of one gather) go out in one io_submit.
+            request.future.get_loop().call_soon(self._flush)
+
+    def cancel(self, request: Request) -> None:
+        """The caller gave up on request. A queued one is simply dropped. A submitted one is
+        offered to io_cancel (files usually answer EINVAL: not cancellable); its buffer stays
+        held by the C side until the completion arrives, whatever the answer."""
+        if request.submitted and not self.closed:
+            self.ctx.cancel(request)
+
+    def drop_queued(self, file: File, exc: BaseException) -> None:
+        """Fail the requests of file that are still queued (its fd is about to be closed and
+        might be reused: they must never reach the kernel)."""
+        mine = [r for r in self.queue if r.file is file]
+        if mine:
+            self.queue = deque(r for r in self.queue if r.file is not file)
+            for r in mine:
+                r.fail(exc)
+
+    def _flush(self) -> None:
+        """Submit what is queued, as few io_submit calls as the free slots allow."""
+        self._flush_pending = False
+        if self.closed:
+            return
+        while self.queue and self.ctx.free > 0:
+            if self.queue[0].future.done():     # cancelled before it was submitted
+                self.queue[0].file._forget(self.queue.popleft())
+                continue
+            batch = list(itertools.islice(self.queue, self.ctx.free))
+            try:
+                took = self.ctx.submit([(r, r.op, r.fd, r.buffer, r.offset, r.length) for r in batch])
+            except OSError as err:
+                # io_submit refused the FIRST iocb (EBADF: its fd was closed behind our back,
+                # EINVAL: an fsync the filesystem cannot do asynchronously...): that error is
+                # the first request's; the others get their own chance.
+                self.submit_calls += 1
+                code = err.errno if err.errno is not None else errno.EIO
+                self.queue.popleft().fail(OSError(code, os.strerror(code), batch[0].file.name))
+                continue
+            self.submit_calls += 1
+            self.submitted += took
+            for _ in range(took):
+                self.queue.popleft().submitted = True
+            if took < len(batch):
+                break               # the kernel is full: the next completion flushes again
+        if self.queue and self.ctx.in_flight == 0 and not self._flush_pending:
+            # Refused with nothing in flight (EAGAIN): no completion will come to retry.
+            loop = self.loop
+            if loop is not None and not loop.is_closed():
+                self._flush_pending = True
+                loop.call_later(0.001, self._flush)
+
+    def _on_completions(self) -> None:
+        """The eventfd is readable: resolve every finished request, then refill the kernel."""
+        if self.closed:
+            return
+        for token, res, data in self.ctx.reap():
+            if isinstance(token, Request):
+                token.complete(res, data)
+        if self.queue and not self._flush_pending:
+            self._flush()
+
+    def close(self) -> None:
+        """Stop watching the eventfd, wait for the requests in flight (io_destroy), release
+        everything; queued requests fail. Safe on a closed loop and in a fork()ed child."""
+        loop = self.loop
+        if self.closed:
+            return
+        self.closed = True
+        if loop is not None and not loop.is_closed() and self.pid == os.getpid() and not self.ctx.closed:
+            loop.remove_reader(self.ctx.fileno())
+        pending = list(self.queue)
+        self.queue.clear()
+        if self.ctx.in_flight == 0 and self.pid == os.getpid() and len(_idle) < POOL_SIZE:
+            _idle.append(self.ctx)  # nothing under the kernel: reuse it, skip the slow io_destroy
+        else:
+            self.ctx.close()        # io_destroy: waits for the requests in flight
+        for r in pending:
+            try:
+                r.fail(RuntimeError("kernaio: the event loop closed before this request was submitted"))
+            except RuntimeError:
+                pass                # the loop is closed: nobody can await it any more
+
+
+_engines: dict[int, Engine] = {}  # id(loop) -> its engine (the engine holds the loop weakly)
+
+
+def for_running_loop() -> Engine:
+    """The engine of the running loop, made on first use. RuntimeError outside a loop."""
+    loop = asyncio.get_running_loop()
+    engine = _engines.get(id(loop))
+    if engine is not None and engine.loop is loop and engine.pid == os.getpid():
+        return engine
+    _sweep()
+    engine = Engine(loop)
+    _engines[id(loop)] = engine
+    weakref.finalize(loop, _close_engine, engine)
+    return engine
+
+
+def _close_engine(engine: Engine) -> None:
+    """weakref.finalize: the loop was garbage-collected (maybe never closed)."""
+    engine.close()
+    for key, e in list(_engines.items()):
+        if e is engine:
+            del _engines[key]
+
+
+def _sweep() -> None:
+    """Close the engines whose loop is closed or gone (the loop's close() does not tell us)."""
+    for key, engine in list(_engines.items()):
+        loop = engine.loop
+        if loop is None or loop.is_closed() or engine.pid != os.getpid():
+            del _engines[key]
+            engine.close()
+
+
+def close_all() -> None:
+    """Close every engine of this process (at exit; also handy in tests)."""
+    for key in list(_engines):
+        _engines.pop(key).close()
+    while _idle:
+        _idle.pop().close()
+
+
+def _after_fork_in_child() -> None:
+    # The kernel contexts are the parent's: forget them without io_destroy (Context knows
+    # its pid and skips it), and let the child make its own on first use.
+    _engines.clear()
+    _idle.clear()
+
+
+atexit.register(close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

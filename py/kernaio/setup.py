@@ -1,0 +1,19 @@
+"""Build kernaio._kernaio (setuptools declares C extensions here; the metadata is in pyproject.toml).
+
+This directory is the `kernaio` package itself, so `package_dir` maps the package to ".",
+and `python setup.py build_ext --inplace` drops _kernaio*.so next to __init__.py.
+"""
+from setuptools import Extension, setup  # type: ignore[import-untyped]
+
+setup(
+    packages=["kernaio"],
+    package_dir={"kernaio": "."},
+    package_data={"kernaio": ["py.typed", "_kernaio.pyi"]},
+    ext_modules=[
+        Extension(
+            "kernaio._kernaio",
+            sources=["src/_kernaio.c"],
+            extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],
+        )
+    ],
+)
