@@ -72,6 +72,10 @@ notebooks: setup
 reveal: setup
 	@$(PY) -m reveal
 
+## bench: kernaio against every peer and fio, 4 KiB random reads at QD 1-128 (~3 min, build/bench/)
+bench: setup
+	@$(PY) -m bench
+
 ## test: prove every grader test both ways, run the toolkit tests and every notebook
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
@@ -90,4 +94,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint starters notebooks reveal test asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status hint starters notebooks reveal bench test asan ubsan tsan clean distclean

@@ -9,7 +9,7 @@
 # exact command and stops.
 set -euo pipefail
 
-required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl)
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
 [[ " $* " == *" slides "* ]] && required+=(nodejs npm)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,0 +1,30 @@
+"""bench: `make bench` -- kernaio against every peer, 4 KiB random reads, one run, one table.
+
+    make bench                       # or: python -m bench [--quick] [--seconds S] [--qd N ...] [--api NAME ...]
+
+Each API reads random 4 KiB blocks of a 1 GiB file (build/data, or $LAB_DATA_DIR; made
+once with random bytes, then reused) with QD requests in flight, QD = 1, 8, 32, 128, for a
+few seconds, in a process of its own (bench.worker), while the parent samples
+/proc/PID/task. The APIs:
+
+- kernaio (O_DIRECT, io_submit from the event loop);
+- asyncio.to_thread(os.preadv) and aiofiles (O_DIRECT too: they read into an aligned buffer);
+- aiofile on each caio backend that loads (CAIO_IMPL=linux|thread|python|uring). caio reads
+  into a buffer it allocates itself, which O_DIRECT refuses (EINVAL), so these rows read
+  buffered files, with the file's pages dropped first (posix_fadvise DONTNEED); the
+  table says so on each of them;
+- fio with the libaio and io_uring engines (--direct=1, same block size and depth): what
+  the device gives a C program with no interpreter in the way, the ceiling.
+
+For each (API, QD): IOPS, p50/p99 latency of one read, the threads alive beside the main
+one during the reads (user threads and the kernel's io_uring workers), and the worst
+lateness of a coroutine that sleeps 1 ms at a time (a loop stall). Out come a table
+(printed, and build/bench/bench.txt), bench.json and iops.png (IOPS against QD, fio as
+the ceiling), with the ratios kernaio/fio-libaio and kernaio/each peer at each QD, and the
+targets kernaio is held to, measured: at QD 32 at least 0.8 of fio-libaio and 3x
+to_thread and aiofiles; at every QD no extra thread and no loop stall over 1 ms.
+
+Modules: apis.py (one reader per API: add a row there), worker.py (one measurement in
+its own process), fio.py (fio's runs and its JSON), run.py (every run, sampled),
+report.py (table, JSON, picture).
+"""

@@ -1,0 +1,134 @@
+"""One entry per Python API: open the file, hand out one reader per request in flight.
+
+An API is an async context manager factory: given the file and the queue depth QD, it
+opens what it needs and yields QD readers. A reader reads the 4 KiB block at an offset
+(into a buffer of its own) and returns the bytes read; bench.worker calls each reader
+again and again from its own coroutine, so QD reads are in flight at any time.
+
+    @api("kernaio", needs=("kernaio",))
+    @asynccontextmanager
+    async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+        ...
+        yield [reader() for _ in range(qd)]
+
+`direct=False` marks an API that cannot read O_DIRECT (its buffers are not aligned): the
+worker then drops the file's pages from the page cache before the reads and the table
+says "buffered, cache dropped". `needs` names the modules imported before the clock starts.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+from reveal.probes import CAIO_BACKENDS, Unsupported, aligned_buffer, module
+
+BLOCK = 4096   # bytes per read: the size databases and fio's usual random-read test use
+
+Reader = Callable[[int], Awaitable[int]]          # read the block at this offset; bytes read
+Opener = Callable[[str, int], AbstractAsyncContextManager[list[Reader]]]   # (path, qd) -> QD readers
+
+
+@dataclass(frozen=True)
+class Api:
+    """One Python API of the table."""
+
+    name: str                    # as the table shows it
+    open: Opener                 # (path, qd) -> async context manager of QD readers
+    direct: bool = True          # reads an O_DIRECT file (else buffered, cache dropped first)
+    env: dict[str, str] = field(default_factory=dict)   # set before the import (CAIO_IMPL)
+    needs: tuple[str, ...] = ()  # modules imported before the clock starts
+
+
+APIS: dict[str, Api] = {}   # name -> API, in the table's order
+
+
+def api(name: str, *, direct: bool = True, env: dict[str, str] | None = None,
+        needs: tuple[str, ...] = ()) -> Callable[[Opener], Opener]:
+    """Register the decorated opener as the API `name` (the table keeps this order)."""
+    def register(opener: Opener) -> Opener:
+        APIS[name] = Api(name, opener, direct, env or {}, needs)
+        return opener
+    return register
+
+
+def open_direct(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+
+
+@api("kernaio", needs=("kernaio",))
+@asynccontextmanager
+async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+    import kernaio
+    async with kernaio.open(path, "rb", direct=True) as f:
+        def reader() -> Reader:
+            buf = kernaio.aligned_buffer(BLOCK)
+
+            async def read(offset: int) -> int:
+                return await f.readinto(buf, offset)
+            return read
+        yield [reader() for _ in range(qd)]
+
+
+@api("asyncio.to_thread(os.preadv)")
+@asynccontextmanager
+async def to_thread_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+    fd = open_direct(path)
+    try:
+        def reader() -> Reader:
+            buf = aligned_buffer(BLOCK)   # os.pread's own bytes would not be aligned for O_DIRECT
+
+            async def read(offset: int) -> int:
+                return await asyncio.to_thread(os.preadv, fd, [buf], offset)
+            return read
+        yield [reader() for _ in range(qd)]
+    finally:
+        os.close(fd)
+
+
+@api("aiofiles", needs=("aiofiles",))
+@asynccontextmanager
+async def aiofiles_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+    aiofiles = module("aiofiles")
+
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags | os.O_DIRECT)
+
+    # aiofiles has no pread: a read is seek() then readinto(), two trips to a thread, so each
+    # reader needs a file object (a file position) of its own.
+    files = [await aiofiles.open(path, "rb", buffering=0, opener=opener) for _ in range(qd)]
+    try:
+        def reader(f: object) -> Reader:
+            buf = aligned_buffer(BLOCK)
+
+            async def read(offset: int) -> int:
+                await f.seek(offset)  # type: ignore[attr-defined]
+                n: int = await f.readinto(buf)  # type: ignore[attr-defined]
+                return n
+            return read
+        yield [reader(f) for f in files]
+    finally:
+        for f in files:
+            await f.close()
+
+
+def _aiofile_api(impl: str) -> Opener:
+    @asynccontextmanager
+    async def aiofile_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+        caio = module("caio")
+        got = caio.AsyncioContext.__module__
+        if got != CAIO_BACKENDS[impl]:
+            raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
+        aiofile = module("aiofile")
+        async with aiofile.AIOFile(path, "rb") as afp:
+            async def read(offset: int) -> int:
+                return len(await afp.read_bytes(BLOCK, offset))   # caio allocates the buffer
+            yield [read] * qd
+    return aiofile_readers
+
+
+for _impl in CAIO_BACKENDS:
+    api(f"aiofile (caio {_impl})", direct=False, env={"CAIO_IMPL": _impl},
+        needs=("caio", "aiofile"))(_aiofile_api(_impl))

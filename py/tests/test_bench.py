@@ -1,0 +1,70 @@
+"""`make bench --quick`, run for real: the outputs' schema and sane numbers (never absolute speed)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import all_apis
+from xray import Unavailable
+from xray.doctor import check_o_direct
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = {"api": str, "qd": int, "mode": str, "ops": int, "iops": (float, int, type(None)),
+       "p50_us": (float, int, type(None)), "p99_us": (float, int, type(None)),
+       "threads": (int, type(None)), "stall_ms": (float, int, type(None)),
+       "unavailable": (str, type(None)), "error": (str, type(None))}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One quick run: every API at QD 1 and 8, 0.4 s each, on a 64 MiB file (about 15 s)."""
+    ok, seen, todo = check_o_direct()
+    if not ok:
+        raise Unavailable(f"O_DIRECT is not available in the data directory: {seen}; {todo}")
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out, proc.stdout, json.loads((out / "bench.json").read_text())
+
+
+def test_every_api_at_every_depth_has_a_row_with_the_promised_fields(bench):
+    out, stdout, doc = bench
+    depths = doc["config"]["depths"]
+    assert depths == [1, 8]
+    assert [(r["api"], r["qd"]) for r in doc["rows"]] == [(a, qd) for qd in depths for a in all_apis()]
+    for row in doc["rows"]:
+        for name, kind in ROW.items():
+            assert isinstance(row[name], kind), f"{row['api']} QD {row['qd']}: {name} = {row[name]!r}"
+        assert row["iops"] is not None or row["unavailable"] or row["error"], row
+    assert (out / "iops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "bench.txt").read_text()
+    assert all(api in text and api in stdout for api in all_apis())
+    assert "Targets" in text and "kernaio's IOPS divided by" in text
+
+
+def test_kernaio_measured_sanely_with_no_thread_and_the_ratios_follow(bench):
+    doc = bench[2]
+    rows = {(r["api"], r["qd"]): r for r in doc["rows"]}
+    for qd in (1, 8):
+        mine = rows["kernaio", qd]
+        assert mine["error"] is None and mine["iops"] > 0, mine
+        assert 0 < mine["p50_us"] <= mine["p99_us"], mine
+        assert mine["ops"] >= qd and mine["stall_ms"] >= 0, mine
+        assert mine["threads"] == 0, f"kernaio ran threads beside the loop's: {mine['thread_names']}"
+        peer = rows["asyncio.to_thread(os.preadv)", qd]
+        assert peer["threads"] and peer["threads"] > 0, f"to_thread's pool threads were not seen: {peer}"
+        ratio = doc["ratios"]["asyncio.to_thread(os.preadv)"][str(qd)]
+        assert ratio == pytest.approx(mine["iops"] / peer["iops"], rel=0.01)
+    assert {t["ok"] for t in doc["targets"]} <= {True, False, None}
+    assert len(doc["targets"]) == 5
+
+
+def test_fio_rows_are_read_from_its_json(bench):
+    doc = bench[2]
+    for row in doc["rows"]:
+        if row["api"].startswith("fio") and row["unavailable"] is None and row["error"] is None:
+            assert row["iops"] > 0 and 0 < row["p50_us"] <= row["p99_us"], row
+            assert row["threads"] is None and row["stall_ms"] is None, row
