@@ -37,11 +37,16 @@ POOL_SIZE = 2   # idle contexts kept for the next loop instead of a slow io_dest
 _idle: list[_kernaio.Context] = []  # contexts of closed loops, nothing in flight, ready for reuse
 
 
+# os.getpid() is a system call every time, and every request asks "same process?": remember
+# the pid; _after_fork_in_child (below) refreshes it in a fork()ed child.
+_pid = os.getpid()
+
+
 def _take_context() -> _kernaio.Context:
     """An idle context of this process if there is one, else a new one (io_setup)."""
     while _idle:
         ctx = _idle.pop()
-        if ctx.pid == os.getpid() and not ctx.closed:
+        if ctx.pid == _pid and not ctx.closed:
             ctx.reap()              # drain the eventfd's stale count
             return ctx
     return _kernaio.Context(CAPACITY)
@@ -88,7 +93,7 @@ class Engine:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop_ref = weakref.ref(loop)
-        self.pid = os.getpid()
+        self.pid = _pid
         self.ctx = _take_context()
         self.closed = False
         self.queue: deque[Request] = deque()
@@ -178,11 +183,11 @@ class Engine:
         if self.closed:
             return
         self.closed = True
-        if loop is not None and not loop.is_closed() and self.pid == os.getpid() and not self.ctx.closed:
+        if loop is not None and not loop.is_closed() and self.pid == _pid and not self.ctx.closed:
             loop.remove_reader(self.ctx.fileno())
         pending = list(self.queue)
         self.queue.clear()
-        if self.ctx.in_flight == 0 and self.pid == os.getpid() and len(_idle) < POOL_SIZE:
+        if self.ctx.in_flight == 0 and self.pid == _pid and len(_idle) < POOL_SIZE:
             _idle.append(self.ctx)  # nothing under the kernel: reuse it, skip the slow io_destroy
         else:
             self.ctx.close()        # io_destroy: waits for the requests in flight
@@ -200,7 +205,7 @@ def for_running_loop() -> Engine:
     """The engine of the running loop, made on first use. RuntimeError outside a loop."""
     loop = asyncio.get_running_loop()
     engine = _engines.get(id(loop))
-    if engine is not None and engine.loop is loop and engine.pid == os.getpid():
+    if engine is not None and engine.loop is loop and engine.pid == _pid:
         return engine
     _sweep()
     engine = Engine(loop)
@@ -221,7 +226,7 @@ def _sweep() -> None:
     """Close the engines whose loop is closed or gone (the loop's close() does not tell us)."""
     for key, engine in list(_engines.items()):
         loop = engine.loop
-        if loop is None or loop.is_closed() or engine.pid != os.getpid():
+        if loop is None or loop.is_closed() or engine.pid != _pid:
             del _engines[key]
             engine.close()
 
@@ -237,6 +242,8 @@ def close_all() -> None:
 def _after_fork_in_child() -> None:
     # The kernel contexts are the parent's: forget them without io_destroy (Context knows
     # its pid and skips it), and let the child make its own on first use.
+    global _pid
+    _pid = os.getpid()
     _engines.clear()
     _idle.clear()
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/aio_abi.h> /* the kernel's own struct iocb / struct io_event: no libaio needed */
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,6 +57,24 @@ typedef struct {
     int nfree;
 } ContextObject;
 
+/* getpid() is a system call every time (glibc no longer caches it), and a context asks "am I
+ * still in the process that made me?" on every request. So the pid is remembered once and
+ * refreshed only in a fork()ed child, by a pthread_atfork handler that runs there before any
+ * Python code. The pid is a fact of the process, not of an interpreter: the one plain C static. */
+static pid_t this_process;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void remember_pid(void)
+{
+    this_process = getpid();
+}
+
+static void watch_forks(void)
+{
+    remember_pid();
+    (void)pthread_atfork(NULL, NULL, remember_pid); /* ENOMEM only; then the pid stays the parent's */
+}
+
 /* Module state (multi-phase init: no C globals, one state per module object). */
 typedef struct {
     PyTypeObject *context_type;
@@ -96,7 +115,7 @@ static int check_usable(ContextObject *self)
         PyErr_SetString(PyExc_ValueError, "kernaio: the AIO context is closed");
         return -1;
     }
-    if (self->pid != getpid()) {
+    if (self->pid != this_process) {
         /* After fork() the context id belongs to the parent's mm: the child gets EINVAL at
          * best, and must not touch the parent's requests. */
         PyErr_Format(PyExc_RuntimeError, "kernaio: this AIO context belongs to process %d, not to this "
@@ -123,7 +142,7 @@ static PyObject *Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     /* tp_alloc zeroed everything: ctx 0, slots NULL; dealloc copes with a half-built object. */
     self->efd = -1;
-    self->pid = getpid();
+    self->pid = this_process;
     self->slots = PyMem_Calloc((size_t)capacity, sizeof(*self->slots));
     self->free_list = PyMem_Calloc((size_t)capacity, sizeof(*self->free_list));
     if (self->slots == NULL || self->free_list == NULL) {
@@ -160,7 +179,7 @@ static PyObject *Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
  * the parent's. Idempotent. Needs the GIL. */
 static void context_close(ContextObject *self)
 {
-    if (self->ctx != 0 && self->pid == getpid()) {
+    if (self->ctx != 0 && self->pid == this_process) {
         aio_context_t ctx = self->ctx;
         Py_BEGIN_ALLOW_THREADS
         (void)sys_io_destroy(ctx); /* EINVAL only if ctx is not ours: nothing more to do */
@@ -534,6 +553,7 @@ static PyMethodDef kernaio_methods[] = {
 static int kernaio_exec(PyObject *module)
 {
     kernaio_state *st = PyModule_GetState(module);
+    pthread_once(&fork_watch, watch_forks);
     st->context_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Context_spec, NULL);
     if (st->context_type == NULL)
         return -1;
