@@ -17,7 +17,6 @@ from bench.worker import HELLO
 from reveal.run import Config as RevealConfig
 from reveal.run import make_data_file
 from xray import proc
-from xray.doctor import DATA_DIR
 from xray.sampler import ThreadSampler
 
 ROOT = Path(__file__).resolve().parents[2]

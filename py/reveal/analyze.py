@@ -81,8 +81,8 @@ def io_calls(calls: list[Call], filename: str) -> list[Call]:
         if c.name == "openat" and f'"{filename}"' in c.args and c.retval is not None and c.retval >= 0:
             open_fds.add(c.retval)
         elif c.name == "close" and c.retval == 0:
-            open_fds.discard(_first_int(c.args) or -1)   # the number may now name another file
-        elif c.name in READS and _first_int(c.args) in open_fds:
+            open_fds.discard(c.fd or -1)   # the number may now name another file
+        elif c.name in READS and c.fd in open_fds:
             moved.append(c)
         elif c.name in KERNEL_IO:
             moved.append(c)
@@ -92,11 +92,6 @@ def io_calls(calls: list[Call], filename: str) -> list[Call]:
 def ms(value: float) -> str:
     """Milliseconds for people: 12.4, 0.35, 0.02."""
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
-
-
-def _first_int(args: str) -> int | None:
-    head = args.split(",", 1)[0].strip()
-    return int(head) if head.isdigit() else None
 
 
 @dataclass

@@ -38,6 +38,15 @@ def test_errors_and_return_values():
     assert (pread.retval, pread.errno, pread.tid) == (8, None, 101)
 
 
+def test_arguments_split_at_top_level_commas_only():
+    calls, _ = parse(LOG)
+    wait = next(c for c in calls if c.name == "epoll_wait")
+    assert [wait.arg(i) for i in range(4)] == ["4", "[{events=EPOLLIN, data={u32=3, u64=3}}]", "64", "-1"]
+    assert wait.arg(9) == "" and wait.fd == 4
+    clone = next(c for c in calls if c.name == "clone")
+    assert clone.fd is None  # child_stack=NULL is not a number
+
+
 def test_a_call_still_running_at_the_end_has_no_duration():
     calls, _ = parse(LOG)
     read = calls[-1]

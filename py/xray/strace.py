@@ -72,6 +72,32 @@ class Call:
     def end(self) -> float:
         return self.start + (self.duration or 0.0)
 
+    def arg(self, i: int) -> str:
+        """The i-th argument as strace printed it; '' when there are fewer.
+
+        Split at top-level commas only: `epoll_wait(4, [{events=EPOLLIN, data=...}], 64, -1)`
+        has four arguments, whatever the commas inside its brackets and braces.
+        """
+        args, depth, current = [], 0, ""
+        for ch in self.args:
+            if ch in "[{(":
+                depth += 1
+            elif ch in "]})":
+                depth -= 1
+            if ch == "," and depth == 0:
+                args.append(current.strip())
+                current = ""
+            else:
+                current += ch
+        args.append(current.strip())
+        return args[i] if i < len(args) else ""
+
+    @property
+    def fd(self) -> int | None:
+        """The first argument when it is a number: the fd of read, pread64, close, recvfrom..."""
+        first = self.arg(0)
+        return int(first) if first.isdigit() else None
+
 
 @dataclass
 class Trace:

@@ -289,7 +289,7 @@ def _client_reads(tr: strace.Trace) -> list[strace.Call]:
     clients: set[int] = set()
     reads = []
     for call in tr.calls:
-        fd = _first_int(call.args)
+        fd = call.fd
         if call.name in ("accept", "accept4") and call.retval is not None and call.retval >= 0:
             clients.add(call.retval)
         elif call.name == "close" and fd is not None:
@@ -297,11 +297,6 @@ def _client_reads(tr: strace.Trace) -> list[strace.Call]:
         elif call.name in READS and fd in clients:
             reads.append(call)
     return reads
-
-
-def _first_int(args: str) -> int | None:
-    head = args.split(",", 1)[0].strip()
-    return int(head) if head.isdigit() else None
 
 
 @pytest.mark.hint("epoll-wait")

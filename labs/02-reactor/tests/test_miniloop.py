@@ -714,23 +714,6 @@ def _echo(port: int, message: bytes, *, pause: float = 0.0, stderr: Callable[[],
     return client
 
 
-def _timeout_arg(call: strace.Call) -> str:
-    """The timeout argument of epoll_wait / epoll_pwait (the 4th, after an events array with commas)."""
-    depth, parts, current = 0, [], ""
-    for ch in call.args:
-        if ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    parts.append(current.strip())
-    return parts[3] if len(parts) > 3 else "?"
-
-
 @pytest.mark.hint("py-echo-epoll")
 def test_echo_server_waits_in_epoll_wait_never_in_recv(impl: Impl) -> None:
     """Under strace: epoll_wait does the waiting; every recv on a client returns data, EOF or EAGAIN at once; one thread."""
@@ -756,7 +739,7 @@ def test_echo_server_waits_in_epoll_wait_never_in_recv(impl: Impl) -> None:
     assert accepts, f"the server never accepted a connection (calls seen: {tr.summary()})"
     fd, since = accepts[0].retval, accepts[0].start
     recvs = [c for c in tr.named("recvfrom", "recv", "read", "recvmsg")
-             if c.start >= since and c.args.split(",", 1)[0].strip() == str(fd)]
+             if c.start >= since and c.fd == fd]
     assert recvs, f"no recv on the client's fd {fd} (calls seen: {tr.summary()})"
     for c in recvs:
         assert c.errno in (None, "EAGAIN"), f"{c.name} on the client's fd failed: {c.result}"
@@ -813,11 +796,11 @@ def test_idle_echo_server_sleeps_in_epoll_wait_with_no_timeout(impl: Impl) -> No
     during = [c for c in waits if idle_from + 0.1 <= c.start <= idle_to - 0.1]
     assert len(during) <= 2, (
         f"{len(during)} epoll_wait calls began during one idle second (timeouts "
-        f"{sorted({_timeout_arg(c) for c in during})}): an idle loop must make one call and sleep in it")
+        f"{sorted({c.arg(3) for c in during})}): an idle loop must make one call and sleep in it")
     sleepers = [c for c in waits if c.duration is not None and c.duration >= 0.7]
     assert sleepers, (
         f"no epoll_wait slept through the idle second ({len(waits)} calls, timeouts "
-        f"{sorted({_timeout_arg(c) for c in waits})}): the loop is not sleeping in epoll_wait")
-    assert _timeout_arg(sleepers[0]) == "-1", (
-        f"the idle loop slept in epoll_wait with timeout {_timeout_arg(sleepers[0])} ms: with no timer "
+        f"{sorted({c.arg(3) for c in waits})}): the loop is not sleeping in epoll_wait")
+    assert sleepers[0].arg(3) == "-1", (
+        f"the idle loop slept in epoll_wait with timeout {sleepers[0].arg(3)} ms: with no timer "
         "pending it must be -1 (selector.select(None)), i.e. 'until a fd is ready'")

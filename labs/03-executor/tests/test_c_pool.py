@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -27,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from grading.plugin import Impl
+from grading.programs import make_data
 from xray import Unavailable, proc, strace
-from xray.doctor import DATA_DIR
 
 DATA_SIZE = (8 << 20) + 12345   # 8 MiB and a bit: the last block is a short one
 WORKERS = 3                     # not tp_cat's default (4): the thread count must come from --workers
@@ -91,12 +90,6 @@ def test_destroy_with_jobs_pending(impl: Impl) -> None:
     run_check(impl, "destroy_pending")
 
 
-def _fd_arg(call: strace.Call) -> int | None:
-    """The first argument of a call when it is a number (the fd of read, write, pread64)."""
-    first = call.args.split(",", 1)[0].strip()
-    return int(first) if first.isdigit() else None
-
-
 def _eventfd(tr: strace.Trace) -> strace.Call:
     """The (first) eventfd2 call of a trace; fails the test when there is none."""
     made = [c for c in tr.named("eventfd2", "eventfd") if c.retval is not None and c.retval >= 0]
@@ -111,7 +104,7 @@ def test_strace_sees_one_eventfd_write_for_a_burst(impl: Impl) -> None:
     tr = strace.run([str(impl.bin("tp_selftest")), "coalesce"], trace="read,write,eventfd2", timeout=30)
     made = _eventfd(tr)
     efd = made.retval
-    after = [c for c in tr.calls if c.start > made.start and _fd_arg(c) == efd]
+    after = [c for c in tr.calls if c.start > made.start and c.fd == efd]
     worker_writes = [c for c in after if c.name == "write" and c.tid != tr.main_tid]
     loop_reads = [c for c in after if c.name == "read" and c.tid == tr.main_tid]
     assert worker_writes, (f"no worker thread wrote the eventfd (fd {efd}); tp_selftest said "
@@ -127,13 +120,7 @@ def test_strace_sees_one_eventfd_write_for_a_burst(impl: Impl) -> None:
 @pytest.fixture(scope="module")
 def data_file() -> Path:
     """An 8 MiB (and a bit) file of random bytes in the labs' data directory (build/data or $LAB_DATA_DIR)."""
-    path = DATA_DIR / "lab3-c-pool.bin"
-    if not path.exists() or path.stat().st_size != DATA_SIZE:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        scratch.write_bytes(random.Random(33).randbytes(DATA_SIZE))
-        os.replace(scratch, path)  # atomic: another grader reading it sees all or nothing
-    return path
+    return make_data("lab3-c-pool.bin", DATA_SIZE, seed=33).path
 
 
 def expected_result(path: Path) -> tuple[int, str]:
@@ -216,7 +203,7 @@ def trace_tp_cat(impl: Impl, path: Path) -> tuple[strace.Trace, list[strace.Call
     opens = [c for c in tr.named("openat") if str(path) in c.args and c.retval is not None and c.retval >= 0]
     assert opens, f"no openat of {path} in the trace (calls seen: {tr.summary()})"
     fd = opens[0].retval
-    preads = [c for c in tr.named("pread64") if c.start > opens[0].start and _fd_arg(c) == fd]
+    preads = [c for c in tr.named("pread64") if c.start > opens[0].start and c.fd == fd]
     return tr, preads
 
 
@@ -251,7 +238,7 @@ def test_strace_the_loop_sleeps_in_epoll_wait_and_reads_the_eventfd(impl: Impl, 
         f"none of the {len(preads)} preads started while the loop's thread was inside epoll_wait "
         f"({len(waits)} calls): the loop must sleep in the reactor while the workers read")
     efd = made.retval
-    used = [c for c in tr.calls if c.start > made.start and _fd_arg(c) == efd and c.name in ("read", "write")]
+    used = [c for c in tr.calls if c.start > made.start and c.fd == efd and c.name in ("read", "write")]
     reads = [c for c in used if c.name == "read" and (c.retval or 0) > 0]
     writes = [c for c in used if c.name == "write"]
     assert reads and all(c.tid == main for c in reads), (

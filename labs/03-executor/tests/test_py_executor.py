@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from grading.plugin import Impl
+from grading.programs import make_data
 from miniloop.executor import ThreadPool, run_in_executor
 from miniloop.files import AsyncFile
 from miniloop.futures import CancelledError, Future
 from miniloop.loop import EventLoop, sleep
 from xray import proc, strace
-from xray.doctor import DATA_DIR
 
 EPOLL_WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 DATA_SIZE = 4 << 20         # the file the scripts read: 4 MiB...
@@ -594,13 +594,7 @@ RESULT = re.compile(r"read (\d+) bytes in (\d+) preads .*sha256 ([0-9a-f]{64}), 
 @pytest.fixture(scope="module")
 def data_file() -> Path:
     """A 4 MiB file in the labs' data directory (build/data, or $LAB_DATA_DIR), made once."""
-    path = DATA_DIR / "lab3-py-executor.bin"
-    if not path.exists() or path.stat().st_size != DATA_SIZE:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        scratch.write_bytes(random.Random(3).randbytes(DATA_SIZE))
-        os.replace(scratch, path)      # atomic: a grader running at the same time sees all or nothing
-    return path
+    return make_data("lab3-py-executor.bin", DATA_SIZE, seed=3).path
 
 
 def files_argv(impl: Impl, path: Path, linger: float) -> list[str]:
@@ -654,12 +648,6 @@ def test_proc_shows_the_loop_thread_and_exactly_the_workers(impl: Impl, data_fil
         "runs every job in those threads, it never starts one per job")
 
 
-def _fd_arg(call: strace.Call) -> int | None:
-    """The first argument of a call, when it is a number (the fd of read, pread64, close...)."""
-    first = call.args.split(",", 1)[0].strip()
-    return int(first) if first.isdigit() else None
-
-
 def _wake_fds(tr: strace.Trace) -> dict[int, float]:
     """The eventfds and pipe read ends made by the loop's thread: fd -> when."""
     fds: dict[int, float] = {}
@@ -690,10 +678,10 @@ def test_strace_shows_preads_in_workers_while_the_loop_sleeps_in_epoll_wait(impl
     assert opened.tid != main, (
         "the file was opened (openat) by the loop's thread: AsyncFile.open must run os.open in the pool")
     fd = opened.retval
-    closes = [c.start for c in tr.named("close") if _fd_arg(c) == fd and c.start > opened.start]
+    closes = [c.start for c in tr.named("close") if c.fd == fd and c.start > opened.start]
     until = closes[0] if closes else float("inf")
     reads = [c for c in tr.named("pread64", "read", "preadv", "preadv2", "readv")
-             if opened.start < c.start <= until and _fd_arg(c) == fd]
+             if opened.start < c.start <= until and c.fd == fd]
     assert len(reads) >= DATA_SIZE // CHUNK, (
         f"{len(reads)} reads of the file's fd {fd}, expected {DATA_SIZE // CHUNK} preads of {CHUNK} bytes")
     on_loop = [c for c in reads if c.tid == main]
@@ -712,7 +700,7 @@ def test_strace_shows_preads_in_workers_while_the_loop_sleeps_in_epoll_wait(impl
         "the loop's thread created no eventfd (eventfd2) or pipe (pipe2): how do the workers wake it?")
     wakeups = []        # successful reads of a wake-up fd by the loop's thread
     for c in tr.named("read"):
-        wake_fd = _fd_arg(c)
+        wake_fd = c.fd
         if c.tid == main and wake_fd in wake_fds and c.start > wake_fds[wake_fd] and (c.retval or 0) > 0:
             wakeups.append(c)
     assert wakeups, f"the loop's thread never read its wake-up fd(s) {sorted(wake_fds)}"
@@ -748,7 +736,7 @@ def test_idle_loop_and_idle_pool_make_no_system_calls(impl: Impl, data_file: Pat
     tr = strace.run(files_argv(impl, data_file, linger=1.8), env=impl.env(), trace=trace, timeout=30)
     parse_result(tr.stdout, lambda: tr.stderr)
     # The idle second is timed from the script's own write of its result line (then it lingers 1.8 s).
-    printed = [c for c in tr.named("write") if _fd_arg(c) == 1 and "bytes in" in c.args]
+    printed = [c for c in tr.named("write") if c.fd == 1 and "bytes in" in c.args]
     assert printed, f"no write of the result line to stdout in the trace (calls seen: {tr.summary()})"
     idle_from = printed[0].end + 0.3
     busy = [c for c in tr.calls if idle_from <= c.start <= idle_from + 1.0 and c.name not in ("clone", "clone3")]

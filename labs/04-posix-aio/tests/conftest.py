@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from lab4_aio import DataFile, make_data
+from grading.programs import DataFile
+from lab4_aio import make_data
 
 
 @pytest.fixture(scope="session")

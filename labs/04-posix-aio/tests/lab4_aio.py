@@ -8,85 +8,49 @@ the file's, whatever the path of the checkout.
 from __future__ import annotations
 
 import os
-import random
 import re
 import subprocess
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grading import programs
 from grading.plugin import Impl
+from grading.programs import DataFile, Report
 from xray import strace
-from xray.doctor import DATA_DIR
 
 NAME = "aio-lab4.bin"
 SIZE = 2 * 1024 * 1024 + 12345   # 33 requests of 64 KiB, the last one short
 CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class DataFile:
-    dir: Path        # where to run the programs (cwd)
-    name: str        # the file's name inside dir
-    size: int
-    crc32: int       # zlib.crc32 of a plain read
-    content: bytes
-
-    @property
-    def path(self) -> Path:
-        return self.dir / self.name
-
-    @property
-    def requests(self) -> int:
-        return -(-self.size // CHUNK)
+def requests(data: DataFile) -> int:
+    """How many CHUNK-sized requests aio_cat makes for the file (the last one short)."""
+    return -(-data.size // CHUNK)
 
 
 def make_data() -> DataFile:
-    """A 2 MB file of seeded random bytes, written once (atomically: other graders may run)."""
-    content = random.Random(4).randbytes(SIZE)
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = DATA_DIR / NAME
-    if not path.exists() or path.read_bytes() != content:
-        tmp = DATA_DIR / f".{NAME}.{os.getpid()}"
-        tmp.write_bytes(content)
-        tmp.replace(path)
-    return DataFile(DATA_DIR, NAME, SIZE, zlib.crc32(content), content)
+    """A 2 MB file of seeded random bytes (33 requests), written once."""
+    return programs.make_data(NAME, SIZE, seed=4)
 
 
 @dataclass
-class Report:
-    """What aio_cat (or python -m posixaio.cat) printed about itself."""
+class AioReport(Report):
+    """aio_cat's report, with its own look at /proc/self/task while requests were in flight."""
 
-    text: str
-    snapshot: dict[int, str] = field(default_factory=dict)   # tid -> name, from "threads in flight"
+    snapshot: dict[int, str] = field(default_factory=dict)   # tid -> name
     main_tid: int = 0
-    lines: dict[str, str] = field(default_factory=dict)       # "read" -> "2109497 bytes in ..."
-
-    def number(self, key: str, pattern: str, group: int = 1) -> int:
-        """An int out of the line `key: ...`; AssertionError (for a learner) if it is missing."""
-        m = re.search(pattern, self.lines.get(key, ""))
-        assert m is not None, f"the program did not print a '{key}: ...' line like {pattern!r}; it printed:\n{self.text}"
-        return int(m.group(group), 0)
-
-    def crc(self) -> int:
-        m = re.search(r"crc32 ([0-9a-f]{8})", self.lines.get("read", ""))
-        assert m is not None, f"no 'read: ... crc32 XXXXXXXX' line; the program printed:\n{self.text}"
-        return int(m.group(1), 16)
 
 
-def parse_report(text: str) -> Report:
-    report = Report(text)
-    for line in text.splitlines():
-        key, sep, rest = line.partition(": ")
-        if not sep:
-            continue
-        report.lines.setdefault(key, rest)
-        if key in ("threads in flight", "threads after the first read") and not report.snapshot:
-            for m in re.finditer(r"(\d+) \(([^,)]*)(, main)?\)", rest):
-                report.snapshot[int(m.group(1))] = m.group(2)
-                if m.group(3):
-                    report.main_tid = int(m.group(1))
+def parse_report(text: str) -> AioReport:
+    report = AioReport(text, programs.parse_report(text).lines)
+    for key in ("threads in flight", "threads after the first read"):
+        for m in re.finditer(r"(\d+) \(([^,)]*)(, main)?\)", report.lines.get(key, "")):
+            report.snapshot[int(m.group(1))] = m.group(2)
+            if m.group(3):
+                report.main_tid = int(m.group(1))
+        if report.snapshot:
+            break
     return report
 
 
@@ -146,7 +110,6 @@ def io_on(tr: strace.Trace, names: tuple[str, ...], fds: set[int], since: float)
     """Calls in `names` on one of fds, made after `since` (the dynamic loader's own preads come before)."""
     found = []
     for c in tr.named(*names):
-        fd = c.args.split(",", 1)[0].strip()
-        if c.start >= since and fd.isdigit() and int(fd) in fds:
+        if c.start >= since and c.fd in fds:
             found.append(c)
     return found

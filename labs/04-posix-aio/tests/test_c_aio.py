@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, run_cat, spy_counts,
-                      traced)
+from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, requests, run_cat, spy_counts, traced)
 
 from grading.plugin import Impl
 
@@ -27,7 +26,7 @@ def check_data(proc_text: str, data: DataFile, what: str) -> None:
     crc = report.crc()
     assert crc == data.crc32, (f"{what}: crc32 {crc:08x}, but a plain read of the file gives {data.crc32:08x}: "
                                "some chunk was not read, or landed at the wrong place (aio_buf, aio_offset)")
-    size = report.number("read", r"^(\d+) bytes")
+    size = report.count("read", r"^(\d+) bytes")
     assert size == data.size, f"{what}: {size} bytes read, the file has {data.size}"
 
 
@@ -47,16 +46,16 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
     proc = run_cat(impl, data, "--notify", "suspend", spy=spy)
     assert proc.returncode == 0, f"aio_cat failed: {explain(proc)}"
     counts = spy_counts(spy)
-    assert counts["aio_read"] == data.requests, (
-        f"aio_read was called {counts['aio_read']} times for {data.requests} chunks (pa_submit)")
+    assert counts["aio_read"] == requests(data), (
+        f"aio_read was called {counts['aio_read']} times for {requests(data)} chunks (pa_submit)")
     assert counts["aio_suspend"] >= 1, (
         f"aio_suspend was never called, aio_error {counts['aio_error']} times: pa_wait must sleep in "
         "aio_suspend, not poll aio_error in a loop")
-    assert counts["aio_error"] <= 20 * data.requests, (
-        f"aio_error was called {counts['aio_error']} times for {data.requests} requests: something polls "
+    assert counts["aio_error"] <= 20 * requests(data), (
+        f"aio_error was called {counts['aio_error']} times for {requests(data)} requests: something polls "
         "instead of sleeping in aio_suspend")
-    assert counts["aio_return"] == data.requests, (
-        f"aio_return was called {counts['aio_return']} times for {data.requests} requests: exactly once "
+    assert counts["aio_return"] == requests(data), (
+        f"aio_return was called {counts['aio_return']} times for {requests(data)} requests: exactly once "
         "each, when aio_error stops saying EINPROGRESS (pa_result)")
 
 
@@ -119,7 +118,7 @@ def copy_and_check(impl: Impl, data: DataFile, out: Path, spy: Path) -> None:
         f"the copy differs from the file ({out.stat().st_size if out.exists() else 0} bytes of {data.size}): "
         "aio_write with the chunk's buffer, length and offset (pa_prep with LIO_WRITE, pa_submit)")
     counts = spy_counts(spy)
-    assert counts["aio_write"] == data.requests, f"aio_write was called {counts['aio_write']} times"
+    assert counts["aio_write"] == requests(data), f"aio_write was called {counts['aio_write']} times"
     tr = traced(cat_argv(impl, data, "--copy", str(out)), data)
     writes = [c for c in tr.named("pwrite64") if c.retval and c.retval > 0]
     assert writes and all(c.tid != tr.main_tid for c in writes), (
@@ -133,14 +132,14 @@ def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) 
     tr = traced(cat_argv(impl, data, "--notify", "thread"), data)
     assert tr.returncode == 0, f"aio_cat --notify thread failed: {explain(tr)}"
     report = parse_report(tr.stdout)
-    calls = report.number("callbacks", r"^(\d+) on")
-    on_main = report.number("callbacks", r"(\d+) on the main thread")
-    assert calls == data.requests, (
-        f"the SIGEV_THREAD callback ran {calls} times for {data.requests} requests (pa_notify_thread: "
+    calls = report.count("callbacks", r"^(\d+) on")
+    on_main = report.count("callbacks", r"(\d+) on the main thread")
+    assert calls == requests(data), (
+        f"the SIGEV_THREAD callback ran {calls} times for {requests(data)} requests (pa_notify_thread: "
         "sigev_notify, sigev_notify_function, sigev_value)")
     assert on_main == 0, f"{on_main} callbacks ran on the main thread"
-    assert len(tr.threads_created) >= data.requests, (
-        f"strace saw {len(tr.threads_created)} threads created for {data.requests} notifications: glibc "
+    assert len(tr.threads_created) >= requests(data), (
+        f"strace saw {len(tr.threads_created)} threads created for {requests(data)} notifications: glibc "
         "starts a new thread for every SIGEV_THREAD notification")
 
 
@@ -164,8 +163,8 @@ def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
     assert not [c for c in io_on(tr, ("pread64", "read"), fds, opened) if c.tid == main], (
         "the main thread read the file itself")
     report = parse_report(tr.stdout)
-    signals = report.number("signals", r"^(\d+) in")
-    assert signals == data.requests, (f"{signals} signals read from the signalfd for {data.requests} requests: "
+    signals = report.count("signals", r"^(\d+) in")
+    assert signals == requests(data), (f"{signals} signals read from the signalfd for {requests(data)} requests: "
                                       "one SIGRTMIN per request (pa_notify_signal), each read once "
                                       "(pa_signal_drain returns how many it read)")
 
@@ -179,18 +178,18 @@ def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, 
     assert proc.returncode == 0, f"aio_cat --batch 8 --notify {mode} failed: {explain(proc)}"
     check_data(proc.stdout, data, f"aio_cat --batch 8 --notify {mode}")
     counts = spy_counts(spy)
-    batches = -(-data.requests // 8)
-    assert (counts["lio_listio"], counts["lio_listio_requests"], counts["aio_read"]) == (batches, data.requests, 0), (
+    batches = -(-requests(data) // 8)
+    assert (counts["lio_listio"], counts["lio_listio_requests"], counts["aio_read"]) == (batches, requests(data), 0), (
         f"lio_listio was called {counts['lio_listio']} times with {counts['lio_listio_requests']} requests, "
-        f"aio_read {counts['aio_read']} times; expected {batches} calls carrying all {data.requests} "
+        f"aio_read {counts['aio_read']} times; expected {batches} calls carrying all {requests(data)} "
         "requests, and no aio_read (pa_submit_batch)")
     report = parse_report(proc.stdout)
     if mode == "thread":
-        calls = report.number("callbacks", r"^(\d+) on")
+        calls = report.count("callbacks", r"^(\d+) on")
         assert calls == batches, (f"{calls} SIGEV_THREAD callbacks for {batches} batches: the list's sigevent "
                                   "(lio_listio's last argument) notifies once per batch")
     if mode == "reactor":
-        signals = report.number("signals", r"^(\d+) in")
+        signals = report.count("signals", r"^(\d+) in")
         assert signals == batches, f"{signals} signals for {batches} batches: one per lio_listio call"
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from lab5_kaio import DataFile, make_data
+from grading.programs import DataFile, make_data
 
 
 @pytest.fixture(scope="session")

@@ -10,42 +10,13 @@ with the reason, never passed.
 from __future__ import annotations
 
 import functools
-import os
-import random
-import re
 import subprocess
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from grading.plugin import Impl
+from grading.programs import DataFile, Report, parse_report
 from xray import Unavailable, strace
-from xray.doctor import DATA_DIR, check_kernel_aio, check_o_direct
-
-
-@dataclass(frozen=True)
-class DataFile:
-    dir: Path        # where to run the programs (cwd)
-    name: str        # the file's name inside dir
-    size: int
-    crc32: int       # zlib.crc32 of a plain read
-
-    @property
-    def path(self) -> Path:
-        return self.dir / self.name
-
-
-def make_data(name: str, size: int, seed: int) -> DataFile:
-    """A file of seeded random bytes, written once (atomically: other graders may run)."""
-    content = random.Random(seed).randbytes(size)
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = DATA_DIR / name
-    if not path.exists() or path.read_bytes() != content:
-        tmp = DATA_DIR / f".{name}.{os.getpid()}"
-        tmp.write_bytes(content)
-        tmp.replace(path)
-    return DataFile(DATA_DIR, name, size, zlib.crc32(content))
+from xray.doctor import check_kernel_aio, check_o_direct
 
 
 @functools.cache
@@ -63,35 +34,6 @@ def require_kaio() -> None:
     why = _machine()
     if why:
         raise Unavailable(why)
-
-
-@dataclass
-class Report:
-    """What kaio_cat or kaio_caveats printed: one `key: rest` line per key."""
-
-    text: str
-    lines: dict[str, str] = field(default_factory=dict)
-
-    def number(self, key: str, pattern: str, group: int = 1) -> float:
-        """A number out of the line `key: ...`; AssertionError (for a learner) if it is missing."""
-        m = re.search(pattern, self.lines.get(key, ""))
-        assert m is not None, (f"the program did not print a '{key}: ...' line like {pattern!r}; it printed:\n"
-                               f"{self.text}")
-        return float(m.group(group))
-
-    def crc(self) -> int:
-        m = re.search(r"crc32 ([0-9a-f]{8})", self.lines.get("read", ""))
-        assert m is not None, f"no 'read: ... crc32 XXXXXXXX' line; the program printed:\n{self.text}"
-        return int(m.group(1), 16)
-
-
-def parse_report(text: str) -> Report:
-    report = Report(text)
-    for line in text.splitlines():
-        key, sep, rest = line.partition(": ")
-        if sep:
-            report.lines.setdefault(key, rest)
-    return report
 
 
 def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
@@ -140,23 +82,6 @@ def traced(argv: Sequence[str], data: DataFile) -> strace.Trace:
     """Run argv to the end under strace -f, in the data directory."""
     require_kaio()
     return strace.run(argv, trace=TRACE, cwd=data.dir, timeout=40)
-
-
-def arg(call: strace.Call, i: int) -> str:
-    """The i-th top-level argument of a call as strace printed it (brackets and braces respected)."""
-    depth, current, args = 0, "", []
-    for ch in call.args:
-        if ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        if ch == "," and depth == 0:
-            args.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    args.append(current.strip())
-    return args[i] if i < len(args) else ""
 
 
 def file_opens(tr: strace.Trace, name: str) -> list[strace.Call]:
