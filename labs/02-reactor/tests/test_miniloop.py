@@ -8,19 +8,17 @@ one thread.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
-import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
 
+from grading.deadline import deadline
 from grading.plugin import Impl
 from miniloop.futures import CancelledError, Future, InvalidStateError
 from miniloop.loop import EventLoop, sleep
@@ -30,33 +28,6 @@ EPOLL_WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-class LoopStuck(Exception):
-    """The loop under test did not finish in time (it hangs in epoll_wait, or spins)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float, what: str) -> Iterator[None]:
-    """Interrupt the block with LoopStuck after `seconds`, even inside epoll_wait.
-
-    A helper thread sends SIGUSR1 to this thread; the handler raises, and Python lets
-    that exception out of a blocked select() (PEP 475). So a loop that sleeps forever
-    or spins fails in seconds with a message, instead of at pytest's hard timeout.
-    """
-    def on_signal(signum: int, frame: Any) -> None:
-        raise LoopStuck(f"{what}: still not done after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGUSR1, on_signal)
-    timer = threading.Timer(seconds, signal.pthread_kill, (threading.get_ident(), signal.SIGUSR1))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, previous)
-
 
 def run(loop: EventLoop, aw: Future[Any] | Coroutine[Any, Any, Any], seconds: float = 3.0) -> Any:
     """loop.run_until_complete(aw), failing after `seconds` instead of hanging."""

@@ -16,7 +16,6 @@ import hashlib
 import os
 import random
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from grading.deadline import LoopStuck, deadline
 from grading.plugin import Impl
 from grading.programs import make_data
 from miniloop.executor import ThreadPool, run_in_executor
@@ -43,37 +43,12 @@ WORKERS = 3                 # not the default 4: the thread count must come from
 
 # --- helpers ------------------------------------------------------------------------------------
 
-class LoopStuck(Exception):
-    """The loop under test did not finish in time (a result that never arrives, or a spin)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float, what: str) -> Iterator[None]:
-    """Interrupt the block with LoopStuck after `seconds`, even inside epoll_wait.
-
-    A helper thread sends SIGUSR1 to this thread; the handler raises, and Python lets
-    that exception out of a blocked select() (PEP 475). A result that never arrives
-    (a worker that died, a lost wake-up) fails in seconds instead of hanging.
-    """
-    def on_signal(signum: int, frame: Any) -> None:
-        raise LoopStuck(f"{what}: still not done after {seconds:g} s. Did a worker die (see the "
-                        "exception printed above), or did the loop miss a wake-up?")
-
-    previous = signal.signal(signal.SIGUSR1, on_signal)
-    timer = threading.Timer(seconds, signal.pthread_kill, (threading.get_ident(), signal.SIGUSR1))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGUSR1, previous)
+ADVICE = "Did a worker die (see the exception printed above), or did the loop miss a wake-up?"
 
 
 def run(loop: EventLoop, aw: Future[Any] | Coroutine[Any, Any, Any], seconds: float = 5.0) -> Any:
     """loop.run_until_complete(aw), failing after `seconds` instead of hanging."""
-    with deadline(seconds, "run_until_complete"):
+    with deadline(seconds, "run_until_complete", ADVICE):
         return loop.run_until_complete(aw)
 
 
