@@ -76,16 +76,24 @@ reveal: setup
 bench: setup
 	@$(PY) -m bench
 
+## slides: the talk as one offline HTML deck, and a PDF with Chromium (build/slides/)
+slides: $(VENV)/.installed
+	@tools/setup-system.sh slides
+	@$(PY) -m deck build
+
 ## test: prove every grader test both ways, run the toolkit tests and every notebook
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 
-## asan: build the C code with AddressSanitizer into build/asan (ubsan, tsan likewise)
+## asan: C code with AddressSanitizer (build/asan), then kernaio tests (1M reads) on an ASan build; ubsan, tsan too
 SANITIZER_asan := address
 SANITIZER_ubsan := undefined
 SANITIZER_tsan := thread
 asan ubsan tsan: system
 	@$(MAKE) -s -C c O=$(CURDIR)/build/$@ SAN=$(SANITIZER_$@)
+	@$(if $(filter asan,$@),tools/kernaio-asan.sh)
+
+asan: $(VENV)/.installed
 
 ## clean: remove build/ (keeps .venv; `make distclean` removes it too)
 clean:
@@ -94,4 +102,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint starters notebooks reveal bench test asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status hint starters notebooks reveal bench slides test asan ubsan tsan clean distclean

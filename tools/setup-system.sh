@@ -2,7 +2,8 @@
 # Install the system packages the workshop needs, on Debian or Ubuntu; elsewhere, say what is missing.
 #
 #   tools/setup-system.sh            the packages every lab needs
-#   tools/setup-system.sh slides     also Node.js and npm, for `make slides`
+#   tools/setup-system.sh slides     also Node.js and npm, for `make slides` (and Chromium on Debian,
+#                                    optional: the deck's PDF and its screenshot check)
 #
 # Idempotent and quick when everything is there: it asks dpkg, and calls apt only for what is missing.
 # As root it runs apt-get itself; with password-less sudo it uses sudo; otherwise it prints the
@@ -10,7 +11,18 @@
 set -euo pipefail
 
 required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
-[[ " $* " == *" slides "* ]] && required+=(nodejs npm)
+slides_packages=()   # optional: installed when possible, like perf below
+if [[ " $* " == *" slides "* ]]; then
+    # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+    command -v node >/dev/null 2>&1 || required+=(nodejs)
+    command -v npm >/dev/null 2>&1 || required+=(npm)
+    # Chromium only renders the PDF and the screenshot check (a large download, about a minute):
+    # Debian's package, not Ubuntu's (a snap, which does not run in containers; set CHROME_PATH there).
+    if [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1 &&
+        grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
+        slides_packages=(chromium)
+    fi
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "setup: this is not a Debian/Ubuntu system, so nothing is installed automatically."
@@ -34,23 +46,23 @@ fi
 
 missing=()
 for pkg in "${required[@]}"; do installed "$pkg" || missing+=("$pkg"); done
-[ ${#missing[@]} -eq 0 ] && [ ${#perf_packages[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && [ ${#perf_packages[@]} -eq 0 ] && [ ${#slides_packages[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     sudo=(sudo)
 else
-    echo "setup: these system packages are missing: ${missing[*]} ${perf_packages[*]}"
+    echo "setup: these system packages are missing: ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
     echo "       Install them once with:"
-    echo "           sudo apt-get update && sudo apt-get install -y ${missing[*]} ${perf_packages[*]}"
+    echo "           sudo apt-get update && sudo apt-get install -y ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
     echo "       then run make again."
-    [ ${#missing[@]} -eq 0 ] && exit 0   # only perf is missing: go on without it
+    [ ${#missing[@]} -eq 0 ] && exit 0   # only optional packages are missing: go on without them
     exit 1
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-echo "setup: installing system packages: ${missing[*]} ${perf_packages[*]}"
+echo "setup: installing system packages: ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
 "${sudo[@]}" apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -58,4 +70,8 @@ fi
 if [ ${#perf_packages[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${perf_packages[@]}" >/dev/null 2>&1 ||
         echo "setup: perf could not be installed here (${perf_packages[*]}); the perf parts will say so and skip."
+fi
+if [ ${#slides_packages[@]} -gt 0 ]; then
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${slides_packages[@]}" >/dev/null 2>&1 ||
+        echo "setup: ${slides_packages[*]} could not be installed here; make slides builds the HTML without a PDF."
 fi

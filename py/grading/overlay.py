@@ -6,7 +6,10 @@ A grader always tests a whole tree, so a lab's files are graded on top of the
     python -m grading.overlay --lab 2 --learner --into build/grade/lab2   # the learner's files
     python -m grading.overlay --lab 2 --starter --into build/prove/lab2   # pristine starters
 
-The tree is then built like the reference: `make -C ROOT/c O=ROOT/build/bin`.
+The tree is then built like the reference: `make -C ROOT/c O=ROOT/build/bin`, and every
+C extension under py/ (a package with a setup.py: kernaio) in place, as `make setup` does
+for the checkout. An extension is copied with the tree and rebuilt only when one of its
+files is newer than it: a lab that swaps in the extension's C gets it recompiled.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 from grading.labs import Lab, find_lab, repo_root
 from grading.starters import make_starter
 
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "*.so", "build", "*.egg-info")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "build", "*.egg-info")
 
 
 def make_overlay(lab: Lab, into: Path, source: str, root: Path | None = None) -> Path:
@@ -46,9 +49,32 @@ def make_overlay(lab: Lab, into: Path, source: str, root: Path | None = None) ->
 
 
 def build(impl_root: Path, jobs: int = 2) -> subprocess.CompletedProcess[str]:
-    """Compile the C code of an implementation root into IMPL/build/bin; output captured."""
-    return subprocess.run(["make", "-s", f"-j{jobs}", "-C", str(impl_root / "c"), f"O={impl_root / 'build' / 'bin'}"],
-                          capture_output=True, text=True)
+    """Compile the C code of an implementation root into IMPL/build/bin, then its Python
+    C extensions in place; output captured. The first failure is the result."""
+    result = subprocess.run(["make", "-s", f"-j{jobs}", "-C", str(impl_root / "c"),
+                             f"O={impl_root / 'build' / 'bin'}"], capture_output=True, text=True)
+    for setup in sorted((impl_root / "py").glob("*/setup.py")):
+        if result.returncode != 0:
+            break
+        if extension_is_stale(setup.parent):
+            result = build_extension(setup.parent, impl_root / "build" / f"ext-{setup.parent.name}")
+    return result
+
+
+def extension_is_stale(package: Path) -> bool:
+    """True if package has no compiled extension, or a source newer than it (make's rule)."""
+    built = list(package.glob("*.so"))
+    if not built:
+        return True
+    sources = [package / "setup.py", *package.glob("src/*.[ch]")]
+    return max(p.stat().st_mtime for p in sources) > min(p.stat().st_mtime for p in built)
+
+
+def build_extension(package: Path, temp: Path) -> subprocess.CompletedProcess[str]:
+    """`python setup.py build_ext --inplace` in package (the compiler names src/... paths)."""
+    return subprocess.run([sys.executable, "setup.py", "--quiet", "build_ext", "--inplace",
+                           "--build-temp", str(temp), "--build-lib", str(temp / "lib")],
+                          cwd=package, capture_output=True, text=True)
 
 
 def main(argv: list[str] | None = None) -> int:

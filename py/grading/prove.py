@@ -1,12 +1,14 @@
 """`make test`: prove the workshop honest, test by test.
 
 1. The committed starter files are what the reference generates (one source of truth).
-2. The toolkit's own tests pass (py/tests: the strace parser, the generator, ...).
+2. The toolkit's own tests pass (py/tests: the strace parser, the generator, ...), and
+   kernaio's, also on a build of it with AddressSanitizer.
 3. For every lab, every grader test passes on the reference and FAILS on the pristine
    starter — the grader cannot be satisfied by code the learner has not written.
    A test marked `smoke` may pass on the starter; a test skipped because this machine
    cannot trace is reported with its reason, never counted as proven.
-4. Every notebook runs top to bottom (its assertion cells check what its prose claims).
+4. Every notebook runs top to bottom (its assertion cells check what its prose claims),
+   and the slides build, showing only code and make targets that exist.
 
 The last line is "N passed, M failed" (M counts what is not proven), and the exit
 code is 0 only when M is 0.
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         step_results.append(run_step("toolkit tests (py/tests)", [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/tests"]))
         step_results.append(run_step("kernaio's own tests (py/kernaio/tests)",
                                      [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/kernaio/tests"]))
+        step_results.append(run_step("kernaio's tests under AddressSanitizer (100,000 reads; `make asan`: a million)",
+                                     ["env", "KERNAIO_LEAK_READS=100000", "tools/kernaio-asan.sh"]))
+        step_results.append(run_step("slides: the deck builds offline; every include, file and make target it names exists",
+                                     [py, "-m", "deck", "check", "--setup"]))
     proven, unproven, skipped = prove_lab(args.lab, args.select)
     if args.lab is None:
         for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):

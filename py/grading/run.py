@@ -154,12 +154,17 @@ def is_started(lab: Lab) -> bool:
 
 
 def learner_paths(lab: Lab, compiler_output: str) -> str:
-    """Compiler messages name the overlay's copy (nonblock/nb.c): name the learner's file instead."""
+    """Compiler messages name the overlay's copy (nonblock/nb.c, or src/_kernaio.c for an
+    extension built in its package): name the learner's file instead."""
     for ref, starter in lab.files:
         if ref.parts[0] == "c":
-            inside_c = ref.relative_to("c").as_posix()
-            mine = (lab.dir / starter).relative_to(ROOT).as_posix()
-            compiler_output = re.sub(rf"(?<![\w/]){re.escape(inside_c)}\b", mine, compiler_output)
+            as_compiled = ref.relative_to("c").as_posix()
+        elif ref.suffix in (".c", ".h") and ref.parts[0] == "py":
+            as_compiled = ref.relative_to(*ref.parts[:3]).as_posix()   # py/PACKAGE/src/x.c -> src/x.c
+        else:
+            continue
+        mine = (lab.dir / starter).relative_to(ROOT).as_posix()
+        compiler_output = re.sub(rf"(?<![\w/]){re.escape(as_compiled)}\b", mine, compiler_output)
     # make's own "*** Error" lines name build paths and say nothing the compiler did not.
     return "\n".join(line for line in compiler_output.splitlines() if not line.startswith("make"))
 

@@ -168,6 +168,21 @@ def _filesystem(path: Path) -> str:
     return fstype
 
 
+_answers: dict[Callable[[], Check], Check] = {}
+
+
+def require(*checks: Callable[[], Check]) -> None:
+    """For graders: raise xray.Unavailable (the test is skipped, saying why and what to do)
+    unless every check passes here. Each check runs once per process."""
+    from xray import Unavailable
+    for check in checks:
+        if check not in _answers:
+            _answers[check] = check()
+        ok, seen, todo = _answers[check]
+        if not ok:
+            raise Unavailable(f"{seen} ({todo})")
+
+
 def _short(path: Path) -> str:
     try:
         return str(path.relative_to(ROOT))

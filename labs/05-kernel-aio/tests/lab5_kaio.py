@@ -9,31 +9,18 @@ with the reason, never passed.
 """
 from __future__ import annotations
 
-import functools
 import subprocess
 from collections.abc import Sequence
 
 from grading.plugin import Impl
 from grading.programs import DataFile, Report, parse_report
-from xray import Unavailable, strace
-from xray.doctor import check_kernel_aio, check_o_direct
-
-
-@functools.cache
-def _machine() -> str:
-    """'' when this machine can do the lab, else why not."""
-    for check in (check_kernel_aio, check_o_direct):
-        ok, seen, todo = check()
-        if not ok:
-            return f"{seen} ({todo})"
-    return ""
+from xray import strace
+from xray.doctor import check_kernel_aio, check_o_direct, require
 
 
 def require_kaio() -> None:
     """Raise xray.Unavailable (the test is skipped, saying why) without kernel AIO or O_DIRECT here."""
-    why = _machine()
-    if why:
-        raise Unavailable(why)
+    require(check_kernel_aio, check_o_direct)
 
 
 def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:

@@ -84,15 +84,20 @@ typedef struct {
  * called WITHOUT the GIL. */
 static long sys_io_setup(unsigned nr, aio_context_t *ctx) { return syscall(SYS_io_setup, nr, ctx); }
 static long sys_io_destroy(aio_context_t ctx) { return syscall(SYS_io_destroy, ctx); }
-static long sys_io_submit(aio_context_t ctx, long n, struct iocb **cbs) { return syscall(SYS_io_submit, ctx, n, cbs); }
 static long sys_io_cancel(aio_context_t ctx, struct iocb *cb, struct io_event *ev)
 {
     return syscall(SYS_io_cancel, ctx, cb, ev);
 }
+/* BEGIN SOLUTION lab6
+ * TODO: sys_io_submit(ctx, n, cbs) and sys_io_getevents(ctx, min, max, events, timeout):
+ *       one line each with syscall(2), like the three above (lab 5 did the same in C).
+ */
+static long sys_io_submit(aio_context_t ctx, long n, struct iocb **cbs) { return syscall(SYS_io_submit, ctx, n, cbs); }
 static long sys_io_getevents(aio_context_t ctx, long min, long max, struct io_event *ev, struct timespec *ts)
 {
     return syscall(SYS_io_getevents, ctx, min, max, ev, ts);
 }
+/* END SOLUTION */
 
 /* Give slot i back: release the buffer, free our memory, drop the token. Needs the GIL.
  * Only for a slot the kernel does not own (never submitted, or completed, or destroyed). */
@@ -247,6 +252,17 @@ static int slot_prepare(ContextObject *self, int i, PyObject *req)
         return -1;
     }
     memset(&s->cb, 0, sizeof(s->cb));
+    /* BEGIN SOLUTION lab6
+     * TODO: fill s->cb for op. OP_READ/OP_WRITE: take a buffer export of buf into s->view
+     *       (PyObject_GetBuffer, writable for a read: it pins the memory until the completion),
+     *       clamp length to it, IOCB_CMD_PREAD/PWRITE at view.buf. OP_READ_NEW: posix_memalign
+     *       MEM_ALIGN bytes into s->mem and read there. OP_FSYNC: IOCB_CMD_FSYNC, length 0.
+     *       Then fd, length, offset, aio_data = i (which slot finished comes back in the
+     *       io_event), IOCB_FLAG_RESFD with the eventfd, s->op, and a new reference to token.
+     * STUB: (void)token; (void)buf; (void)op; (void)fd;
+     * STUB: PyErr_SetString(PyExc_NotImplementedError, "lab6: slot_prepare (fill the iocb) is not written yet");
+     * STUB: return -1;
+     */
     switch (op) {
     case OP_READ:
     case OP_WRITE:
@@ -285,6 +301,7 @@ static int slot_prepare(ContextObject *self, int i, PyObject *req)
     s->cb.aio_resfd = (__u32)self->efd;
     s->token = Py_NewRef(token);
     return 0;
+    /* END SOLUTION */
 }
 
 /* submit(requests) -> int: prepare up to len(requests) iocbs (never more than the free
@@ -321,6 +338,14 @@ static PyObject *Context_submit(ContextObject *self, PyObject *requests)
         used[prepared] = i;
         cbs[prepared] = &self->slots[i].cb;
     }
+    /* BEGIN SOLUTION lab6
+     * TODO: ONE io_submit of the n prepared iocbs, with the GIL released around it
+     *       (Py_BEGIN/END_ALLOW_THREADS; copy self->ctx to a local first). took = what the
+     *       kernel accepted. EAGAIN: the context is full, took = 0 (not an error). EINTR:
+     *       PyErr_CheckSignals(), then again. Any other errno: OSError, goto out.
+     * STUB: PyErr_SetString(PyExc_NotImplementedError, "lab6: Context.submit (io_submit) is not written yet");
+     * STUB: goto out;
+     */
     for (;;) {
         aio_context_t ctx = self->ctx;
         Py_BEGIN_ALLOW_THREADS
@@ -341,6 +366,7 @@ static PyObject *Context_submit(ContextObject *self, PyObject *requests)
         PyErr_SetFromErrno(PyExc_OSError);
         goto out;
     }
+    /* END SOLUTION */
     self->in_flight += (int)took;
     result = PyLong_FromLong(took);
 out:
@@ -353,13 +379,23 @@ out:
     return result;
 }
 
-/* reap() -> list[(token, res, data)]: everything that has completed, without waiting.
- * Drains the eventfd first (so it is readable again only for new completions), then
- * io_getevents with a zero timeout until empty. res is the byte count, or -errno of the
- * I/O; data is bytes for OP_READ_NEW that succeeded, else None. The slots are free
- * again and their buffers released. OSError if a syscall fails. */
-static PyObject *Context_reap(ContextObject *self, PyObject *Py_UNUSED(ignored))
+/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting: at
+ * most limit events (0: all of them). Drains the eventfd first (so it is readable again
+ * only for new completions), then io_getevents with a zero timeout. When it returns
+ * exactly limit events, more may be left in the ring with the eventfd already drained:
+ * the caller must call reap again (kernaio's engine does, one loop iteration later).
+ * res is the byte count, or -errno of the I/O; data is bytes for OP_READ_NEW that
+ * succeeded, else None. The slots are free again and their buffers released. OSError if
+ * a syscall fails. */
+static PyObject *Context_reap(ContextObject *self, PyObject *args)
 {
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTuple(args, "|n:reap", &limit))
+        return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
+        return NULL;
+    }
     if (check_usable(self) < 0)
         return NULL;
     uint64_t count;
@@ -374,19 +410,32 @@ static PyObject *Context_reap(ContextObject *self, PyObject *Py_UNUSED(ignored))
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return NULL;
+    /* BEGIN SOLUTION lab6
+     * TODO: io_getevents(ctx, 0, up to REAP_BATCH, events, zero timeout) with the GIL
+     *       released, again while it fills the array and fewer than limit (0: no limit) are
+     *       in the list. For each event: its slot is events[e].data; the kernel is done with
+     *       it (in_flight--); append (token or None, res, data) with data = the bytes read
+     *       for OP_READ_NEW when res >= 0, else None; then slot_release. EINTR: check
+     *       signals and retry. Errors: goto error.
+     * STUB: (void)limit;
+     * STUB: PyErr_SetString(PyExc_NotImplementedError, "lab6: Context.reap (io_getevents) is not written yet");
+     * STUB: goto error;
+     */
     struct io_event events[REAP_BATCH];
-    long got;
+    Py_ssize_t wanted = limit > 0 ? limit : PY_SSIZE_T_MAX;
+    long got, ask;
     do {
         struct timespec zero = {0, 0};
         aio_context_t ctx = self->ctx;
+        ask = wanted - PyList_GET_SIZE(list) < REAP_BATCH ? (long)(wanted - PyList_GET_SIZE(list)) : REAP_BATCH;
         Py_BEGIN_ALLOW_THREADS
-        got = sys_io_getevents(ctx, 0, REAP_BATCH, events, &zero);
+        got = sys_io_getevents(ctx, 0, ask, events, &zero);
         Py_END_ALLOW_THREADS
         if (got < 0) {
             if (errno == EINTR) {
                 if (PyErr_CheckSignals() < 0)
                     goto error;
-                got = REAP_BATCH; /* try again */
+                got = ask; /* try again */
                 continue;
             }
             PyErr_SetFromErrno(PyExc_OSError);
@@ -412,7 +461,8 @@ static PyObject *Context_reap(ContextObject *self, PyObject *Py_UNUSED(ignored))
             }
             Py_DECREF(item);
         }
-    } while (got == REAP_BATCH);
+    } while (got == ask && PyList_GET_SIZE(list) < wanted);
+    /* END SOLUTION */
     return list;
 error:
     Py_DECREF(list);
@@ -471,7 +521,7 @@ static PyObject *Context_get_pid(ContextObject *self, void *Py_UNUSED(c)) { retu
 
 static PyMethodDef Context_methods[] = {
     {"submit", (PyCFunction)Context_submit, METH_O, "submit(requests) -> how many the kernel took (one io_submit)"},
-    {"reap", (PyCFunction)Context_reap, METH_NOARGS, "reap() -> [(token, res, data)] of completed requests"},
+    {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> [(token, res, data)] of completed requests"},
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
     {"fileno", (PyCFunction)Context_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},

@@ -1,0 +1,246 @@
+# Your copy of py/kernaio/_engine.py: edit it, then run `make lab6`. (Generated; see docs/ARCHITECTURE.md.)
+"""One kernel AIO context per running event loop: a queue, batched io_submit, completions via an eventfd.
+
+    engine = _engine.for_running_loop()       # made lazily, one per loop
+    fut = engine.start(request)               # queued; flushed by ONE io_submit per loop iteration
+    ...                                       # the eventfd turns readable -> reap -> futures resolve
+
+Lifetime: an engine lives as long as its loop is open. When a new engine is made, the
+engines of closed (or garbage-collected) loops are closed first, and an engine is also
+closed when its loop is garbage-collected and at interpreter exit: `asyncio.run` a
+thousand times in a row does not leak kernel contexts (/proc/sys/fs/aio-nr). A fork()ed
+child forgets its parent's engines and makes its own.
+
+Closing an engine with requests in flight destroys its context: io_destroy waits for them,
+so no buffer is released under the kernel. An IDLE context is not destroyed but kept for
+the next loop (at most POOL_SIZE of them): io_destroy waits for an RCU grace period, about
+35 ms here, which would make a thousand short `asyncio.run` calls take half a minute.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import itertools
+import os
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING
+
+from kernaio import _kernaio
+
+if TYPE_CHECKING:
+    from kernaio._file import File
+
+CAPACITY = 128  # requests one context holds in flight; more wait in the engine's queue
+# Completions handled per loop iteration; more wait for the next iteration. A virtual disk
+# often completes a whole batch at once: resolving all 32 futures, then running all 32 tasks,
+# then one io_submit would leave the device idle meanwhile (lock-step). In slices of 8, the
+# first tasks' next requests are submitted while later completions are still being handled.
+REAP_LIMIT = 8
+POOL_SIZE = 2   # idle contexts kept for the next loop instead of a slow io_destroy
+
+_idle: list[_kernaio.Context] = []  # contexts of closed loops, nothing in flight, ready for reuse
+
+
+# os.getpid() is a system call every time, and every request asks "same process?": remember
+# the pid; _after_fork_in_child (below) refreshes it in a fork()ed child.
+_pid = os.getpid()
+
+
+def _take_context() -> _kernaio.Context:
+    """An idle context of this process if there is one, else a new one (io_setup)."""
+    while _idle:
+        ctx = _idle.pop()
+        if ctx.pid == _pid and not ctx.closed:
+            ctx.reap()              # drain the eventfd's stale count
+            return ctx
+    return _kernaio.Context(CAPACITY)
+
+
+class Request:
+    """One read, write or fsync: what the C side is given, and the future its caller awaits."""
+
+    __slots__ = ("future", "op", "file", "fd", "buffer", "offset", "length", "submitted")
+
+    def __init__(self, future: asyncio.Future[object], op: int, file: File, buffer: object | None,
+                 offset: int, length: int) -> None:
+        self.future = future
+        self.op = op
+        self.file = file            # keeps the file (and its fd) alive while the request exists
+        self.fd = file._fd           # (the caller checked that the file is open)
+        self.buffer = buffer        # the memory the kernel reads from or writes into
+        self.offset = offset
+        self.length = length
+        self.submitted = False
+
+    def complete(self, res: int, data: bytes | None) -> None:
+        """The kernel finished: res is a byte count or -errno. Called from the loop's reader."""
+        self.file._forget(self)
+        if self.future.done():      # cancelled meanwhile: the result is dropped, nothing more
+            return
+        if res < 0:
+            code = -res
+            self.future.set_exception(OSError(code, os.strerror(code), self.file.name))
+        elif self.op == _kernaio.OP_READ_NEW:
+            self.future.set_result(data)    # bytes the C side copied out of its aligned memory
+        else:
+            self.future.set_result(res)
+
+    def fail(self, exc: BaseException) -> None:
+        """It never reached the kernel: fail the caller's future with exc."""
+        self.file._forget(self)
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class Engine:
+    """The context of one event loop. Every method runs in that loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop_ref = weakref.ref(loop)
+        self.pid = _pid
+        self.ctx = _take_context()
+        self.closed = False
+        self.queue: deque[Request] = deque()
+        self._flush_pending = False
+        self.submit_calls = 0       # io_submit calls made (what batching saves)
+        self.submitted = 0          # requests the kernel accepted
+        # Completions bump the eventfd: the loop's own selector (epoll, or uvloop's libuv)
+        # wakes us. add_reader is public API: no asyncio internals needed.
+        loop.add_reader(self.ctx.fileno(), self._on_completions)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop_ref()
+
+    def start(self, request: Request) -> None:
+        """Queue a request; the first one of a loop iteration schedules the flush."""
+        # TODO(lab6): append request to self.queue; if no flush is pending yet, mark one pending
+        #   and schedule self._flush with call_soon on the request's loop, so that every
+        #   request made in this loop iteration goes out in ONE io_submit.
+        raise NotImplementedError("lab6: Engine.start (queue, then one flush per iteration)")
+
+    def cancel(self, request: Request) -> None:
+        """The caller gave up on request. A queued one is simply dropped. A submitted one is
+        offered to io_cancel (files usually answer EINVAL: not cancellable); its buffer stays
+        held by the C side until the completion arrives, whatever the answer."""
+        if request.submitted and not self.closed:
+            self.ctx.cancel(request)
+
+    def drop_queued(self, file: File, exc: BaseException) -> None:
+        """Fail the requests of file that are still queued (its fd is about to be closed and
+        might be reused: they must never reach the kernel)."""
+        mine = [r for r in self.queue if r.file is file]
+        if mine:
+            self.queue = deque(r for r in self.queue if r.file is not file)
+            for r in mine:
+                r.fail(exc)
+
+    def _flush(self) -> None:
+        """Submit what is queued, as few io_submit calls as the free slots allow."""
+        self._flush_pending = False
+        if self.closed:
+            return
+        # TODO(lab6): while requests are queued and the context has free slots: skip (and forget)
+        #   a queued request whose future is already done (cancelled); submit the first
+        #   ctx.free requests as (request, op, fd, buffer, offset, length) tuples; mark the
+        #   ones the kernel took as submitted and pop them; stop if it took fewer (full).
+        #   An OSError belongs to the first request: fail it alone, the others go on.
+        raise NotImplementedError("lab6: Engine._flush (one io_submit of the queue)")
+        if self.queue and self.ctx.in_flight == 0 and not self._flush_pending:
+            # Refused with nothing in flight (EAGAIN): no completion will come to retry.
+            loop = self.loop
+            if loop is not None and not loop.is_closed():
+                self._flush_pending = True
+                loop.call_later(0.001, self._flush)
+
+    def _on_completions(self) -> None:
+        """The eventfd is readable: resolve up to REAP_LIMIT finished requests, then refill
+        the kernel from the queue."""
+        if self.closed:
+            return
+        # TODO(lab6): reap up to REAP_LIMIT completions; if you got that many, more may wait in
+        #   the kernel (and the eventfd is drained): call_soon yourself again. Complete each
+        #   Request token with (res, data); then, if requests are queued and no flush is
+        #   pending, flush now: completions freed slots.
+        raise NotImplementedError("lab6: Engine._on_completions (reap, resolve, refill)")
+
+    def close(self) -> None:
+        """Stop watching the eventfd, wait for the requests in flight (io_destroy), release
+        everything; queued requests fail. Safe on a closed loop and in a fork()ed child."""
+        loop = self.loop
+        if self.closed:
+            return
+        self.closed = True
+        if loop is not None and not loop.is_closed() and self.pid == _pid and not self.ctx.closed:
+            loop.remove_reader(self.ctx.fileno())
+        pending = list(self.queue)
+        self.queue.clear()
+        if self.ctx.in_flight == 0 and self.pid == _pid and len(_idle) < POOL_SIZE:
+            _idle.append(self.ctx)  # nothing under the kernel: reuse it, skip the slow io_destroy
+        else:
+            self.ctx.close()        # io_destroy: waits for the requests in flight
+        for r in pending:
+            try:
+                r.fail(RuntimeError("kernaio: the event loop closed before this request was submitted"))
+            except RuntimeError:
+                pass                # the loop is closed: nobody can await it any more
+
+
+_engines: dict[int, Engine] = {}  # id(loop) -> its engine (the engine holds the loop weakly)
+
+
+def for_running_loop() -> Engine:
+    """The engine of the running loop, made on first use. RuntimeError outside a loop."""
+    return for_loop(asyncio.get_running_loop())
+
+
+def for_loop(loop: asyncio.AbstractEventLoop) -> Engine:
+    """The engine of loop (the running one: the caller got it from get_running_loop())."""
+    engine = _engines.get(id(loop))
+    if engine is not None and engine.loop is loop and engine.pid == _pid:
+        return engine
+    _sweep()
+    engine = Engine(loop)
+    _engines[id(loop)] = engine
+    weakref.finalize(loop, _close_engine, engine)
+    return engine
+
+
+def _close_engine(engine: Engine) -> None:
+    """weakref.finalize: the loop was garbage-collected (maybe never closed)."""
+    engine.close()
+    for key, e in list(_engines.items()):
+        if e is engine:
+            del _engines[key]
+
+
+def _sweep() -> None:
+    """Close the engines whose loop is closed or gone (the loop's close() does not tell us)."""
+    for key, engine in list(_engines.items()):
+        loop = engine.loop
+        if loop is None or loop.is_closed() or engine.pid != _pid:
+            del _engines[key]
+            engine.close()
+
+
+def close_all() -> None:
+    """Close every engine of this process (at exit; also handy in tests)."""
+    for key in list(_engines):
+        _engines.pop(key).close()
+    while _idle:
+        _idle.pop().close()
+
+
+def _after_fork_in_child() -> None:
+    # The kernel contexts are the parent's: forget them without io_destroy (Context knows
+    # its pid and skips it), and let the child make its own on first use.
+    global _pid
+    _pid = os.getpid()
+    _engines.clear()
+    _idle.clear()
+
+
+atexit.register(close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

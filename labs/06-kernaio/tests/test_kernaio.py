@@ -1,0 +1,213 @@
+"""Lab 6: kernaio on your _kernaio.c, _engine.py and _file.py.
+
+The first tests check results (every byte read and written, errors with their errno and
+file name, misaligned requests refused); the others check the mechanism: one io_submit for
+the requests of one loop iteration, more requests than the context holds queued, the
+completions arriving through the eventfd on the loop's own thread, no thread at all, and
+the same code on uvloop. By hand:
+
+    cd build/data && strace -f -e trace=io_submit,io_getevents,epoll_wait,read \\
+        ../../.venv/bin/python ../../labs/06-kernaio/tests/lab6_reader.py kernaio-lab6.bin 64
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import zlib
+
+import pytest
+from lab6_kernaio import run, traced_reader
+
+from grading.plugin import Impl
+from grading.programs import DataFile
+
+BLOCK = 4096
+
+
+@pytest.mark.hint("iocb")
+def test_read_returns_the_files_bytes(data: DataFile) -> None:
+    """read() at aligned offsets gives the file's bytes; at the end of the file, a short read, then b''."""
+    import kernaio
+
+    async def main() -> list[bytes]:
+        async with kernaio.open(data.path, "rb") as f:
+            return [await f.read(BLOCK, 0), await f.read(16 * BLOCK, 5 * BLOCK),
+                    await f.read(2 * BLOCK, data.size // BLOCK * BLOCK), await f.read(BLOCK, (data.size // BLOCK + 4) * BLOCK)]
+
+    first, middle, tail, beyond = run(main)
+    assert first == data.content[:BLOCK], "read(4096, 0) did not return the file's first 4096 bytes"
+    assert middle == data.content[5 * BLOCK:21 * BLOCK], "read(65536, 20480) returned other bytes than the file's"
+    assert tail == data.content[data.size // BLOCK * BLOCK:], (
+        f"the last block is {data.size % BLOCK} bytes: read must return just those (res is the count), "
+        f"got {len(tail)} bytes")
+    assert beyond == b"", f"a read past the end must return b'', got {len(beyond)} bytes"
+
+
+@pytest.mark.hint("iocb")
+def test_readinto_any_writable_buffer(data: DataFile) -> None:
+    """readinto() fills an aligned mmap and a bytearray (buffered file) and returns the count."""
+    import kernaio
+
+    async def main() -> tuple[int, bytes, int, bytes]:
+        buf = kernaio.aligned_buffer(8 * BLOCK)
+        async with kernaio.open(data.path, "rb") as f:
+            n = await f.readinto(buf, 3 * BLOCK)
+        plain = bytearray(1000)
+        async with kernaio.open(data.path, "rb", direct=False) as f:
+            m = await f.readinto(plain, 12345)
+        return n, bytes(buf), m, bytes(plain)
+
+    n, direct, m, buffered = run(main)
+    assert (n, direct) == (8 * BLOCK, data.content[3 * BLOCK:11 * BLOCK]), (
+        f"readinto(32 KiB aligned buffer, 12288) returned {n}; the buffer must hold the file's bytes")
+    assert (m, buffered) == (1000, data.content[12345:13345]), (
+        "readinto(bytearray(1000), 12345) on a buffered file: wrong count or bytes (OP_READ into the "
+        "caller's buffer export, any offset)")
+
+
+@pytest.mark.hint("iocb")
+def test_write_fsync_and_read_back(data: DataFile) -> None:
+    """write() of bytes (copied into aligned memory) and of an aligned buffer, fsync(), then the file holds them."""
+    import kernaio
+    path = data.dir / f"kernaio-lab6-write-{os.getpid()}.bin"
+    payload = bytes(range(256)) * 64          # 16 KiB, in unaligned memory (a bytes object)
+
+    async def main() -> tuple[int, int]:
+        async with kernaio.open(path, "wb") as f:
+            a = await f.write(payload, 0)
+            b = await f.write(kernaio.aligned_buffer(BLOCK), len(payload))
+            await f.fsync()
+        return a, b
+
+    try:
+        a, b = run(main)
+        written = path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+    assert (a, b) == (len(payload), BLOCK), f"write returned {a} and {b}: the byte counts from the io_events"
+    assert written == payload + bytes(BLOCK), "the file does not hold what was written (IOCB_CMD_PWRITE at the offset?)"
+
+
+@pytest.mark.hint("alignment")
+@pytest.mark.parametrize("case", ["offset", "length", "buffer"])
+def test_misaligned_direct_request_is_a_clear_value_error(data: DataFile, case: str) -> None:
+    """O_DIRECT: a misaligned offset, length or buffer address is a ValueError naming the alignment, before any io_submit."""
+    import kernaio
+    from kernaio import _engine
+
+    async def main() -> tuple[str, int, int]:
+        async with kernaio.open(data.path, "rb") as f:
+            await f.read(BLOCK, 0)                       # the engine exists: count its io_submit calls
+            engine = _engine.for_running_loop()
+            before = engine.submit_calls
+            try:
+                if case == "offset":
+                    await f.read(BLOCK, 100)
+                elif case == "length":
+                    await f.read(1000, 0)
+                else:
+                    await f.readinto(memoryview(kernaio.aligned_buffer(2 * BLOCK))[1:BLOCK + 1], 0)
+            except ValueError as err:
+                return str(err), f.alignment.offset if case != "buffer" else f.alignment.memory, \
+                    engine.submit_calls - before
+            except OSError as err:
+                raise AssertionError(f"the kernel saw the misaligned request and said {err!r}: refuse it "
+                                     "before it is queued, with a ValueError that says why") from None
+            raise AssertionError(f"a misaligned {case} was accepted: O_DIRECT needs it aligned")
+
+    message, needed, submits = run(main)
+    assert str(needed) in message, f"the ValueError must name the alignment needed ({needed}); it says: {message!r}"
+    assert submits == 0, f"{submits} io_submit call(s) after the misaligned request: refuse it before it is queued"
+
+
+@pytest.mark.hint("errors")
+def test_kernel_errors_are_oserrors_with_errno_and_name(data: DataFile) -> None:
+    """A request the kernel refuses (its fd closed behind kernaio's back: EBADF) is OSError(EBADF) with the file name."""
+    import kernaio
+
+    async def main() -> BaseException | None:
+        f = kernaio.open(data.path, "rb")
+        os.close(f.fileno())
+        try:
+            await f.read(BLOCK, 0)
+        except BaseException as err:  # noqa: BLE001 - the test inspects whatever came out
+            return err
+        finally:
+            f._closed = True   # its fd is gone already: nothing for close() to do
+        return None
+
+    err = run(main)
+    assert isinstance(err, OSError) and err.errno == errno.EBADF, (
+        f"expected OSError(EBADF) (io_submit refused the iocb), got {err!r}")
+    assert err.filename == str(data.path), f"the OSError must name the file; its filename is {err.filename!r}"
+
+
+@pytest.mark.hint("one-flush")
+def test_requests_of_one_iteration_share_one_io_submit(impl: Impl, data: DataFile) -> None:
+    """Under strace: 64 reads made together (one gather) go to the kernel in ONE io_submit of 64 iocbs."""
+    tr = traced_reader(impl, data, 64)
+    m = re.search(r"read: (\d+) bytes in 64 requests crc32 ([0-9a-f]{8})", tr.stdout)
+    assert m, f"lab6_reader.py printed no result:\n{tr.stdout}\n{tr.stderr[-2000:]}"
+    assert int(m.group(2), 16) == zlib.crc32(data.content[:64 * BLOCK]), "the bytes read are not the file's"
+    submits = [(c.arg(1), c.retval) for c in tr.named("io_submit")]
+    assert submits == [("64", 64)], (
+        f"io_submit calls (iocbs given, taken): {submits}. The 64 reads were made in one loop iteration: "
+        "Engine.start must queue them and schedule a single flush (call_soon), not submit each one")
+
+
+@pytest.mark.hint("completions")
+def test_completions_come_through_the_eventfd_on_one_thread(impl: Impl, data: DataFile) -> None:
+    """Under strace -f: no thread created; the loop sleeps in epoll_wait, reads the eventfd, then io_getevents without waiting."""
+    tr = traced_reader(impl, data, 64)
+    assert not tr.threads_created, (
+        f"{len(tr.threads_created)} thread(s) created: kernel AIO needs none (is something calling run_in_executor?)")
+    getevents = tr.named("io_getevents")
+    assert getevents, f"no io_getevents seen: how are the completions collected? calls: {tr.summary()}"
+    waiting = [c for c in getevents if c.arg(1) != "0" or "tv_sec=0, tv_nsec=0" not in c.args]
+    assert not waiting, (
+        f"io_getevents that could block the loop: {waiting[0].args}. Call it with min_nr 0 and a zero "
+        "timeout: the eventfd already said that something completed")
+    calls = [c for c in tr.calls if c.tid == tr.main_tid and c.name in ("epoll_wait", "read", "io_getevents")]
+    order = " ".join(c.name for c in calls)
+    assert re.search(r"epoll_wait read io_getevents", order), (
+        "expected the loop to wake in epoll_wait, read the eventfd (8 bytes), then io_getevents; the main "
+        f"thread did: {order[-300:]}")
+
+
+@pytest.mark.hint("queue")
+def test_more_requests_than_the_context_holds_are_queued(data: DataFile) -> None:
+    """300 reads at once (the context holds 128): none fails, all bytes right, at least 3 io_submit calls."""
+    import kernaio
+    from kernaio import _engine
+    blocks = data.size // BLOCK
+
+    async def main() -> tuple[list[bytes], int, int]:
+        async with kernaio.open(data.path, "rb") as f:
+            await f.read(BLOCK, 0)
+            engine = _engine.for_running_loop()
+            before = engine.submit_calls
+            parts = await asyncio.gather(*(f.read(BLOCK, (k % blocks) * BLOCK) for k in range(300)))
+            return parts, engine.submit_calls - before
+
+    parts, submits = run(main)
+    capacity = _engine.CAPACITY
+    wrong = [k for k, p in enumerate(parts) if p != data.content[(k % blocks) * BLOCK:(k % blocks + 1) * BLOCK]]
+    assert not wrong, f"{len(wrong)} of 300 reads returned wrong bytes (first: read #{wrong[0]})"
+    assert submits >= 300 // capacity + 1, (
+        f"{submits} io_submit call(s) for 300 reads with room for {capacity}: the rest must wait in the queue "
+        "and go when completions free slots")
+
+
+@pytest.mark.hint("add-reader")
+def test_works_on_uvloop(data: DataFile) -> None:
+    """The same reads on uvloop: the engine watches the eventfd with loop.add_reader (public API), nothing asyncio-only."""
+    import kernaio
+
+    async def main() -> bytes:
+        async with kernaio.open(data.path, "rb") as f:
+            parts = await asyncio.gather(*(f.read(BLOCK, k * BLOCK) for k in range(16)))
+        return b"".join(parts)
+
+    assert run(main, uvloop=True) == data.content[:16 * BLOCK], "on uvloop the bytes read are not the file's"

@@ -1,0 +1,11 @@
+"""The workshop's slides: slides/deck.md, expanded and built with Marp into build/slides/.
+
+    python -m deck build            make slides: deck.html (self-contained), deck.pdf with Chromium
+    python -m deck check            make test: build, then check references, notes, offline, screenshots
+    python -m deck check --shot 12  also render slide 12 to build/slides/shot-slide12.png
+
+include.py  code samples come from the repo's files (`<!-- include: path#Name -->`)
+machine.py  the "your machine says" slides, from `make reveal` and `make bench` output
+build.py    expansion, `npm ci` when needed, Marp
+check.py    what `make test` checks
+"""

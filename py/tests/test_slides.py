@@ -1,0 +1,211 @@
+"""The deck's machinery (py/deck) and the snippet files its slides show (slides/snippets).
+
+No Node.js or Chromium needed: these check the expansion, the references and the snippets;
+`python -m deck check` (in `make test`) builds the HTML and looks at it.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deck import include, machine
+from deck.build import BuildError, load, split
+from deck.check import Report, check_notes, check_references, check_rendered, not_blank
+from grading.labs import repo_root
+
+ROOT = repo_root()
+
+PY = '''\
+"""A module."""
+
+
+class Loop:
+    """A loop."""
+
+    def recv(self, n: int) -> bytes:
+        """Receive."""
+        # BEGIN SOLUTION lab2
+        # TODO: try first;
+        #   then wait.
+        # STUB: raise NotImplementedError("lab2: recv")
+        try:
+            return b"x" * n
+        except BlockingIOError:
+            pass
+        return b""
+        # END SOLUTION
+'''
+
+C = '''\
+/* c.c — a file. */
+struct pair {
+    int a;
+};
+
+int nb_thing(int fd)
+{
+    /* BEGIN SOLUTION lab1
+     * TODO: do it.
+     * STUB: (void)fd;
+     * STUB: return -ENOSYS;
+     */
+    int flags = fd + 1;
+    return flags;
+    /* END SOLUTION */
+}
+'''
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "py").mkdir()
+    (tmp_path / "py" / "mod.py").write_text(PY)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "c.c").write_text(C)
+    return tmp_path
+
+
+def code(spec: str, root: Path) -> list[str]:
+    return include.extract(include.parse(spec), root)
+
+
+def test_python_method_without_markers_or_docstring(repo: Path) -> None:
+    lines = code("py/mod.py#Loop.recv", repo)
+    assert lines[0] == "def recv(self, n: int) -> bytes:"       # dedented
+    assert not any("SOLUTION" in line or "TODO" in line or "STUB" in line or "Receive" in line for line in lines)
+    assert lines[-1] == "    return b\"\""
+    assert '"""Receive."""' in code("py/mod.py#Loop.recv doc", repo)[1]
+
+
+def test_c_function_struct_and_narrowing(repo: Path) -> None:
+    assert code("c/c.c#nb_thing", repo) == ["int nb_thing(int fd)", "{", "    int flags = fd + 1;",
+                                          "    return flags;", "}"]
+    assert code("c/c.c#pair", repo) == ["struct pair {", "    int a;", "};"]
+    assert code('c/c.c#nb_thing from="int flags" to="return"', repo) == ["int flags = fd + 1;", "return flags;"]
+    assert code("c/c.c#L2-4", repo) == ["struct pair {", "    int a;", "};"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("py/nope.py#f", "no such file"),
+    ("py/mod.py#Loop.send", "no function or class named 'Loop.send'"),
+    ("c/c.c#nb_other", "no C function or struct named 'nb_other'"),
+    ('c/c.c#nb_thing from="not there"', "no line contains from='not there'"),
+    ("c/c.c#L1-99", "out of range"),
+    ("c/c.c max=3", "more than a slide shows (3)"),
+    ("c/c.c width=10", "wider than a slide (10)"),
+    ("c/c.c#nb_thing bogus=1", "unknown option"),
+])
+def test_a_bad_include_is_an_error_that_says_why(repo: Path, spec: str, message: str) -> None:
+    with pytest.raises(include.IncludeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        code(spec, repo)
+
+
+def test_expand_adds_fence_and_caption(repo: Path) -> None:
+    out = include.expand(include.parse("c/c.c#pair"), repo)
+    assert out.splitlines()[0] == "```c" and '<div class="src">c/c.c · pair</div>' in out
+
+
+def test_split_ignores_rules_inside_code_and_needs_front_matter() -> None:
+    front, slides = split("---\nmarp: true\n---\n\n# One\n\n```\n---\n```\n\n---\n\n# Two\n")
+    assert front == "marp: true\n"
+    assert [body.strip().splitlines()[0] for _, body in slides] == ["# One", "# Two"]
+    with pytest.raises(BuildError):
+        split("# no front matter\n")
+
+
+def test_machine_slides_without_and_with_measurements(tmp_path: Path) -> None:
+    assert "make reveal" in machine.expand("reveal", tmp_path)
+    assert "make bench" in machine.expand("bench", tmp_path)
+    (tmp_path / "reveal").mkdir()
+    rows = [{"api": "aiofiles", "file_mode": "buffered", "verdict": "threads", "user_threads": 5},
+            {"api": "aiofiles", "file_mode": "O_DIRECT", "verdict": "unavailable", "reason": "failed with EINVAL"},
+            {"api": "caio linux", "file_mode": "buffered", "verdict": "blocks-loop", "max_stall_ms": 7.94}]
+    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(rows))
+    table = machine.expand("reveal", tmp_path)
+    assert "| aiofiles | threads ×5 | EINVAL (unaligned) |" in table
+    assert "| caio linux | **blocks the loop** 7.9 ms | – |" in table and "dense" not in table
+    many = [dict(rows[0], api=f"api {i}") for i in range(machine.ROWS_AT_FULL_SIZE + 1)]
+    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(many))
+    assert '<div class="dense">' in machine.expand("reveal", tmp_path)
+    (tmp_path / "bench").mkdir()
+    bench = {"rows": [{"api": "kernaio", "qd": 32, "iops": 21000.0, "threads": 0},
+                      {"api": "fio (libaio)", "qd": 32, "iops": 55000.0, "threads": None}]}
+    (tmp_path / "bench" / "bench.json").write_text(json.dumps(bench))
+    assert "data:image/svg+xml;base64," in machine.expand("bench", tmp_path)
+    with pytest.raises(ValueError):
+        machine.expand("nothing", tmp_path)
+
+
+def test_the_deck_expands_and_every_slide_has_notes(tmp_path: Path) -> None:
+    """Every include of slides/deck.md resolves, every reference exists (or is pending)."""
+    deck = load(ROOT, tmp_path)   # no measurements: the "run make reveal" variant
+    report = Report()
+    check_references(deck, ROOT, report)
+    check_notes(deck, report)
+    assert report.errors == []
+    assert any(slide.diagrams for slide in deck.slides)
+
+
+def test_references_and_rendering_problems_are_reported(tmp_path: Path) -> None:
+    deck = load(ROOT, tmp_path)
+    deck.slides[1].source += "\n`make no-such-target` and py/no/such/file.py\n"
+    deck.slides[2].source = "## no notes here"
+    report = Report()
+    check_references(deck, ROOT, report)
+    check_notes(deck, report)
+    check_rendered(deck, '<img src="https://cdn.example/x.svg">', report)
+    text = "\n".join(report.errors)
+    for expected in ("make no-such-target", "py/no/such/file.py does not exist", "no speaker notes",
+                     "Marp made 0 slides", "remote resource"):
+        assert expected in text
+
+
+def test_not_blank(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+    blank, drawn = tmp_path / "blank.png", tmp_path / "drawn.png"
+    Image.new("RGB", (320, 180), "white").save(blank)
+    image = Image.new("RGB", (320, 180), "white")
+    ImageDraw.Draw(image).text((10, 10), "What's wrong with async FS?" * 3, fill="black")
+    ImageDraw.Draw(image).rectangle([20, 60, 300, 160], fill="#1565c0")
+    image.save(drawn)
+    assert not_blank(blank) is not None and not_blank(drawn) is None
+
+
+def test_snippet_run_in_thread_reads_on_another_thread() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "slides" / "snippets" / "run_in_thread.py")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    loop_thread, reader = done.stdout.split("runs on ")[1].split(";")[0], done.stdout.strip().split("ran on ")[1]
+    assert loop_thread == "MainThread" and reader != "MainThread", done.stdout
+
+
+def test_snippet_kernaio_gather_uses_no_thread() -> None:
+    pytest.importorskip("kernaio", reason="kernaio's extension is not built (make setup builds it)")
+    from grading.programs import make_data
+    from xray.doctor import DATA_DIR
+    data = make_data("deck-snippet.bin", 1 << 18, seed=5)
+    probe = DATA_DIR / ".deck-o-direct"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+    except OSError as err:
+        pytest.skip(f"O_DIRECT refused in {DATA_DIR}: {err.strerror}")
+    finally:
+        probe.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(ROOT / "slides" / "snippets" / "kernaio_gather.py"), str(data.path)],
+                          capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT / "py")))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "262144 bytes in 64 reads; threads: 1", done.stdout
+
+
+def test_a_pending_lab_is_reported_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deck.check
+    monkeypatch.setattr(deck.check, "PENDING", {"labs/09-future"})
+    deck_ = load(ROOT, tmp_path)
+    deck_.slides[1].source += "\n`make lab9` in labs/09-future/README.md\n"
+    report = Report()
+    check_references(deck_, ROOT, report)
+    assert report.errors == [] and len(report.pending) == 2, report
