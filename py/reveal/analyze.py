@@ -130,6 +130,20 @@ def workers_during(seen: list[Seen], result: dict[str, Any]) -> list[Seen]:
     return [w for w in seen if w.first <= result["t_end"] and w.last >= result["t_start"]]
 
 
+def unseen_pollers(run: TracedRun) -> list[Seen]:
+    """SQPOLL threads that strace proves but no /proc sample caught.
+
+    A ring made with IORING_SETUP_SQPOLL (a successful io_uring_setup during the reads) has
+    a poller, iou-sqp-PID, for as long as it lives. On a busy machine the sampler can be
+    starved for the whole of a 100 ms run and miss it; the setup call cannot be missed.
+    One iou-sqp-PID per such ring beyond those the sampler saw (tid 0: unknown).
+    """
+    rings = [c for c in run.window(run.trace.named("io_uring_setup"))
+             if "IORING_SETUP_SQPOLL" in c.args and c.retval is not None and c.retval >= 0]
+    seen = [w for w in run.workers if w.name.startswith("iou-sqp-")]
+    return [Seen(0, f"iou-sqp-{run.result['pid']}", c.start, run.result["t_end"]) for c in rings[len(seen):]]
+
+
 def fill_from_trace(row: Row, runs: list[TracedRun], filename: str) -> None:
     """The strace half of a row: threads, the calls that moved the bytes, where, the stall.
 
@@ -138,6 +152,8 @@ def fill_from_trace(row: Row, runs: list[TracedRun], filename: str) -> None:
     2-core machine a traced program is now and then preempted inside a short call; a
     stall the API causes -- a buffered io_submit reading 4 MiB -- is there every time.
     """
+    for run in runs:
+        run.workers += unseen_pollers(run)
     first = runs[0]
     start, loop = first.result["t_start"], first.result["loop_tid"]
     moved = first.window(io_calls(first.trace.calls, filename))
@@ -179,8 +195,8 @@ def decide(row: Row, threshold_ms: float) -> None:
     """The verdict and its reason, by the rules of reveal/__init__.py (the first that applies)."""
     calls = ", ".join(f"{k} {n}" for n, k in sorted(row.io_syscalls.items(), key=lambda kv: -kv[1])) or "no I/O call"
     names = sorted(set(row.kernel_thread_names))
-    workers = f"; {row.kernel_threads} kernel thread(s) worked for it ({', '.join(names)})" \
-        if row.kernel_threads else ""
+    workers = (f"; {row.kernel_threads} hidden kernel thread(s) worked for it ({', '.join(names)}): /proc/PID/task "
+               "shows them, yet no clone made them and strace follows none") if row.kernel_threads else ""
     spare = f"; {row.user_threads} thread(s) created, but no read ran on them" if row.user_threads else ""
     stall = f"{ms(row.max_stall_ms)} ms in {row.stall_call}" if row.stall_call and row.max_stall_ms else "0 ms"
     if row.io_thread in ("other", "loop+other"):
@@ -190,10 +206,19 @@ def decide(row: Row, threshold_ms: float) -> None:
                       f"{row.user_threads} thread(s) created{workers}")
     elif row.max_stall_ms is not None and row.max_stall_ms >= threshold_ms:
         row.verdict = "blocks-loop"
-        why = (" (a buffered io_submit reads the data before it returns)" if row.stall_call == "io_submit" else
-               " (a read on the loop thread waits for the disk)" if row.stall_call in READS else "")
+        why = (" (a buffered io_submit reads the data before it returns)"
+               if row.stall_call == "io_submit" and row.file_mode == "buffered" else
+               " (an O_DIRECT io_submit pins every page of the buffers and builds the device's requests before "
+               "it returns: the bigger the requests it is given, the longer)" if row.stall_call == "io_submit" else
+               " (a read on the loop thread waits for the disk)" if row.stall_call in READS else
+               " (io_uring_enter starts a cold buffered read itself: it allocates the page-cache pages and sends "
+               "the readahead before it returns)" if row.stall_call == "io_uring_enter" and row.file_mode == "buffered"
+               else "")
         row.reason = f"the loop thread sat {stall}{why}{spare}{workers}"
-    elif KERNEL_IO & row.io_syscalls.keys() or row.io_thread == "kernel":
+    elif row.io_thread == "kernel":
+        row.verdict = "kernel-async"
+        row.reason = f"no I/O call at all: the kernel's own thread took the requests from the ring{workers}{spare}"
+    elif KERNEL_IO & row.io_syscalls.keys():
         row.verdict = "kernel-async"
         row.reason = (f"{calls} on the loop thread, each under {threshold_ms:g} ms (the longest: {stall})"
                       f"{workers}{spare}")

@@ -6,16 +6,8 @@ every other probe, `plan.concurrency` requests in flight at a time, so the rows 
 table differ only by the API. A probe runs inside `reveal.probe`, which adds the
 heartbeat and the timing around it.
 
-Adding a row is a few lines: a function, and the decorator that names it. The
-kernaio row of lab 6, say:
-
-    @probe("kernaio", needs=("kernaio",))
-    async def read_kernaio(plan: Plan) -> int:
-        import kernaio
-        async with kernaio.open(plan.path, "rb", direct=plan.direct) as f:
-            async def worker(offsets: list[int]) -> int:
-                return sum([len(await f.read(plan.block_size, offset=off)) for off in offsets])
-            return await gather_sum([worker(s) for s in plan.stripes()])
+Adding a row is a few lines: a function, and the decorator that names it (read_kernaio
+below is the shortest).
 
 `needs` names the modules the probe uses: they are imported before the clock starts,
 and a missing one makes the row "unavailable: not built yet" (a module of this
@@ -28,12 +20,15 @@ reason, and the calls it made are still traced and shown.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import importlib
 import mmap
 import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ALIGN = 4096   # O_DIRECT wants buffers, offsets and sizes aligned to the logical block size; a page covers it
@@ -290,3 +285,142 @@ async def read_posixaio(plan: Plan) -> int:
         return await gather_sum([worker(s) for s in plan.stripes()])
     finally:
         os.close(fd)
+
+
+# --- kernel AIO: kernaio (lab 6) -------------------------------------------------------------
+
+@probe("kernaio (io_submit, lab 6)", needs=("kernaio",))
+async def read_kernaio(plan: Plan) -> int:
+    import kernaio
+    # direct=False is kernaio's explicit buffered mode: io_submit then copies from the page
+    # cache before it returns (caveat 1), and the row shows that stall.
+    # One buffer per worker, reused, as for the other rows: f.read() would allocate fresh memory
+    # per request, and the kernel faults fresh pages in inside io_submit (~1 ms per 4 MiB).
+    async with kernaio.open(plan.path, "rb", direct=plan.direct) as f:
+        async def worker(offsets: list[int], buf: mmap.mmap) -> int:
+            return sum([await f.readinto(buf, off) for off in offsets])
+        stripes = plan.stripes()
+        buffers = [kernaio.aligned_buffer(plan.block_size) for _ in stripes]
+        return await gather_sum([worker(s, b) for s, b in zip(stripes, buffers)])
+
+
+# --- io_uring: lab 7's ring code (c/uring, built as uring_lab.so) through ctypes -------------
+
+URING_LIB = Path(__file__).resolve().parents[2] / "build" / "bin" / "uring_lab.so"
+UR_SQPOLL = 1   # c/uring/uring.h
+
+
+class UringDone(ctypes.Structure):
+    """struct ur_done: one CQE as ur_reap hands it back."""
+
+    _fields_ = [("tag", ctypes.c_uint64), ("res", ctypes.c_int32), ("flags", ctypes.c_uint32)]
+
+
+@functools.cache
+def uring_lib() -> ctypes.CDLL:
+    """c/uring's functions (ur_create, ur_queue, ur_submit, ur_reap, ...); ctypes drops the GIL in each call."""
+    if not URING_LIB.exists():
+        raise Unsupported("not built yet (no build/bin/uring_lab.so: run make build)")
+    lib = ctypes.CDLL(str(URING_LIB))
+    ring, ptr = ctypes.c_void_p, ctypes.c_void_p
+    for name, args in {"ur_probe": [], "ur_ops_named": [ctypes.c_char_p],
+                       "ur_create": [ctypes.POINTER(ring), ptr, ctypes.c_int, ctypes.c_uint, ctypes.c_uint],
+                       "ur_queue": [ring, ctypes.c_int, ctypes.c_int, ptr, ctypes.c_size_t, ctypes.c_uint64,
+                                    ctypes.c_uint64],
+                       "ur_submit": [ring, ctypes.c_uint], "ur_reap": [ring, ctypes.POINTER(UringDone), ctypes.c_int],
+                       "ur_use_eventfd": [ring], "ur_eventfd_drain": [ring], "ur_destroy": [ring]}.items():
+        function = getattr(lib, name)
+        function.argtypes = args
+        # As declared in c/uring/uring.h: an int is not a long (the upper half of the register is junk).
+        function.restype = {"ur_ops_named": ptr, "ur_destroy": None, "ur_eventfd_drain": ctypes.c_long}.get(
+            name, ctypes.c_int)
+    return lib
+
+
+def _uring_probe(sqpoll: bool) -> ReadFn:
+    async def read_uring(plan: Plan) -> int:
+        """One ring per run (liburing, depth = concurrency), its CQEs announced by an eventfd in add_reader.
+
+        Each request goes to the kernel as soon as it is queued (ur_submit: one io_uring_enter,
+        none with SQPOLL while its poller is awake): batching the first four would make one
+        io_uring_enter pin 16 MiB of pages, a millisecond of CPU on the loop thread that is
+        not the disk's. A buffer stays alive while its request is in flight: each worker
+        reads into its own mmap, and only one of its requests is in flight at a time (its
+        tag is the worker's number).
+        """
+        lib = uring_lib()
+        loop = asyncio.get_running_loop()
+        ring = ctypes.c_void_p()
+        err = lib.ur_create(ctypes.byref(ring), lib.ur_ops_named(b"liburing"), plan.concurrency,
+                            UR_SQPOLL if sqpoll else 0, 2000)
+        if err < 0:
+            blocked = lib.ur_probe()
+            if blocked < 0:
+                raise Unsupported(f"io_uring is blocked here (io_uring_setup: {os.strerror(-blocked)}): a container's "
+                                  "seccomp profile or sysctl kernel.io_uring_disabled; see make doctor")
+            raise OSError(-err, f"ur_create: {os.strerror(-err)}")
+        pending: dict[int, asyncio.Future[int]] = {}
+        done = (UringDone * plan.concurrency)()
+        fd = efd = -1
+        try:
+            fd = open_fd(plan)
+            efd = lib.ur_use_eventfd(ring)
+            if efd < 0:
+                raise OSError(-efd, f"ur_use_eventfd: {os.strerror(-efd)}")
+
+            def on_cqes() -> None:
+                lib.ur_eventfd_drain(ring)
+                while (n := lib.ur_reap(ring, done, len(done))) > 0:
+                    for cqe in done[:n]:
+                        fut = pending.pop(cqe.tag)
+                        if cqe.res < 0:
+                            fut.set_exception(OSError(-cqe.res, os.strerror(-cqe.res)))
+                        else:
+                            fut.set_result(cqe.res)
+
+            def submit() -> None:
+                err = lib.ur_submit(ring, 0)
+                if err < 0:
+                    for fut in pending.values():
+                        fut.set_exception(OSError(-err, f"ur_submit: {os.strerror(-err)}"))
+                    pending.clear()
+
+            loop.add_reader(efd, on_cqes)
+
+            async def read_at(tag: int, address: int, length: int, offset: int) -> int:
+                err = lib.ur_queue(ring, 0, fd, address, length, offset, tag)
+                if err < 0:
+                    raise OSError(-err, f"ur_queue: {os.strerror(-err)}")
+                fut: asyncio.Future[int] = loop.create_future()
+                pending[tag] = fut
+                submit()
+                return await fut
+
+            async def worker(tag: int, offsets: list[int]) -> int:
+                # MAP_POPULATE: the pages exist before the first read. Otherwise the kernel would
+                # fault them in inside io_uring_enter, on the loop thread, when it pins them for
+                # the transfer (~2 ms per MiB here): the cost of fresh memory, not of io_uring.
+                buf = mmap.mmap(-1, plan.block_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+                address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+                n = 0
+                for off in offsets:
+                    got = 0
+                    while got < plan.block_size:   # a short read: ask again for the rest
+                        step = await read_at(tag, address + got, plan.block_size - got, off + got)
+                        if step == 0:
+                            break
+                        got += step
+                    n += got
+                return n
+            return await gather_sum([worker(k, s) for k, s in enumerate(plan.stripes())])
+        finally:
+            if efd >= 0:
+                loop.remove_reader(efd)
+            lib.ur_destroy(ring)   # closes the eventfd too; nothing is in flight unless a read failed
+            if fd >= 0:
+                os.close(fd)
+    return read_uring
+
+
+probe("io_uring (uring_lab.so, lab 7)")(_uring_probe(sqpoll=False))
+probe("io_uring + SQPOLL (uring_lab.so, lab 7)")(_uring_probe(sqpoll=True))

@@ -74,7 +74,7 @@ def check_o_direct() -> Check:
     """Write and read one aligned block with O_DIRECT in the directory the labs use."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / ".doctor-o-direct"
-    fs = _filesystem(DATA_DIR)
+    fs = filesystem(DATA_DIR)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, 0o600)
     except OSError as err:
@@ -156,7 +156,7 @@ CHECKS: list[tuple[str, Callable[[], Check]]] = [
 ]
 
 
-def _filesystem(path: Path) -> str:
+def filesystem(path: Path) -> str:
     """The filesystem type holding path, from /proc/self/mounts (longest matching mount point)."""
     best, fstype = "", "unknown"
     real = str(path.resolve())

@@ -1,0 +1,244 @@
+"""Lab 7, C: uring_cat on your uring_raw.c, uring_liburing.c and uring_cat.c.
+
+First every byte (both backends, O_DIRECT and buffered, reading and copying); then the
+mechanism under strace -f: io_uring_setup and io_uring_enter on the one main thread, no
+clone, one io_uring_enter per batch, the eventfd in the reactor, no io_uring_enter at all
+with SQPOLL; then what strace cannot see: the kernel's own threads, iou-wrk-PID for a
+buffered write and iou-sqp-PID for SQPOLL, found in /proc/PID/task while uring_cat is
+paused, and in perf. By hand:
+
+    cd build/data && ../bin/uring_cat uring-lab7.bin --buffered --write copy.bin --pause
+    strace -f -e trace=io_uring_setup,io_uring_enter,io_uring_register,clone3 ../bin/uring_cat uring-lab7.bin
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from lab7_uring import (APIS, BLOCKS, TRACE, DataFile, cat_argv, check_copy, check_read, enters, file_reads,
+                        parse_report, require_uring, resume, run, said, thread_cpu_seconds, traced, wait_for_pause)
+
+from grading.plugin import Impl
+from xray import Unavailable, perf, proc, strace
+from xray.doctor import DATA_DIR, filesystem
+
+
+@pytest.mark.hint("ring")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_raw_ring_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
+    """--api raw (io_uring_setup, the mmapped rings, io_uring_enter): the whole file, its CRC-32 a plain read's."""
+    out = run(impl, data, "--api", "raw", f"--{mode}")
+    check_read(out, data, f"uring_cat --api raw --{mode}")
+
+
+@pytest.mark.hint("liburing")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_liburing_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
+    """--api liburing: the same reader through io_uring_queue_init_params, get_sqe, submit_and_wait, for_each_cqe."""
+    out = run(impl, data, "--api", "liburing", f"--{mode}")
+    check_read(out, data, f"uring_cat --api liburing --{mode}")
+
+
+@pytest.mark.hint("no-thread")
+@pytest.mark.parametrize("reactor", [False, True], ids=["wait", "reactor"])
+@pytest.mark.parametrize("api", APIS)
+def test_io_uring_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: bool) -> None:
+    """Under strace -f: io_uring_setup and io_uring_enter on the main thread, every SQE taken, no clone, no read."""
+    args = ["--api", api, *(["--reactor"] if reactor else [])]
+    tr = traced(impl, data, *args)
+    check_read(tr, data, "uring_cat " + " ".join(args))
+    main = tr.main_tid
+    ring_calls = tr.named("io_uring_setup", "io_uring_enter")
+    assert {c.name for c in ring_calls} == {"io_uring_setup", "io_uring_enter"}, (
+        f"strace should see io_uring_setup and io_uring_enter; calls seen: {tr.summary()}")
+    elsewhere = {c.tid for c in ring_calls} - {main}
+    assert not elsewhere, f"io_uring calls made by thread(s) {sorted(elsewhere)}, not by the main thread {main}"
+    assert not tr.threads_created and tr.threads == {main}, (
+        f"{len(tr.threads_created)} thread(s) created, threads seen {sorted(tr.threads)}: io_uring needs no thread "
+        "of yours (whatever the kernel needs, it makes itself, without clone)")
+    reads = file_reads(tr, data)
+    assert not reads, f"{len(reads)} read/pread64 of the file itself: the bytes must come through the ring"
+    taken = sum(c.retval or 0 for c in enters(tr))
+    assert taken == BLOCKS, (f"io_uring_enter took {taken} SQEs in all; the file is {BLOCKS} requests of 64 KiB: "
+                             "was the SQ tail published (store-release) before io_uring_enter, with to_submit "
+                             "counting the new SQEs?")
+
+
+@pytest.mark.hint("batch")
+@pytest.mark.parametrize("api", APIS)
+def test_one_io_uring_enter_per_batch(impl: Impl, data: DataFile, api: str) -> None:
+    """--depth 8 --batch 4: each io_uring_enter submits several SQEs AND waits for 4 CQEs; about a call per 4 blocks."""
+    tr = traced(impl, data, "--api", api, "--depth", "8", "--batch", "4")
+    check_read(tr, data, f"uring_cat --api {api} --depth 8 --batch 4")
+    calls = enters(tr)
+    sizes = [int(c.arg(1)) for c in calls]
+    waits = [int(c.arg(2)) for c in calls]
+    assert calls and max(sizes) <= 8, f"io_uring_enter was given up to {max(sizes, default=0)} SQEs; --depth is 8"
+    assert len(calls) <= BLOCKS // 4 + 3, (
+        f"{len(calls)} io_uring_enter calls for {BLOCKS} requests: with --batch 4 each call should wait for 4 "
+        f"completions and hand over the SQEs that refill their slots (to_submit {sizes}, min_complete {waits})")
+    assert sum(s > 1 for s in sizes) >= len(sizes) // 2, (
+        f"to_submit of each io_uring_enter: {sizes}: most calls should carry a batch of SQEs, not one each")
+    assert all("IORING_ENTER_GETEVENTS" in c.arg(3) for c in calls[:-1]) and min(waits[:-1], default=4) >= 2, (
+        f"min_complete of each io_uring_enter: {waits}: the same call that submits should wait for the batch of "
+        "completions (IORING_ENTER_GETEVENTS): ur_submit(cat.u, cat.batch)")
+
+
+@pytest.mark.hint("eventfd")
+@pytest.mark.parametrize("api", APIS)
+def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api: str) -> None:
+    """--reactor: the eventfd registered with the ring, epoll_wait woken, the eventfd read, never a wait in the ring."""
+    tr = traced(impl, data, "--api", api, "--reactor")
+    report = check_read(tr, data, f"uring_cat --api {api} --reactor")
+    main = tr.main_tid
+    efds = [c.retval for c in tr.named("eventfd2") if (c.retval or -1) >= 0]
+    assert efds, "no eventfd was created"
+    efd = efds[0]
+    registered = [c for c in tr.named("io_uring_register") if "IORING_REGISTER_EVENTFD" in c.args and c.retval == 0]
+    assert registered and f"[{efd}]" in registered[0].args, (
+        f"no io_uring_register(..., IORING_REGISTER_EVENTFD, [{efd}], 1) that succeeded: the kernel does not "
+        f"know the eventfd (calls: {[c.args for c in tr.named('io_uring_register')]})")
+    woken = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == main and (c.retval or 0) > 0]
+    assert woken, "the main thread was never woken from epoll_wait: the eventfd never became readable"
+    drains = [c for c in tr.named("read") if c.tid == main and c.fd == efd and c.retval == 8]
+    assert drains, f"no 8-byte read of the eventfd {efd}"
+    waiting = [c for c in enters(tr) if c.arg(2) != "0" or "GETEVENTS" in c.arg(3)]
+    assert enters(tr) and not waiting, (
+        f"{len(waiting)} io_uring_enter that wait for completions ({[c.args for c in waiting][:3]}): in the "
+        "reactor the only place to sleep is epoll_wait; submit with wait_nr 0")
+    assert report.count("completions", r"(\d+) CQEs") == BLOCKS
+
+
+@pytest.mark.hint("sqpoll")
+@pytest.mark.parametrize("api", APIS)
+def test_sqpoll_needs_no_io_uring_enter(impl: Impl, data: DataFile, api: str) -> None:
+    """--sqpoll --reactor: IORING_SETUP_SQPOLL, every byte, and at most 2 io_uring_enter (to wake the poller)."""
+    tr = traced(impl, data, "--api", api, "--sqpoll", "--reactor")
+    check_read(tr, data, f"uring_cat --api {api} --sqpoll --reactor")
+    setups = [c for c in tr.named("io_uring_setup") if (c.retval or -1) >= 0]
+    assert setups and "IORING_SETUP_SQPOLL" in setups[-1].args, (
+        f"the ring was not made with IORING_SETUP_SQPOLL: {[c.args[:120] for c in setups]}")
+    calls = enters(tr)
+    assert len(calls) <= 2 and all("SQ_WAKEUP" in c.arg(3) for c in calls), (
+        f"{len(calls)} io_uring_enter for {BLOCKS} requests ({[c.args for c in calls][:4]}): with SQPOLL the "
+        "kernel's poller takes the SQEs as soon as the tail moves; enter only to wake it "
+        "(IORING_SQ_NEED_WAKEUP -> IORING_ENTER_SQ_WAKEUP), never to submit or to wait")
+    assert not tr.threads_created, f"{len(tr.threads_created)} thread(s) created with clone: the poller is the kernel's"
+
+
+@pytest.mark.hint("sqpoll")
+@pytest.mark.parametrize("api", APIS)
+def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile, api: str) -> None:
+    """Paused after --sqpoll: /proc/PID/task has iou-sqp-PID, and it burns CPU while the main thread sleeps."""
+    require_uring()
+    argv = cat_argv(impl, data, "--api", api, "--sqpoll", "--reactor", "--sq-idle-ms", "8000", "--pause")
+    burned: list[float] = []
+    with proc.launch(argv, cwd=data.dir, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        pause = wait_for_pause(lambda: p.pid, p.readline)
+        pollers = [t for t in pause.threads if t.name.startswith("iou-sqp-")]
+        if pause.reached and pollers:
+            for _ in range(3):   # a busy machine gets two more tries; the poller spins for 8 s
+                before = thread_cpu_seconds(p.pid, pollers[0].tid)
+                time.sleep(0.5)
+                burned.append(thread_cpu_seconds(p.pid, pollers[0].tid) - before)
+                if burned[-1] >= 0.05:
+                    break
+        resume(p.stdin)
+        out, err = p.communicate(timeout=15)
+    ended = subprocess.CompletedProcess(argv, p.returncode, "\n".join(pause.lines) + "\n" + out.decode(errors="replace"),
+                                        err.decode(errors="replace"))
+    check_read(ended, data, f"uring_cat --api {api} --sqpoll --pause")
+    assert pause.reached, f"uring_cat never printed its 'paused:' line: {said(ended)}"
+    assert pollers, (f"/proc/{pause.pid}/task at the pause: {pause.names()}: no iou-sqp-{pause.pid}; was the ring made "
+                     "with IORING_SETUP_SQPOLL?")
+    assert max(burned) >= 0.05, (
+        f"{pollers[0].name} used {burned} s of CPU per 0.5 s while the main thread slept in read(): the poller "
+        "should spin until --sq-idle-ms passes")
+
+
+@pytest.mark.hint("iou-wrk")
+@pytest.mark.parametrize("api", APIS)
+def test_buffered_write_runs_on_kernel_workers(impl: Impl, data: DataFile, copy_path: Path, api: str) -> None:
+    """--buffered --write: the copy is right; at the pause /proc shows iou-wrk-PID; strace -f saw no clone, no thread."""
+    require_uring(direct=False)
+    argv = cat_argv(impl, data, "--api", api, "--buffered", "--write", copy_path.name, "--pause")
+    with strace.launch(argv, trace=TRACE, cwd=data.dir, stdin=subprocess.PIPE) as traced_run:
+        pause = wait_for_pause(lambda: traced_run.pid, traced_run.readline)
+        resume(traced_run.process.stdin)
+        tr = traced_run.finish(timeout=20)
+    tr.stdout = "\n".join(pause.lines) + "\n" + tr.stdout
+    check_read(tr, data, f"uring_cat --api {api} --buffered --write")
+    check_copy(copy_path, data, f"uring_cat --api {api} --buffered --write")
+    assert pause.reached, f"uring_cat never printed its 'paused:' line: {said(tr)}"
+    writes = [c for c in tr.named("write", "pwrite64") if c.fd is not None and c.fd > 2]
+    assert not writes, f"{len(writes)} write/pwrite64 of the copy: the bytes must go through the ring"
+    workers = pause.kernel("iou-wrk-")
+    if not workers and filesystem(DATA_DIR) != "ext4":
+        raise Unavailable(f"no iou-wrk thread on {filesystem(DATA_DIR)}: this filesystem can do buffered writes "
+                          "without blocking (the lab's numbers are for ext4)")
+    assert workers, (
+        f"/proc/{pause.pid}/task at the pause: {pause.names()}: no iou-wrk-* thread. A buffered write that would "
+        "block is handed to a kernel worker: were the writes submitted through the ring (IORING_OP_WRITE)?")
+    assert not tr.threads_created and tr.threads == {tr.main_tid}, (
+        f"strace -f saw {len(tr.threads_created)} thread(s) created, {sorted(tr.threads)} in all: the kernel's "
+        "workers are not made by clone and strace follows none of them; a thread here is your own")
+
+
+@pytest.mark.hint("iou-wrk")
+@pytest.mark.parametrize("mode", ["direct", "buffered"])
+def test_copy_writes_every_byte(impl: Impl, data: DataFile, copy_path: Path, mode: str) -> None:
+    """--write OUT (--reactor, liburing): OUT is the file, byte for byte (O_DIRECT: whole blocks, then cut back)."""
+    out = run(impl, data, "--api", "liburing", "--reactor", f"--{mode}", "--write", copy_path.name)
+    check_read(out, data, f"uring_cat --{mode} --write")
+    check_copy(copy_path, data, f"uring_cat --{mode} --write")
+
+
+@pytest.mark.hint("iou-wrk")
+def test_perf_sees_the_workers_run(impl: Impl, data: DataFile, copy_path: Path) -> None:
+    """perf sched: during a buffered copy, iou-wrk-PID threads ran on a CPU (perf sees what strace cannot)."""
+    require_uring(direct=False)
+    argv = cat_argv(impl, data, "--api", "raw", "--buffered", "--write", copy_path.name)
+    sched = perf.sched_timehist(argv, cwd=data.dir)
+    assert copy_path.exists(), (f"uring_cat made no copy under perf (perf hides its messages): run "
+                                f"`{' '.join(argv[1:])}` in {data.dir} with your uring_cat to see why")
+    check_copy(copy_path, data, "uring_cat --buffered --write (under perf)")
+    ran = {f"{name}[{tid}]": ms for (name, tid), ms in sched.run_ms_by_thread().items()}
+    workers = {name: ms for name, ms in ran.items() if name.startswith("iou-wrk-")}
+    if not workers and filesystem(DATA_DIR) != "ext4":
+        raise Unavailable(f"no iou-wrk thread on {filesystem(DATA_DIR)}: buffered writes did not block here")
+    assert workers and sum(workers.values()) > 0, (
+        f"perf sched timehist of the copy: threads and their ms on a CPU {ran}: no iou-wrk-* ran; the buffered "
+        "writes should have been handed to the kernel's workers")
+
+
+@pytest.mark.hint("align")
+@pytest.mark.parametrize("what,args", [("offset", ["--offset", "100"]), ("length", ["--block", "1000"]),
+                                       ("buffer", ["--buffer-offset", "8"])],
+                         ids=["offset", "length", "buffer"])
+def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args: list[str]) -> None:
+    """O_DIRECT and a misaligned request: refused (exit 2, the alignment named) before any SQE reaches the kernel."""
+    tr = traced(impl, data, *args)
+    assert tr.returncode == 2, (f"uring_cat {' '.join(args)} should stop with exit code 2, refused before any "
+                                f"request is queued, not {tr.returncode}: {said(tr)}")
+    report = parse_report(tr.stdout)
+    need = report.count("alignment", r"offset (\d+)" if what != "buffer" else r"memory (\d+)")
+    last = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
+    assert what in last and str(need) in last, f"the refusal should name the {what} and {need}; it said {last!r}"
+    taken = sum(c.retval or 0 for c in enters(tr))
+    assert taken == 0, f"io_uring_enter took {taken} SQEs: a refused request must never reach the ring"
+
+
+@pytest.mark.hint("cqe-error")
+@pytest.mark.parametrize("api", APIS)
+def test_the_kernels_error_comes_in_the_cqe(impl: Impl, data: DataFile, api: str) -> None:
+    """--offset 100 --unchecked: io_uring_enter accepts the SQE; EINVAL arrives later, as res -22 in its CQE."""
+    tr = traced(impl, data, "--api", api, "--offset", "100", "--unchecked")
+    accepted = [c for c in enters(tr) if (c.retval or 0) > 0]
+    assert accepted, (f"no io_uring_enter took the request ({[c.result for c in enters(tr)]}): with --unchecked "
+                      f"the SQE goes to the kernel as it is: {said(tr)}")
+    last = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
+    assert tr.returncode == 1 and "CQE" in last and "res -22" in last, (
+        f"the kernel's EINVAL should come back in the CQE (res -22) and stop uring_cat with exit code 1: the "
+        f"CQE's res must reach settle() unchanged. It said: {said(tr)}")
