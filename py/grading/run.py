@@ -160,13 +160,15 @@ def learner_paths(lab: Lab, compiler_output: str) -> str:
         if ref.parts[0] == "c":
             as_compiled = ref.relative_to("c").as_posix()
         elif ref.suffix in (".c", ".h") and ref.parts[0] == "py":
-            as_compiled = ref.relative_to(*ref.parts[:3]).as_posix()   # py/PACKAGE/src/x.c -> src/x.c
+            as_compiled = ref.relative_to(*ref.parts[:2]).as_posix()   # py/PACKAGE/src/x.c -> src/x.c
         else:
             continue
         mine = (lab.dir / starter).relative_to(ROOT).as_posix()
         compiler_output = re.sub(rf"(?<![\w/]){re.escape(as_compiled)}\b", mine, compiler_output)
-    # make's own "*** Error" lines name build paths and say nothing the compiler did not.
-    return "\n".join(line for line in compiler_output.splitlines() if not line.startswith("make"))
+    # make's own "*** Error" lines, and setuptools' echo of the compiler's command, name build
+    # paths and say nothing the compiler did not.
+    return "\n".join(line for line in compiler_output.splitlines()
+                     if not line.startswith(("make", "error: Command")))
 
 
 def _line(name: str, record: dict[str, Any]) -> str:
