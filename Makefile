@@ -72,7 +72,7 @@ notebooks: setup
 reveal: setup
 	@$(PY) -m reveal
 
-## bench: kernaio against every peer and fio, 4 KiB random reads at QD 1-128 (~3 min, build/bench/)
+## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers: C reactor, uvloop... (~4 min)
 bench: setup
 	@$(PY) -m bench
 

@@ -24,6 +24,10 @@ the ceiling), with the ratios kernaio/fio-libaio and kernaio/each peer at each Q
 targets kernaio is held to, measured: at QD 32 at least 0.8 of fio-libaio and 3x
 to_thread and aiofiles; at every QD no extra thread and no loop stall over 1 ms.
 
+Then the echo benchmark (`--only echo`; bench.echo, bench.echo_servers, bench.echo_report):
+the lab-2 C reactor and mini loop, asyncio and uvloop (one Protocol) and a thread-per-connection
+server under one C load generator (c/loadgen); echo.txt, echo.json, echo.png, ratios to asyncio.
+
 Modules: apis.py (one reader per API: add a row there), worker.py (one measurement in
 its own process), fio.py (fio's runs and its JSON), run.py (every run, sampled),
 report.py (table, JSON, picture).

@@ -1,12 +1,13 @@
-"""`make bench`: python -m bench [--quick] [--seconds S] [--qd N ...] [--api NAME ...] [--out DIR]."""
+"""`make bench`: python -m bench [--only files|echo] [--quick] [--out DIR] [file options] [echo options]."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench import report
+from bench import echo, echo_report, report
 from bench.run import ROOT, Config, all_apis, run_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes
@@ -14,16 +15,33 @@ QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's ru
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="kernaio against every peer: "
-                                     "4 KiB random reads at several queue depths, one table.")
+                                     "4 KiB random reads at several queue depths, one table; then the echo "
+                                     "servers (the lab-2 reactor against asyncio, uvloop, ...), another table.")
+    parser.add_argument("--only", choices=("files", "echo"), help="run only the file or only the echo benchmark")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench", help="where the outputs go")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: a 64 MiB file, QD 1 and 8, 0.4 s per row")
+                        help="a smoke run: a 64 MiB file, QD 1 and 8, 0.4 s per row; two small echo scenarios")
     parser.add_argument("--seconds", type=float, help="seconds per measurement")
     parser.add_argument("--qd", type=int, action="append", help="queue depth (repeatable)")
     parser.add_argument("--api", action="append", choices=all_apis(), metavar="NAME",
                         help="only this API, named as in the table (repeatable; kernaio is always run)")
-    parser.add_argument("--no-png", action="store_true", help="skip the picture")
+    parser.add_argument("--no-png", action="store_true", help="skip the pictures")
+    parser.add_argument("--echo-server", action="append", choices=list(echo.SERVERS), metavar="NAME",
+                        help="echo: only this server (repeatable; asyncio, the baseline, is always run)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="echo: do not pin the load generator and the server to a CPU each")
     args = parser.parse_args(argv)
+    if args.only != "echo":
+        files(args)
+    if args.only != "files":
+        if args.only is None:
+            print(flush=True)
+        echo_bench(args)
+    return 0
+
+
+def files(args: argparse.Namespace) -> None:
+    """The file benchmark: kernaio against the peers and fio (bench.txt, bench.json, iops.png)."""
     base = QUICK if args.quick else Config()
     apis = tuple(dict.fromkeys(["kernaio", *args.api])) if args.api else ()
     config = Config(file_size=base.file_size, seconds=args.seconds or base.seconds,
@@ -32,18 +50,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"make bench: {len(config.selected())} APIs x QD {', '.join(map(str, config.depths))}, "
           f"{config.seconds:g} s each", flush=True)
     results = run_all(config, progress=lambda line: print(line, flush=True))
-    args.out.mkdir(parents=True, exist_ok=True)
     text = report.table(results, config)
-    (args.out / "bench.txt").write_text(text)
     elapsed = time.monotonic() - began
-    report.write_json(results, config, elapsed, args.out / "bench.json")
-    written = ["bench.txt", "bench.json"]
+    outputs: dict[str, Callable[[Path], None]] = {
+        "bench.json": lambda path: report.write_json(results, config, elapsed, path)}
     if not args.no_png:
-        report.draw(results, config, args.out / "iops.png")
-        written.append("iops.png")
-    print("\n" + text)
-    print(f"Written to {_short(args.out)}/: {', '.join(written)} ({elapsed:.0f} s)")
-    return 0
+        outputs["iops.png"] = lambda path: report.draw(results, config, path)
+    _write_all(args.out, "bench.txt", text, outputs, elapsed)
+
+
+def echo_bench(args: argparse.Namespace) -> None:
+    """The echo benchmark: five servers under one load generator (echo.txt, echo.json, echo.png)."""
+    base = echo.QUICK if args.quick else echo.Config()
+    servers = tuple(dict.fromkeys([echo.BASELINE, *args.echo_server])) if args.echo_server else ()
+    config = echo.Config(scenarios=base.scenarios, repeats=base.repeats, servers=servers, pin=not args.no_pin)
+    began = time.monotonic()
+    print(f"make bench (echo): {len(config.selected())} servers x {len(config.scenarios)} scenarios, "
+          f"the same load for each, best of {config.repeats}", flush=True)
+    rows = echo.run_all(config, progress=lambda line: print(line, flush=True))
+    elapsed = time.monotonic() - began
+    outputs: dict[str, Callable[[Path], None]] = {
+        "echo.json": lambda path: echo_report.write_json(rows, config, elapsed, path)}
+    if not args.no_png:
+        outputs["echo.png"] = lambda path: echo_report.draw(rows, path)
+    _write_all(args.out, "echo.txt", echo_report.table(rows, config), outputs, elapsed)
+
+
+def _write_all(out: Path, table_name: str, table: str, outputs: dict[str, Callable[[Path], None]],
+               elapsed: float) -> None:
+    """Write the table and each output (name -> writer) into out; print the table and what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / table_name).write_text(table)
+    for name, write in outputs.items():
+        write(out / name)
+    print("\n" + table)
+    print(f"Written to {_short(out)}/: {', '.join([table_name, *outputs])} ({elapsed:.0f} s)")
 
 
 def _short(path: Path) -> str:

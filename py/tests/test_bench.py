@@ -24,7 +24,7 @@ def bench(tmp_path_factory):
     if not ok:
         raise Unavailable(f"O_DIRECT is not available in the data directory: {seen}; {todo}")
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "files", "--out", str(out)],
                           capture_output=True, text=True, timeout=110, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out, proc.stdout, json.loads((out / "bench.json").read_text())
