@@ -2,6 +2,7 @@
 /* _kernaio: the C half of kernaio — one Linux kernel AIO context (io_setup/io_submit/io_getevents) as a Python type. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "kernaio.h" /* the OP_* enum, and the io_uring type of uring_context.c */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,9 +31,6 @@ PyDoc_STRVAR(module_doc,
 "Every system call runs with the GIL released. A request's buffer stays referenced (a\n"
 "Py_buffer export) from submit until reap returns it, or close has waited for it, so\n"
 "the kernel never writes into freed memory, even if the Python side gave up on it.");
-
-/* What a request asks for; the constants are exported to Python under the same names. */
-enum { OP_READ = 0, OP_WRITE = 1, OP_FSYNC = 2, OP_READ_NEW = 3 };
 
 #define MEM_ALIGN 4096    /* OP_READ_NEW memory: a page satisfies every O_DIRECT memory alignment */
 #define REAP_BATCH 128    /* io_events fetched per io_getevents call */
@@ -493,6 +491,8 @@ static int kernaio_exec(PyObject *module)
     if (st->context_type == NULL)
         return -1;
     if (PyModule_AddType(module, st->context_type) < 0)
+        return -1;
+    if (kernaio_add_uring_type(module) < 0) /* UringContext: the io_uring backend */
         return -1;
     if (PyModule_AddIntConstant(module, "OP_READ", OP_READ) < 0
         || PyModule_AddIntConstant(module, "OP_WRITE", OP_WRITE) < 0

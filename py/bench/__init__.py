@@ -7,7 +7,8 @@ once with random bytes, then reused) with QD requests in flight, QD = 1, 8, 32, 
 few seconds, in a process of its own (bench.worker), while the parent samples
 /proc/PID/task. The APIs:
 
-- kernaio (O_DIRECT, io_submit from the event loop);
+- kernaio (O_DIRECT, io_submit from the event loop), and kernaio (io_uring): the same
+  reader with kernaio.open(..., backend="io_uring");
 - asyncio.to_thread(os.preadv) and aiofiles (O_DIRECT too: they read into an aligned buffer);
 - aiofile on each caio backend that loads (CAIO_IMPL=linux|thread|python|uring). caio reads
   into a buffer it allocates itself, which O_DIRECT refuses (EINVAL), so these rows read

@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from reveal.probes import CAIO_BACKENDS, Unsupported, aligned_buffer, module
+from xray.doctor import check_io_uring
 
 BLOCK = 4096   # bytes per read: the size databases and fio's usual random-read test use
 
@@ -58,18 +59,28 @@ def open_direct(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
 
 
-@api("kernaio", needs=("kernaio",))
-@asynccontextmanager
-async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
-    import kernaio
-    async with kernaio.open(path, "rb", direct=True) as f:
-        def reader() -> Reader:
-            buf = kernaio.aligned_buffer(BLOCK)
+def _kernaio_api(backend: str) -> Opener:
+    """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API)."""
+    @asynccontextmanager
+    async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+        import kernaio
+        if backend == "io_uring":
+            ok, seen, todo = check_io_uring()
+            if not ok:
+                raise Unsupported(f"{seen} ({todo})")
+        async with kernaio.open(path, "rb", direct=True, backend=backend) as f:
+            def reader() -> Reader:
+                buf = kernaio.aligned_buffer(BLOCK)
 
-            async def read(offset: int) -> int:
-                return await f.readinto(buf, offset)
-            return read
-        yield [reader() for _ in range(qd)]
+                async def read(offset: int) -> int:
+                    return await f.readinto(buf, offset)
+                return read
+            yield [reader() for _ in range(qd)]
+    return kernaio_readers
+
+
+api("kernaio", needs=("kernaio",))(_kernaio_api("aio"))
+api("kernaio (io_uring)", needs=("kernaio",))(_kernaio_api("io_uring"))
 
 
 @api("asyncio.to_thread(os.preadv)")

@@ -22,6 +22,11 @@ direct=True (O_DIRECT) is the point: io_submit returns at once. With direct=Fals
 io_submit copies through the page cache before returning, so each request stalls the loop
 (caveat 1 of the talk): kernaio does that only when asked, never as a silent fallback.
 
+kernaio.open(..., backend="io_uring") sends the same requests through an io_uring instead
+(_kernaio.UringContext, src/uring_context.c): same API, one io_uring_enter per loop
+iteration. There direct=False does not stall the loop, but what must block is handed to
+iou-wrk KERNEL threads of the process. Chosen explicitly; the default stays "aio".
+
 Layout: py/kernaio/ IS the package (py/ is on sys.path through the venv's .pth file); the
 extension is built in place next to this file by `make setup`
 (`python setup.py build_ext --inplace` in this directory). There is no installed copy, so

@@ -1,4 +1,4 @@
-"""kernaio.File: positional async reads and writes of one open file, through the loop's AIO context."""
+"""kernaio.File: positional async reads and writes of one open file, through the loop's AIO context (or io_uring)."""
 from __future__ import annotations
 
 import asyncio
@@ -67,17 +67,22 @@ def _is_dir(path: str) -> bool:
 
 
 class File:
-    """An open file whose reads and writes are kernel AIO requests (see kernaio.open)."""
+    """An open file whose reads and writes are kernel AIO (or io_uring) requests (see kernaio.open)."""
 
     _closed = True  # until the fd exists, so that __del__ is quiet after a failed open
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,
+                 backend: str = "aio") -> None:
         if mode not in _MODES:
             raise ValueError(f"kernaio.open: mode must be one of {', '.join(_MODES)}, not {mode!r}")
+        if backend not in _engine.BACKENDS:
+            raise ValueError(f"kernaio.open: backend must be one of {', '.join(map(repr, _engine.BACKENDS))}, "
+                             f"not {backend!r}")
         flags, self.readable, self.writable = _MODES[mode]
         self.name = os.fspath(path)
         self.mode = mode
         self.direct = direct
+        self.backend = backend
         self._pending: set[_engine.Request] = set()
         self._drained: asyncio.Future[None] | None = None
         try:
@@ -177,8 +182,12 @@ class File:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        engine = _engine.for_running_loop()
-        engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
+        try:
+            engine: _engine.Engine | None = _engine.for_running_loop(self.backend)
+        except OSError:
+            engine = None       # no context can be made (io_uring blocked): nothing was queued
+        if engine is not None:
+            engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
         os.close(self._fd)
         if self._pending:
             self._drained = loop.create_future()
@@ -199,7 +208,7 @@ class File:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self._fd}"
-        return f"<kernaio.File {self.name!r} mode={self.mode!r} direct={self.direct} {state}>"
+        return f"<kernaio.File {self.name!r} mode={self.mode!r} direct={self.direct} backend={self.backend!r} {state}>"
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -264,7 +273,7 @@ class File:
     async def _submit(self, op: int, view: memoryview | None, offset: int, size: int) -> object:
         """Queue one request on this loop's engine and wait for its completion."""
         loop = asyncio.get_running_loop()
-        engine = _engine.for_loop(loop)
+        engine = _engine.for_loop(loop, self.backend)
         future: asyncio.Future[object] = loop.create_future()
         request = _engine.Request(future, op, self, view, offset, size)
         self._pending.add(request)
@@ -284,7 +293,8 @@ class File:
             self._drained.set_result(None)
 
 
-def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True) -> File:  # noqa: A001
+def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,  # noqa: A001
+         backend: str = "aio") -> File:
     """Open path for kernel AIO ("rb", "r+b", "wb", "w+b", "xb", "x+b"); use with async with.
 
     direct=True (the default) opens with O_DIRECT: the kernel queues requests to the device
@@ -292,7 +302,18 @@ def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True)
     aligned (File.alignment) and the page cache is bypassed. direct=False is buffered I/O:
     io_submit then does the whole copy before it returns (caveat 1 of the talk), which
     STALLS the event loop for the duration of each request; kernaio does it only if asked.
+
+    backend="aio" (the default) is kernel AIO (io_submit). backend="io_uring" sends the
+    same requests through an io_uring (one io_uring_enter per loop iteration), with the
+    same API and the same alignment rules. With io_uring, direct=False no longer stalls the
+    loop: what the page cache holds is copied at once, and what would block is handed to
+    iou-wrk KERNEL threads of this process (fsync always is) -- no Python thread, but
+    threads all the same (/proc/PID/task, `make reveal`). The io_uring backend is only
+    used when asked for; where io_uring is blocked (a container's seccomp profile,
+    kernel.io_uring_disabled) the first request raises OSError (PermissionError) saying so.
+
     Raises FileNotFoundError, IsADirectoryError, PermissionError... (with the file name),
-    or DirectIOUnsupported when the filesystem refuses O_DIRECT.
+    DirectIOUnsupported when the filesystem refuses O_DIRECT, ValueError for an unknown
+    mode or backend.
     """
-    return File(path, mode, direct=direct)
+    return File(path, mode, direct=direct, backend=backend)

@@ -134,7 +134,7 @@ def test_forked_child_makes_its_own_context(data: tuple[Path, bytes]) -> None:
     loop = asyncio.new_event_loop()
     try:
         data0, parent_pid = loop.run_until_complete(read())
-        parent_ctx = _engine._engines[id(loop)].ctx
+        parent_ctx = _engine.for_loop(loop).ctx
         pid = os.fork()
         if pid == 0:                   # the child: report through the exit status only
             status = 1
