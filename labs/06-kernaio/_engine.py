@@ -165,7 +165,8 @@ class Engine:
         #   a queued request whose future is already done (cancelled); submit the first
         #   ctx.free requests as (request, op, fd, buffer, offset, length) tuples; mark the
         #   ones the kernel took as submitted and pop them; stop if it took fewer (full).
-        #   An OSError belongs to the first request: fail it alone, the others go on.
+        #   An OSError belongs to the first request: fail it alone, the others go on. Any
+        #   other exception: fail the whole batch with it (never leave a caller waiting).
         raise NotImplementedError("lab6: Engine._flush (one io_submit of the queue)")
         if self.queue and self.ctx.in_flight == 0 and not self._flush_pending:
             # Refused with nothing in flight (EAGAIN): no completion will come to retry.

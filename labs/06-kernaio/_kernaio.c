@@ -2,16 +2,13 @@
 /* _kernaio: the C half of kernaio — one Linux kernel AIO context (io_setup/io_submit/io_getevents) as a Python type. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include "kernaio.h" /* the OP_* enum, and the io_uring type of uring_context.c */
+#include "kernaio.h" /* the OP_* enum, the slot table (slots.c), the io_uring type (uring_context.c) */
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <linux/aio_abi.h> /* the kernel's own struct iocb / struct io_event: no libaio needed */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -32,47 +29,18 @@ PyDoc_STRVAR(module_doc,
 "Py_buffer export) from submit until reap returns it, or close has waited for it, so\n"
 "the kernel never writes into freed memory, even if the Python side gave up on it.");
 
-#define MEM_ALIGN 4096    /* OP_READ_NEW memory: a page satisfies every O_DIRECT memory alignment */
-#define REAP_BATCH 128    /* io_events fetched per io_getevents call */
+#define AIO_MAX_CAPACITY 65536 /* the most slots of a Context: aio-max-nr's default, the whole system's */
+#define REAP_BATCH 128          /* io_events fetched per io_getevents call */
 
-/* One request the kernel may own. Slots never move: the kernel holds pointers to their iocbs. */
-struct slot {
-    struct iocb cb;   /* what io_submit is given; aio_data = the slot's index */
-    PyObject *token;  /* the caller's object, handed back by reap (strong reference), NULL: free */
-    Py_buffer view;   /* OP_READ/OP_WRITE: the caller's buffer, held until completion; view.obj NULL: none */
-    void *mem;        /* OP_READ_NEW: our aligned memory (free()d at completion), else NULL */
-    int op;           /* OP_* */
-};
-
+/* The slot table (slots.c: the request tuples, buffers, tokens, results) and the kernel's side.
+ * The kernel keeps the ADDRESS of each submitted iocb (io_cancel finds a request by it), so the
+ * iocbs live in an array made once, one per slot, and never move. */
 typedef struct {
-    PyObject_HEAD
-    aio_context_t ctx; /* the kernel's context id; 0: closed */
-    int efd;           /* eventfd bumped by every completion; -1: closed */
-    pid_t pid;         /* the process that made the context: a fork()ed child must not use it */
-    int capacity;      /* slots[0..capacity) */
-    int in_flight;     /* slots the kernel owns */
-    struct slot *slots;
-    int *free_list;    /* indexes of free slots: free_list[0..nfree) */
-    int nfree;
+    SlotsObject base;    /* first: the object header and the slot table, shared with UringContext */
+    aio_context_t ctx;   /* the kernel's context id; 0: none (never made, or destroyed) */
+    struct iocb *iocbs;  /* iocbs[i]: what io_submit is given for slot i; aio_data = i */
+    struct iocb **cbs;   /* submit's argument array: room for every slot */
 } ContextObject;
-
-/* getpid() is a system call every time (glibc no longer caches it), and a context asks "am I
- * still in the process that made me?" on every request. So the pid is remembered once and
- * refreshed only in a fork()ed child, by a pthread_atfork handler that runs there before any
- * Python code. The pid is a fact of the process, not of an interpreter: the one plain C static. */
-static pid_t this_process;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-
-static void remember_pid(void)
-{
-    this_process = getpid();
-}
-
-static void watch_forks(void)
-{
-    remember_pid();
-    (void)pthread_atfork(NULL, NULL, remember_pid); /* ENOMEM only; then the pid stays the parent's */
-}
 
 /* Module state (multi-phase init: no C globals, one state per module object). */
 typedef struct {
@@ -90,65 +58,22 @@ static long sys_io_cancel(aio_context_t ctx, struct iocb *cb, struct io_event *e
 /* TODO(lab6): sys_io_submit(ctx, n, cbs) and sys_io_getevents(ctx, min, max, events, timeout):
  * one line each with syscall(2), like the three above (lab 5 did the same in C). */
 
-/* Give slot i back: release the buffer, free our memory, drop the token. Needs the GIL.
- * Only for a slot the kernel does not own (never submitted, or completed, or destroyed). */
-static void slot_release(ContextObject *self, int i)
-{
-    struct slot *s = &self->slots[i];
-    if (s->view.obj != NULL)
-        PyBuffer_Release(&s->view);
-    free(s->mem);
-    s->mem = NULL;
-    Py_CLEAR(s->token);
-    self->free_list[self->nfree++] = i;
-}
-
-/* 0 if the context is open and this process made it; else -1 with ValueError (closed) or
- * RuntimeError (a fork()ed child holding its parent's context). */
-static int check_usable(ContextObject *self)
-{
-    if (self->ctx == 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: the AIO context is closed");
-        return -1;
-    }
-    if (self->pid != this_process) {
-        /* After fork() the context id belongs to the parent's mm: the child gets EINVAL at
-         * best, and must not touch the parent's requests. */
-        PyErr_Format(PyExc_RuntimeError, "kernaio: this AIO context belongs to process %d, not to this "
-                     "fork()ed child", (int)self->pid);
-        return -1;
-    }
-    return 0;
-}
-
-/* Context(capacity): io_setup(capacity) and a non-blocking close-on-exec eventfd.
- * OSError with the real errno (EAGAIN: /proc/sys/fs/aio-max-nr is reached). */
+/* Context(capacity): the slot table and its eventfd (slots_new), the iocbs, then
+ * io_setup(capacity). OSError with the real errno (EAGAIN: /proc/sys/fs/aio-max-nr is
+ * reached). */
 static PyObject *Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"capacity", NULL};
-    int capacity = 128;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:Context", kwlist, &capacity))
-        return NULL;
-    if (capacity < 1 || capacity > 65536) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: capacity must be in 1..65536");
-        return NULL;
-    }
-    ContextObject *self = (ContextObject *)type->tp_alloc(type, 0);
+    ContextObject *self = (ContextObject *)slots_new(type, args, kwds, "|i:Context", AIO_MAX_CAPACITY,
+                                                     "AIO context");
     if (self == NULL)
         return NULL;
-    /* tp_alloc zeroed everything: ctx 0, slots NULL; dealloc copes with a half-built object. */
-    self->efd = -1;
-    self->pid = this_process;
-    self->slots = PyMem_Calloc((size_t)capacity, sizeof(*self->slots));
-    self->free_list = PyMem_Calloc((size_t)capacity, sizeof(*self->free_list));
-    if (self->slots == NULL || self->free_list == NULL) {
+    int capacity = self->base.table.capacity;
+    self->iocbs = PyMem_Calloc((size_t)capacity, sizeof(*self->iocbs));
+    self->cbs = PyMem_Calloc((size_t)capacity, sizeof(*self->cbs));
+    if (self->iocbs == NULL || self->cbs == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
-    self->capacity = capacity;
-    for (int i = capacity - 1; i >= 0; i--)
-        self->free_list[self->nfree++] = i; /* pop order 0, 1, 2, ... */
-
     long ret;
     aio_context_t ctx = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -160,12 +85,7 @@ static PyObject *Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->ctx = ctx;
-    self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (self->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(self);
-        return NULL;
-    }
+    self->base.table.open = 1;
     return (PyObject *)self;
 }
 
@@ -175,41 +95,15 @@ static PyObject *Context_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
  * the parent's. Idempotent. Needs the GIL. */
 static void context_close(ContextObject *self)
 {
-    if (self->ctx != 0 && self->pid == this_process) {
+    struct slot_table *t = &self->base.table;
+    if (self->ctx != 0 && !slots_forked(t)) {
         aio_context_t ctx = self->ctx;
         Py_BEGIN_ALLOW_THREADS
         (void)sys_io_destroy(ctx); /* EINVAL only if ctx is not ours: nothing more to do */
         Py_END_ALLOW_THREADS
     }
     self->ctx = 0;
-    if (self->slots != NULL) {
-        for (int i = 0; i < self->capacity; i++)
-            if (self->slots[i].token != NULL || self->slots[i].view.obj != NULL || self->slots[i].mem != NULL)
-                slot_release(self, i);
-    }
-    self->in_flight = 0;
-    if (self->efd >= 0) {
-        close(self->efd);
-        self->efd = -1;
-    }
-}
-
-/* GC: the tokens are the only references that can form cycles (token -> file -> ... ->
- * context). The buffers are deliberately NOT visited nor cleared: the kernel may be
- * writing into them, so they live until the completion, or io_destroy in dealloc. */
-static int Context_traverse(ContextObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self)); /* a heap type is referenced by its instances */
-    for (int i = 0; self->slots != NULL && i < self->capacity; i++)
-        Py_VISIT(self->slots[i].token);
-    return 0;
-}
-
-static int Context_clear(ContextObject *self)
-{
-    for (int i = 0; self->slots != NULL && i < self->capacity; i++)
-        Py_CLEAR(self->slots[i].token); /* reap will hand back None for these */
-    return 0;
+    slots_close(t);
 }
 
 static void Context_dealloc(ContextObject *self)
@@ -217,40 +111,29 @@ static void Context_dealloc(ContextObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     context_close(self); /* waits for in-flight requests before their buffers go */
-    PyMem_Free(self->slots);
-    PyMem_Free(self->free_list);
+    slots_free(&self->base.table);
+    PyMem_Free(self->iocbs);
+    PyMem_Free(self->cbs);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
 
-/* Fill slot i's iocb from one request tuple (token, op, fd, buffer|None, offset, length)
- * and take the references it needs. 0, or -1 with an exception (the slot stays free). */
-static int slot_prepare(ContextObject *self, int i, PyObject *req)
+/* Fill slot i's iocb from what slots_batch_begin put in the slot (op, fd, addr, len,
+ * offset). 0, or -1 with ValueError for an op it has no iocb for. */
+static int iocb_fill(ContextObject *self, int i)
 {
-    struct slot *s = &self->slots[i];
-    PyObject *token, *buf;
-    int op, fd;
-    long long offset;
-    Py_ssize_t length;
-    if (!PyTuple_Check(req)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: a request is a tuple (token, op, fd, buffer, offset, length)");
-        return -1;
-    }
-    if (!PyArg_ParseTuple(req, "OiiOLn:submit", &token, &op, &fd, &buf, &offset, &length))
-        return -1;
-    if (offset < 0 || length < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: negative offset or length");
-        return -1;
-    }
-    memset(&s->cb, 0, sizeof(s->cb));
-    /* TODO(lab6): fill s->cb for op. OP_READ/OP_WRITE: take a buffer export of buf into s->view
-     * (PyObject_GetBuffer, writable for a read: it pins the memory until the completion),
-     * clamp length to it, IOCB_CMD_PREAD/PWRITE at view.buf. OP_READ_NEW: posix_memalign
-     * MEM_ALIGN bytes into s->mem and read there. OP_FSYNC: IOCB_CMD_FSYNC, length 0.
-     * Then fd, length, offset, aio_data = i (which slot finished comes back in the
-     * io_event), IOCB_FLAG_RESFD with the eventfd, s->op, and a new reference to token. */
-    (void)token; (void)buf; (void)op; (void)fd;
-    PyErr_SetString(PyExc_NotImplementedError, "lab6: slot_prepare (fill the iocb) is not written yet");
+    const struct slot *s = &self->base.table.slots[i];
+    struct iocb *cb = &self->iocbs[i];
+    memset(cb, 0, sizeof(*cb));
+    /* TODO(lab6): fill cb from the slot s: aio_lio_opcode for s->op (OP_READ and OP_READ_NEW:
+     * IOCB_CMD_PREAD, OP_WRITE: IOCB_CMD_PWRITE, OP_FSYNC: IOCB_CMD_FSYNC; another op:
+     * ValueError, return -1), aio_fildes = s->fd, aio_buf = s->addr (an address as a
+     * __u64), aio_nbytes = s->len, aio_offset = s->offset; aio_data = i (the kernel hands
+     * it back in the io_event: that is how reap finds the slot); aio_flags =
+     * IOCB_FLAG_RESFD with aio_resfd = the eventfd (self->base.table.efd), so that each
+     * completion bumps it. */
+    (void)s; (void)cb;
+    PyErr_SetString(PyExc_NotImplementedError, "lab6: iocb_fill (fill the iocb) is not written yet");
     return -1;
 }
 
@@ -262,47 +145,29 @@ static int slot_prepare(ContextObject *self, int i, PyObject *req)
  * errno: it belongs to requests[0]. TypeError/ValueError for a malformed request. */
 static PyObject *Context_submit(ContextObject *self, PyObject *requests)
 {
-    if (check_usable(self) < 0)
+    struct slot_table *t = &self->base.table;
+    struct slot_batch batch;
+    if (slots_check(t) < 0 || slots_batch_begin(t, requests, &batch) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(requests, "kernaio: submit() takes a list of requests");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n > self->nfree)
-        n = self->nfree;
     PyObject *result = NULL;
-    int *used = PyMem_Calloc((size_t)n + 1, sizeof(*used));
-    struct iocb **cbs = PyMem_Calloc((size_t)n + 1, sizeof(*cbs));
-    Py_ssize_t prepared = 0;
     long took = 0;
-    if (used == NULL || cbs == NULL) {
-        PyErr_NoMemory();
-        goto out;
+    struct iocb **cbs = self->cbs;
+    Py_ssize_t n = batch.n;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (iocb_fill(self, batch.slot[k]) < 0)
+            goto out;
+        cbs[k] = &self->iocbs[batch.slot[k]];
     }
-    for (; prepared < n; prepared++) {
-        int i = self->free_list[--self->nfree];
-        if (slot_prepare(self, i, PySequence_Fast_GET_ITEM(seq, prepared)) < 0) {
-            self->free_list[self->nfree++] = i;
-            goto out; /* rolls back the ones before */
-        }
-        used[prepared] = i;
-        cbs[prepared] = &self->slots[i].cb;
-    }
-    /* TODO(lab6): ONE io_submit of the n prepared iocbs, with the GIL released around it
+    /* TODO(lab6): ONE io_submit of the n iocbs in cbs, with the GIL released around it
      * (Py_BEGIN/END_ALLOW_THREADS; copy self->ctx to a local first). took = what the
      * kernel accepted. EAGAIN: the context is full, took = 0 (not an error). EINTR:
      * PyErr_CheckSignals(), then again. Any other errno: OSError, goto out. */
     PyErr_SetString(PyExc_NotImplementedError, "lab6: Context.submit (io_submit) is not written yet");
     goto out;
-    self->in_flight += (int)took;
     result = PyLong_FromLong(took);
 out:
-    /* The requests the kernel did not take (all of them on error) go back to free slots. */
-    for (Py_ssize_t k = took; k < prepared; k++)
-        slot_release(self, used[k]);
-    PyMem_Free(used);
-    PyMem_Free(cbs);
-    Py_DECREF(seq);
+    /* The first took are in flight; the others (all of them on error) go back to free slots. */
+    slots_batch_end(t, &batch, took);
     return result;
 }
 
@@ -316,33 +181,21 @@ out:
  * a syscall fails. */
 static PyObject *Context_reap(ContextObject *self, PyObject *args)
 {
-    Py_ssize_t limit = 0;
-    if (!PyArg_ParseTuple(args, "|n:reap", &limit))
+    struct slot_table *t = &self->base.table;
+    Py_ssize_t limit;
+    if (slots_reap_limit(args, &limit) < 0 || slots_check(t) < 0)
         return NULL;
-    if (limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
-        return NULL;
-    }
-    if (check_usable(self) < 0)
-        return NULL;
-    uint64_t count;
-    ssize_t nread;
-    int efd = self->efd;
-    Py_BEGIN_ALLOW_THREADS
-    nread = read(efd, &count, sizeof(count));
-    Py_END_ALLOW_THREADS
-    if (nread < 0 && errno != EAGAIN && errno != EINTR)
-        return PyErr_SetFromErrno(PyExc_OSError);
-
-    PyObject *list = PyList_New(0);
+    PyObject *list = slots_drain(t);
     if (list == NULL)
         return NULL;
     /* TODO(lab6): io_getevents(ctx, 0, up to REAP_BATCH, events, zero timeout) with the GIL
      * released, again while it fills the array and fewer than limit (0: no limit) are
-     * in the list. For each event: its slot is events[e].data; the kernel is done with
-     * it (in_flight--); append (token or None, res, data) with data = the bytes read
-     * for OP_READ_NEW when res >= 0, else None; then slot_release. EINTR: check
-     * signals and retry. Errors: goto error. */
+     * in the list. EINTR: check signals and retry; another error: OSError, goto error.
+     * Each event says which slot finished (events[e].data) and its result (res): hand
+     * both to slots_finish(t, slot, res, list), which appends (token, res, data) and
+     * frees the slot. Every event of the batch must reach slots_finish, even after one
+     * failed (MemoryError): from then on pass NULL as the list (the slot is only
+     * freed), and goto error after the batch. */
     (void)limit;
     PyErr_SetString(PyExc_NotImplementedError, "lab6: Context.reap (io_getevents) is not written yet");
     goto error;
@@ -359,21 +212,19 @@ error:
  * cancelled request never frees memory the kernel may still write into. */
 static PyObject *Context_cancel(ContextObject *self, PyObject *token)
 {
-    if (check_usable(self) < 0)
+    if (slots_check(&self->base.table) < 0)
         return NULL;
-    for (int i = 0; i < self->capacity; i++) {
-        if (self->slots[i].token != token)
-            continue;
-        struct io_event ev;
-        long ret;
-        aio_context_t ctx = self->ctx;
-        struct iocb *cb = &self->slots[i].cb;
-        Py_BEGIN_ALLOW_THREADS
-        ret = sys_io_cancel(ctx, cb, &ev);
-        Py_END_ALLOW_THREADS
-        return PyBool_FromLong(ret == 0);
-    }
-    Py_RETURN_FALSE;
+    int i = slots_find(&self->base.table, token);
+    if (i < 0)
+        Py_RETURN_FALSE;
+    struct io_event ev;
+    long ret;
+    aio_context_t ctx = self->ctx;
+    struct iocb *cb = &self->iocbs[i];
+    Py_BEGIN_ALLOW_THREADS
+    ret = sys_io_cancel(ctx, cb, &ev);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(ret == 0);
 }
 
 /* close(): io_destroy (waits for requests in flight, GIL released), release every buffer,
@@ -384,49 +235,23 @@ static PyObject *Context_close(ContextObject *self, PyObject *Py_UNUSED(ignored)
     Py_RETURN_NONE;
 }
 
-/* fileno() -> int: the eventfd to watch for readability (loop.add_reader). */
-static PyObject *Context_fileno(ContextObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (self->efd < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: the AIO context is closed");
-        return NULL;
-    }
-    return PyLong_FromLong(self->efd);
-}
-
-static PyObject *Context_get_free(ContextObject *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nfree); }
-static PyObject *Context_get_in_flight(ContextObject *self, void *Py_UNUSED(c))
-{
-    return PyLong_FromLong(self->in_flight);
-}
-static PyObject *Context_get_closed(ContextObject *self, void *Py_UNUSED(c)) { return PyBool_FromLong(self->ctx == 0); }
-static PyObject *Context_get_pid(ContextObject *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->pid); }
-
 static PyMethodDef Context_methods[] = {
     {"submit", (PyCFunction)Context_submit, METH_O, "submit(requests) -> how many the kernel took (one io_submit)"},
     {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> [(token, res, data)] of completed requests"},
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
-    {"fileno", (PyCFunction)Context_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
+    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
     {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Context_getset[] = {
-    {"free", (getter)Context_get_free, NULL, "slots free for new requests", NULL},
-    {"in_flight", (getter)Context_get_in_flight, NULL, "requests the kernel owns", NULL},
-    {"closed", (getter)Context_get_closed, NULL, "True once close() ran", NULL},
-    {"pid", (getter)Context_get_pid, NULL, "the process that created the context", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot Context_slots[] = {
     {Py_tp_doc, "Context(capacity=128): one kernel AIO context, its eventfd, and room for capacity requests."},
     {Py_tp_new, Context_new},
     {Py_tp_dealloc, Context_dealloc},
-    {Py_tp_traverse, Context_traverse},
-    {Py_tp_clear, Context_clear},
+    {Py_tp_traverse, slots_traverse},
+    {Py_tp_clear, slots_clear},
     {Py_tp_methods, Context_methods},
-    {Py_tp_getset, Context_getset},
+    {Py_tp_getset, slots_getset},
     {0, NULL},
 };
 
@@ -486,7 +311,7 @@ static PyMethodDef kernaio_methods[] = {
 static int kernaio_exec(PyObject *module)
 {
     kernaio_state *st = PyModule_GetState(module);
-    pthread_once(&fork_watch, watch_forks);
+    slots_watch_forks();
     st->context_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Context_spec, NULL);
     if (st->context_type == NULL)
         return -1;

@@ -173,7 +173,8 @@ class Engine:
         #   a queued request whose future is already done (cancelled); submit the first
         #   ctx.free requests as (request, op, fd, buffer, offset, length) tuples; mark the
         #   ones the kernel took as submitted and pop them; stop if it took fewer (full).
-        #   An OSError belongs to the first request: fail it alone, the others go on.
+        #   An OSError belongs to the first request: fail it alone, the others go on. Any
+        #   other exception: fail the whole batch with it (never leave a caller waiting).
         # STUB: raise NotImplementedError("lab6: Engine._flush (one io_submit of the queue)")
         while self.queue and self.ctx.free > 0:
             if self.queue[0].future.done():     # cancelled before it was submitted
@@ -189,6 +190,14 @@ class Engine:
                 self.submit_calls += 1
                 code = err.errno if err.errno is not None else errno.EIO
                 self.queue.popleft().fail(OSError(code, os.strerror(code), batch[0].file.name))
+                continue
+            except Exception as err:
+                # Not the kernel's answer (a malformed request, MemoryError, a bug): nothing of
+                # the batch was submitted. Fail all of it rather than leave its callers waiting
+                # for completions that can never come (this runs in a loop callback: an
+                # exception escaping it would only be logged).
+                for _ in batch:
+                    self.queue.popleft().fail(err)
                 continue
             self.submit_calls += 1
             self.submitted += took

@@ -1,9 +1,10 @@
-/* kernaio.h: what the two C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring). */
+/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both). */
 #ifndef KERNAIO_H
 #define KERNAIO_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <sys/types.h>
 
 /* What a request asks for: the second field of a request tuple (token, op, fd, buffer,
  * offset, length). Both context types take the same numbers; the module exports them to
@@ -14,6 +15,128 @@ enum {
     OP_FSYNC = 2,    /* flush the file's data and metadata (buffer None, length 0) */
     OP_READ_NEW = 3, /* read into memory of the context's own, handed back as bytes */
 };
+
+/* ---- The slot table (slots.c) ----------------------------------------------------------
+ * Context (kernel AIO) and UringContext (io_uring) differ only in how a request reaches the
+ * kernel (an iocb, an SQE) and how its completion comes back (an io_event, a CQE). The
+ * Python side of a request is the same in both and lives in slots.c: the request tuple
+ * parsed into a slot, the caller's buffer pinned (a Py_buffer export) or memory of our own
+ * allocated, the token kept for reap, the (token, res, data) result, the free list, the
+ * completion eventfd, and the checks "closed?" and "fork()ed child?". A slot's index is what
+ * travels through the kernel (aio_data, user_data) and comes back with the completion.
+ * Everything here needs the GIL, and is called from the context's methods. */
+
+/* One request the kernel may own. The table never moves (allocated once), so the index of a
+ * slot stays valid from submit to reap. */
+struct slot {
+    PyObject *token;  /* the caller's object, handed back by reap (strong reference); NULL: free,
+                         or cleared by the GC while in flight (reap then hands back None) */
+    Py_buffer view;   /* OP_READ/OP_WRITE: the caller's buffer, held until completion; view.obj NULL: none */
+    void *mem;        /* OP_READ_NEW: our aligned memory (free()d when the slot is released), else NULL */
+    void *addr;       /* where the kernel reads or writes: view.buf or mem; NULL for OP_FSYNC */
+    unsigned len;     /* bytes to move: at most the buffer and the kernel's maximum; 0 for OP_FSYNC */
+    long long offset; /* file offset, >= 0 */
+    int fd;           /* the file */
+    int op;           /* OP_* */
+};
+
+/* The slots of one context, and what both context types keep alongside them. */
+struct slot_table {
+    struct slot *slots; /* slots[0..capacity) */
+    int *free_list;     /* indexes of free slots: free_list[0..nfree), popped from the end */
+    int nfree;          /* free slots: how many requests submit may take now */
+    int capacity;       /* slots in the table: the most requests in flight at once */
+    int in_flight;      /* slots the kernel owns: submitted, completion not reaped yet */
+    int efd;            /* the completion eventfd (non-blocking, close-on-exec); -1: closed */
+    int open;           /* the kernel side (AIO context, ring) exists: set by the context once
+                           made; cleared by slots_close */
+    pid_t pid;          /* the process that made the context: a fork()ed child must not use it */
+    const char *what;   /* "AIO context" or "io_uring context": named in error messages */
+};
+
+/* How both context objects begin: the object header, then the table. Each context type's
+ * struct has a SlotsObject as its FIRST member, so a pointer to the object is a pointer to
+ * this, and the shared type slots below (traverse, clear, getters, fileno) work on both. */
+typedef struct {
+    PyObject_HEAD
+    struct slot_table table;
+} SlotsObject;
+
+/* The requests of one submit call, parsed into slots before any reaches the kernel. */
+struct slot_batch {
+    PyObject *seq;      /* the requests as a list or tuple (PySequence_Fast): a strong reference */
+    int *slot;          /* slot[k]: the slot that holds request k, for k < n */
+    Py_ssize_t n;       /* requests prepared: the first n, never more than the free slots */
+};
+
+/* Remember this process's pid, and again in every fork()ed child (pthread_atfork). Called
+ * by the module's Py_mod_exec, before any context exists; later calls do nothing. */
+void slots_watch_forks(void);
+
+/* tp_new of both context types: parse (capacity) with format (e.g. "|i:Context"), check
+ * it is in 1..max_capacity (ValueError), allocate the object and its table (all slots free)
+ * and the completion eventfd. The kernel side is the caller's to make; it sets table.open
+ * once it has. New reference, or NULL with an exception (MemoryError, OSError). */
+PyObject *slots_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const char *format,
+                    int max_capacity, const char *what);
+
+/* 1 in a fork()ed child of the process that made the context: then the kernel side is the
+ * parent's, and the child must neither use it nor wait for its requests. Else 0. */
+int slots_forked(const struct slot_table *t);
+
+/* 0 if the context is open and this process made it; else -1 with ValueError (closed) or
+ * RuntimeError (a fork()ed child holding its parent's context). */
+int slots_check(const struct slot_table *t);
+
+/* Parse requests (a sequence of tuples (token, op, fd, buffer|None, offset, length)) into
+ * free slots: the first ones, at most as many as are free. Each prepared slot holds a new
+ * reference to its token and, for OP_READ/OP_WRITE, an export of the buffer (writable for a
+ * read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
+ * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError/ValueError/
+ * BufferError/MemoryError and nothing taken. The caller must end the batch with
+ * slots_batch_end. */
+int slots_batch_begin(struct slot_table *t, PyObject *requests, struct slot_batch *b);
+
+/* End a batch: the kernel took its first took requests (they are now in flight); the others
+ * (all of them after an error) go back to free slots, their references released. */
+void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took);
+
+/* reap's argument: *limit = the optional limit (0: no limit). 0, or -1 with TypeError or
+ * ValueError (negative). */
+int slots_reap_limit(PyObject *args, Py_ssize_t *limit);
+
+/* Drain the eventfd (GIL released), so that it turns readable again only for completions
+ * that come after this call, and return a new empty list for reap's results. NULL with an
+ * exception (OSError, MemoryError). */
+PyObject *slots_drain(struct slot_table *t);
+
+/* The kernel has finished slot i with result res (a byte count, or -errno). The slot leaves
+ * in_flight and is released (buffer, memory, token), and (token or None, res, data) is
+ * appended to list, data = the bytes read for a successful OP_READ_NEW, else None. With list
+ * NULL (an earlier completion of the same batch failed) only the slot is released. 0, or -1
+ * with MemoryError: the slot is released either way. */
+int slots_finish(struct slot_table *t, int i, long long res, PyObject *list);
+
+/* The index of the slot that holds token (the kernel owns it), or -1 if none does. */
+int slots_find(const struct slot_table *t, PyObject *token);
+
+/* The kernel owns nothing any more (its side is destroyed, or is the parent's): release
+ * every slot, in_flight = 0, open = 0, close the eventfd. Idempotent. */
+void slots_close(struct slot_table *t);
+
+/* Free the table's memory: in tp_dealloc, after slots_close. */
+void slots_free(struct slot_table *t);
+
+/* Type slots shared by both context types (self is a SlotsObject). GC: the tokens are the
+ * only references that can form cycles (token -> file -> ... -> context). The buffers are
+ * deliberately NOT visited nor cleared: the kernel may be writing into them, so they live
+ * until the completion, or until the context's close has waited for it. */
+int slots_traverse(PyObject *self, visitproc visit, void *arg);
+int slots_clear(PyObject *self);
+/* fileno() -> the eventfd to watch for readability (loop.add_reader); ValueError if closed. */
+PyObject *slots_fileno(PyObject *self, PyObject *ignored);
+/* The properties free, in_flight, closed and pid. */
+extern PyGetSetDef slots_getset[];
 
 /* Add the type kernaio._kernaio.UringContext (uring_context.c) to module: called once by
  * the module's Py_mod_exec, with the GIL. 0, or -1 with an exception set. The module's dict

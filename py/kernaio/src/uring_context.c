@@ -4,14 +4,11 @@
 #include <errno.h>
 #include <liburing.h> /* link with -luring (setup.py); lab 7's uring_liburing.c shows the same calls */
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 /* UringContext is Context (_kernaio.c) with io_uring underneath: the same request tuples,
  * the same slots (a buffer stays pinned from submit until its completion is reaped), the
- * same eventfd for the event loop, the same methods. What differs, and why:
+ * same eventfd for the event loop, the same methods; all of that is the slot table of
+ * slots.c. What this file adds is the ring, and what differs, and why:
  *
  * - A slot travels as the SQE's user_data (its index) and comes back in the CQE.
  * - submit: io_uring_get_sqe + io_uring_prep_* per request, then ONE io_uring_submit (one
@@ -31,68 +28,24 @@
  * capacity requests are in flight (the slots), plus at most capacity cancel requests, so
  * the CQ ring can never overflow and every completion lands in it. */
 
-#define URING_MEM_ALIGN 4096       /* OP_READ_NEW memory: a page, as in _kernaio.c */
 #define URING_REAP_BATCH 128       /* CQEs looked at per io_uring_peek_batch_cqe */
 #define URING_MAX_CAPACITY 32768   /* the largest SQ ring io_uring_setup makes (IORING_MAX_ENTRIES) */
-#define URING_MAX_IO 0x7FFFF000u   /* the kernel never moves more in one read or write (MAX_RW_COUNT) */
 #define CANCEL_DATA UINT64_MAX     /* user_data of our IORING_OP_ASYNC_CANCEL requests: no slot has it */
 
-/* One request the ring may own. Between submit's two phases it holds what the SQE needs. */
-struct uring_slot {
-    PyObject *token;  /* the caller's object, handed back by reap (strong reference); NULL: free */
-    Py_buffer view;   /* OP_READ/OP_WRITE: the caller's buffer, held until the CQE; view.obj NULL: none */
-    void *mem;        /* OP_READ_NEW: our aligned memory (free()d when the slot is released), else NULL */
-    void *addr;       /* where the kernel reads or writes: view.buf or mem (NULL for OP_FSYNC) */
-    unsigned len;     /* bytes to move (0 for OP_FSYNC) */
-    __u64 offset;     /* file offset */
-    int fd;           /* the file */
-    int op;           /* OP_* */
-};
-
 typedef struct {
-    PyObject_HEAD
-    struct io_uring ring; /* liburing's view of the ring: its fd, the mapped SQ and CQ rings */
-    int ready;            /* io_uring_queue_init succeeded and io_uring_queue_exit has not run */
-    int efd;              /* eventfd registered with the ring: bumped by completions; -1: none */
-    pid_t pid;            /* the process that made the ring: a fork()ed child must not use it */
+    SlotsObject base;     /* first: the object header and the slot table, shared with Context */
+    struct io_uring ring; /* liburing's view of the ring: its fd, the mapped SQ and CQ rings;
+                             valid while base.table.open */
     int busy;             /* a thread is inside a system call on the ring, GIL released */
-    int capacity;         /* slots[0..capacity) */
-    int in_flight;        /* slots the kernel owns: submitted, CQE not reaped yet */
     int cancels;          /* IORING_OP_ASYNC_CANCEL requests whose CQE is not reaped yet */
-    struct uring_slot *slots;
-    int *free_list;       /* indexes of free slots: free_list[0..nfree) */
-    int nfree;
 } UringObject;
 
-/* Give slot i back: release the buffer, free our memory, drop the token. Needs the GIL.
- * Only for a slot the kernel does not own (never submitted, or its CQE was seen). */
-static void slot_release(UringObject *self, int i)
-{
-    struct uring_slot *s = &self->slots[i];
-    if (s->view.obj != NULL)
-        PyBuffer_Release(&s->view);
-    free(s->mem);
-    s->mem = NULL;
-    Py_CLEAR(s->token);
-    self->free_list[self->nfree++] = i;
-}
-
-/* 0 if the ring is open, this process made it and no other thread is using it; else -1
- * with ValueError (closed) or RuntimeError. The pid is asked with getpid() (a system call
- * of a few hundred ns, not worth a GIL round trip) because this file adds no global of its
- * own; _kernaio.c caches it for Context. After fork() the child shares the ring's memory
- * with the parent: reaping there would steal the parent's completions. */
+/* slots_check, and also -1 with RuntimeError while another thread uses the ring: the ring
+ * is shared memory with one producer (submit) and one consumer (reap). */
 static int check_usable(UringObject *self)
 {
-    if (!self->ready) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: the io_uring context is closed");
+    if (slots_check(&self->base.table) < 0)
         return -1;
-    }
-    if (self->pid != getpid()) {
-        PyErr_Format(PyExc_RuntimeError, "kernaio: this io_uring context belongs to process %d, not to "
-                     "this fork()ed child", (int)self->pid);
-        return -1;
-    }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "kernaio: this io_uring context is in use by another thread "
                         "(a ring has one submitter and one reaper)");
@@ -120,53 +73,28 @@ static void set_setup_error(int err)
     }
 }
 
-/* UringContext(capacity): a ring of at least capacity entries (io_uring_queue_init) and a
- * non-blocking close-on-exec eventfd registered with it. The ring's own fd is always
- * close-on-exec (io_uring_setup makes it so). OSError with the real errno. */
+/* UringContext(capacity): the slot table and its eventfd (slots_new), then a ring of at
+ * least capacity entries (io_uring_queue_init) with the eventfd registered. The ring's own
+ * fd is always close-on-exec (io_uring_setup makes it so). OSError with the real errno. */
 static PyObject *Uring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"capacity", NULL};
-    int capacity = 128;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:UringContext", kwlist, &capacity))
-        return NULL;
-    if (capacity < 1 || capacity > URING_MAX_CAPACITY) {
-        PyErr_Format(PyExc_ValueError, "kernaio: capacity must be in 1..%d", URING_MAX_CAPACITY);
-        return NULL;
-    }
-    UringObject *self = (UringObject *)type->tp_alloc(type, 0);
+    UringObject *self = (UringObject *)slots_new(type, args, kwds, "|i:UringContext", URING_MAX_CAPACITY,
+                                                 "io_uring context");
     if (self == NULL)
         return NULL;
-    /* tp_alloc zeroed everything: ready 0, slots NULL; dealloc copes with a half-built object. */
-    self->efd = -1;
-    self->pid = getpid();
-    self->slots = PyMem_Calloc((size_t)capacity, sizeof(*self->slots));
-    self->free_list = PyMem_Calloc((size_t)capacity, sizeof(*self->free_list));
-    if (self->slots == NULL || self->free_list == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    self->capacity = capacity;
-    for (int i = capacity - 1; i >= 0; i--)
-        self->free_list[self->nfree++] = i; /* pop order 0, 1, 2, ... */
-
     int ret;
     struct io_uring *ring = &self->ring;
+    unsigned entries = (unsigned)self->base.table.capacity;
     Py_BEGIN_ALLOW_THREADS
-    ret = io_uring_queue_init((unsigned)capacity, ring, 0); /* liburing returns -errno */
+    ret = io_uring_queue_init(entries, ring, 0); /* liburing returns -errno */
     Py_END_ALLOW_THREADS
     if (ret < 0) {
         set_setup_error(-ret);
         Py_DECREF(self);
         return NULL;
     }
-    self->ready = 1;
-    self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (self->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(self);
-        return NULL;
-    }
-    int efd = self->efd;
+    self->base.table.open = 1;
+    int efd = self->base.table.efd;
     Py_BEGIN_ALLOW_THREADS
     ret = io_uring_register_eventfd(ring, efd); /* each posted CQE now bumps efd */
     Py_END_ALLOW_THREADS
@@ -217,74 +145,18 @@ static unsigned ring_submit(UringObject *self, unsigned prepared, int *err)
     return prepared - left;
 }
 
-/* Parse one request tuple (token, op, fd, buffer|None, offset, length) into slot i and take
- * the references it needs; no SQE yet. 0, or -1 with an exception (the slot stays free). */
-static int slot_prepare(UringObject *self, int i, PyObject *req)
-{
-    struct uring_slot *s = &self->slots[i];
-    PyObject *token, *buf;
-    int op, fd;
-    long long offset;
-    Py_ssize_t length;
-    if (!PyTuple_Check(req)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: a request is a tuple (token, op, fd, buffer, offset, length)");
-        return -1;
-    }
-    if (!PyArg_ParseTuple(req, "OiiOLn:submit", &token, &op, &fd, &buf, &offset, &length))
-        return -1;
-    if (offset < 0 || length < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: negative offset or length");
-        return -1;
-    }
-    if ((size_t)length > URING_MAX_IO) /* an SQE's length is 32 bits */
-        length = URING_MAX_IO;
-    s->addr = NULL;
-    switch (op) {
-    case OP_READ:
-    case OP_WRITE:
-        /* The export pins the memory (a bytearray cannot be resized, nor an mmap closed)
-         * until the CQE is reaped. A read needs a writable buffer. */
-        if (PyObject_GetBuffer(buf, &s->view, op == OP_READ ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
-            return -1;
-        if (length > s->view.len)
-            length = s->view.len;
-        s->addr = s->view.buf;
-        break;
-    case OP_READ_NEW:
-        if (posix_memalign(&s->mem, URING_MEM_ALIGN, length > 0 ? (size_t)length : 1) != 0) {
-            s->mem = NULL;
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->addr = s->mem;
-        break;
-    case OP_FSYNC:
-        length = 0;
-        break;
-    default:
-        PyErr_Format(PyExc_ValueError, "kernaio: unknown op %d", op);
-        return -1;
-    }
-    s->op = op;
-    s->fd = fd;
-    s->len = (unsigned)length;
-    s->offset = (__u64)offset;
-    s->token = Py_NewRef(token);
-    return 0;
-}
-
 /* Fill the next SQE from slot i. Never fails: submit asks for at most the free slots, and
  * the SQ ring (at least capacity entries) is empty between calls. */
 static void slot_to_sqe(UringObject *self, int i)
 {
-    struct uring_slot *s = &self->slots[i];
+    const struct slot *s = &self->base.table.slots[i];
     struct io_uring_sqe *sqe = io_uring_get_sqe(&self->ring);
     if (s->op == OP_WRITE)
-        io_uring_prep_write(sqe, s->fd, s->addr, s->len, s->offset);
+        io_uring_prep_write(sqe, s->fd, s->addr, s->len, (__u64)s->offset);
     else if (s->op == OP_FSYNC)
         io_uring_prep_fsync(sqe, s->fd, 0); /* data and metadata, like IOCB_CMD_FSYNC */
     else
-        io_uring_prep_read(sqe, s->fd, s->addr, s->len, s->offset);
+        io_uring_prep_read(sqe, s->fd, s->addr, s->len, (__u64)s->offset);
     io_uring_sqe_set_data64(sqe, (__u64)i); /* comes back in the CQE: which slot finished */
 }
 
@@ -296,64 +168,25 @@ static void slot_to_sqe(UringObject *self, int i)
  * itself fails; TypeError/ValueError for a malformed request. */
 static PyObject *Uring_submit(UringObject *self, PyObject *requests)
 {
-    if (check_usable(self) < 0)
+    struct slot_table *t = &self->base.table;
+    struct slot_batch batch;
+    if (check_usable(self) < 0 || slots_batch_begin(t, requests, &batch) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(requests, "kernaio: submit() takes a list of requests");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n > self->nfree)
-        n = self->nfree;
-    PyObject *result = NULL;
-    int *used = PyMem_Calloc((size_t)n + 1, sizeof(*used));
-    Py_ssize_t prepared = 0, took = 0;
+    /* Every request was parsed before any SQE is taken: a bad tuple leaves the ring untouched. */
+    for (Py_ssize_t k = 0; k < batch.n; k++)
+        slot_to_sqe(self, batch.slot[k]);
     int err = 0;
-    if (used == NULL) {
-        PyErr_NoMemory();
-        goto out;
+    Py_ssize_t took = batch.n > 0 ? (Py_ssize_t)ring_submit(self, (unsigned)batch.n, &err) : 0;
+    PyObject *result = NULL;
+    if (took > 0 || err == 0 || err == -EAGAIN || err == -EBUSY)
+        result = PyLong_FromSsize_t(took);  /* EAGAIN, EBUSY: the kernel is short of memory now */
+    else if (!PyErr_Occurred()) {            /* (a signal handler's exception is already set) */
+        errno = -err;
+        PyErr_SetFromErrno(PyExc_OSError);
     }
-    /* Every request parsed before any SQE is taken: a bad tuple leaves the ring untouched. */
-    for (; prepared < n; prepared++) {
-        int i = self->free_list[--self->nfree];
-        if (slot_prepare(self, i, PySequence_Fast_GET_ITEM(seq, prepared)) < 0) {
-            self->free_list[self->nfree++] = i;
-            goto out; /* rolls back the ones before */
-        }
-        used[prepared] = i;
-    }
-    for (Py_ssize_t k = 0; k < prepared; k++)
-        slot_to_sqe(self, used[k]);
-    took = prepared > 0 ? (Py_ssize_t)ring_submit(self, (unsigned)prepared, &err) : 0;
-    self->in_flight += (int)took;
-    if (took == 0 && err < 0 && err != -EAGAIN && err != -EBUSY) {
-        if (!PyErr_Occurred()) { /* (a signal handler's exception is already set) */
-            errno = -err;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-        goto out;
-    }
-    result = PyLong_FromSsize_t(took);
-out:
-    /* The requests the kernel did not take (all of them on error) go back to free slots. */
-    for (Py_ssize_t k = took; k < prepared; k++)
-        slot_release(self, used[k]);
-    PyMem_Free(used);
-    Py_DECREF(seq);
+    /* The first took are in flight; the others (all of them on error) go back to free slots. */
+    slots_batch_end(t, &batch, took);
     return result;
-}
-
-/* The (token, res, data) of slot i, whose CQE said res. NULL on MemoryError. */
-static PyObject *completion(UringObject *self, int i, int res)
-{
-    struct uring_slot *s = &self->slots[i];
-    PyObject *data = Py_None;
-    if (s->op == OP_READ_NEW && res >= 0)
-        data = PyBytes_FromStringAndSize(s->mem, res);
-    else
-        Py_INCREF(data);
-    if (data == NULL)
-        return NULL;
-    return Py_BuildValue("(OiN)", s->token != NULL ? s->token : Py_None, res, data);
 }
 
 /* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting: at most
@@ -365,25 +198,11 @@ static PyObject *completion(UringObject *self, int i, int res)
  * succeeded, else None. The slots are free again and their buffers released. */
 static PyObject *Uring_reap(UringObject *self, PyObject *args)
 {
-    Py_ssize_t limit = 0;
-    if (!PyArg_ParseTuple(args, "|n:reap", &limit))
+    struct slot_table *t = &self->base.table;
+    Py_ssize_t limit;
+    if (slots_reap_limit(args, &limit) < 0 || check_usable(self) < 0)
         return NULL;
-    if (limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
-        return NULL;
-    }
-    if (check_usable(self) < 0)
-        return NULL;
-    uint64_t count;
-    ssize_t nread;
-    int efd = self->efd;
-    Py_BEGIN_ALLOW_THREADS
-    nread = read(efd, &count, sizeof(count));
-    Py_END_ALLOW_THREADS
-    if (nread < 0 && errno != EAGAIN && errno != EINTR)
-        return PyErr_SetFromErrno(PyExc_OSError);
-
-    PyObject *list = PyList_New(0);
+    PyObject *list = slots_drain(t);
     if (list == NULL)
         return NULL;
     struct io_uring_cqe *cqes[URING_REAP_BATCH];
@@ -402,23 +221,14 @@ static PyObject *Uring_reap(UringObject *self, PyObject *args)
         }
         io_uring_cq_advance(&self->ring, got); /* copied: the kernel may reuse those CQEs */
         for (unsigned k = 0; k < got; k++) {
-            if (done[k].data == CANCEL_DATA) { /* a cancel's own answer: the request's comes apart */
+            if (done[k].data == CANCEL_DATA) /* a cancel's own answer: the request's comes apart */
                 self->cancels--;
-                continue;
-            }
-            int i = (int)done[k].data;
-            self->in_flight--; /* whatever happens below, the kernel is done with this slot */
-            PyObject *item = failed ? NULL : completion(self, i, done[k].res);
-            slot_release(self, i);
-            if (!failed && (item == NULL || PyList_Append(list, item) < 0))
+            else if (slots_finish(t, (int)done[k].data, done[k].res, failed ? NULL : list) < 0)
                 failed = 1; /* MemoryError: the other slots of this batch are still released */
-            Py_XDECREF(item);
         }
     } while (!failed && got == ask && PyList_GET_SIZE(list) < wanted);
-    if (failed) {
-        Py_DECREF(list);
-        return NULL;
-    }
+    if (failed)
+        Py_CLEAR(list);
     return list;
 }
 
@@ -433,24 +243,20 @@ static PyObject *Uring_cancel(UringObject *self, PyObject *token)
 {
     if (check_usable(self) < 0)
         return NULL;
-    for (int i = 0; i < self->capacity; i++) {
-        if (self->slots[i].token != token)
-            continue;
-        if (self->cancels >= self->capacity) /* each adds a CQE: keep the CQ ring from overflowing */
-            Py_RETURN_FALSE;
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&self->ring); /* the SQ ring is empty here */
-        if (sqe == NULL)
-            Py_RETURN_FALSE;
-        io_uring_prep_cancel64(sqe, (__u64)i, 0);
-        io_uring_sqe_set_data64(sqe, CANCEL_DATA);
-        int err;
-        unsigned took = ring_submit(self, 1, &err);
-        if (took == 0 && PyErr_Occurred())
-            return NULL;
-        self->cancels += (int)took;
-        return PyBool_FromLong(took == 1);
-    }
-    Py_RETURN_FALSE;
+    int i = slots_find(&self->base.table, token);
+    if (i < 0 || self->cancels >= self->base.table.capacity) /* each cancel adds a CQE: keep the */
+        Py_RETURN_FALSE;                                      /* CQ ring from overflowing */
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&self->ring); /* the SQ ring is empty here */
+    if (sqe == NULL)
+        Py_RETURN_FALSE;
+    io_uring_prep_cancel64(sqe, (__u64)i, 0);
+    io_uring_sqe_set_data64(sqe, CANCEL_DATA);
+    int err;
+    unsigned took = ring_submit(self, 1, &err);
+    if (took == 0 && PyErr_Occurred())
+        return NULL;
+    self->cancels += (int)took;
+    return PyBool_FromLong(took == 1);
 }
 
 /* Wait for every request in flight, drop the ring, give every slot back, close the
@@ -467,9 +273,10 @@ static int uring_close(UringObject *self)
         PyErr_SetString(PyExc_RuntimeError, "kernaio: this io_uring context is in use by another thread");
         return -1;
     }
-    if (self->ready) {
+    struct slot_table *t = &self->base.table;
+    if (t->open) {
         struct io_uring *ring = &self->ring;
-        int in_flight = self->pid == getpid() ? self->in_flight : 0;
+        int in_flight = slots_forked(t) ? 0 : t->in_flight;
         int cancels = self->cancels, ret = 0;
         self->busy = 1;
         Py_BEGIN_ALLOW_THREADS
@@ -491,42 +298,15 @@ static int uring_close(UringObject *self)
         Py_END_ALLOW_THREADS
         self->busy = 0;
         if (ret < 0) {
-            self->in_flight = in_flight;
+            t->in_flight = in_flight;
             self->cancels = cancels;
             errno = -ret;
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
-        self->ready = 0;
     }
-    if (self->slots != NULL) {
-        for (int i = 0; i < self->capacity; i++)
-            if (self->slots[i].token != NULL || self->slots[i].view.obj != NULL || self->slots[i].mem != NULL)
-                slot_release(self, i);
-    }
-    self->in_flight = 0;
+    slots_close(t); /* the kernel owns nothing now: every slot back, open 0, the eventfd closed */
     self->cancels = 0;
-    if (self->efd >= 0) {
-        close(self->efd);
-        self->efd = -1;
-    }
-    return 0;
-}
-
-/* GC: as for Context, only the tokens are visited and cleared; the buffers live until the
- * kernel is done with them. */
-static int Uring_traverse(UringObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self)); /* a heap type is referenced by its instances */
-    for (int i = 0; self->slots != NULL && i < self->capacity; i++)
-        Py_VISIT(self->slots[i].token);
-    return 0;
-}
-
-static int Uring_clear(UringObject *self)
-{
-    for (int i = 0; self->slots != NULL && i < self->capacity; i++)
-        Py_CLEAR(self->slots[i].token); /* reap will hand back None for these */
     return 0;
 }
 
@@ -535,8 +315,7 @@ static void Uring_dealloc(UringObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (uring_close(self) == 0) { /* waits for in-flight requests before their buffers go */
-        PyMem_Free(self->slots);
-        PyMem_Free(self->free_list);
+        slots_free(&self->base.table);
     } else {
         /* The kernel may still own buffers: leak them (and the ring) rather than free them. */
         PyErr_WriteUnraisable(NULL);
@@ -554,36 +333,13 @@ static PyObject *Uring_close(UringObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* fileno() -> int: the eventfd to watch for readability (loop.add_reader). */
-static PyObject *Uring_fileno(UringObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (self->efd < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: the io_uring context is closed");
-        return NULL;
-    }
-    return PyLong_FromLong(self->efd);
-}
-
-static PyObject *Uring_get_free(UringObject *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->nfree); }
-static PyObject *Uring_get_in_flight(UringObject *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->in_flight); }
-static PyObject *Uring_get_closed(UringObject *self, void *Py_UNUSED(c)) { return PyBool_FromLong(!self->ready); }
-static PyObject *Uring_get_pid(UringObject *self, void *Py_UNUSED(c)) { return PyLong_FromLong(self->pid); }
-
 static PyMethodDef Uring_methods[] = {
     {"submit", (PyCFunction)Uring_submit, METH_O, "submit(requests) -> how many the kernel took (one io_uring_enter)"},
     {"reap", (PyCFunction)Uring_reap, METH_VARARGS, "reap(limit=0) -> [(token, res, data)] of completed requests"},
     {"cancel", (PyCFunction)Uring_cancel, METH_O, "cancel(token) -> True if an IORING_OP_ASYNC_CANCEL was submitted"},
     {"close", (PyCFunction)Uring_close, METH_NOARGS, "close(): wait for requests in flight, then io_uring_queue_exit"},
-    {"fileno", (PyCFunction)Uring_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
+    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
     {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Uring_getset[] = {
-    {"free", (getter)Uring_get_free, NULL, "slots free for new requests", NULL},
-    {"in_flight", (getter)Uring_get_in_flight, NULL, "requests the kernel owns", NULL},
-    {"closed", (getter)Uring_get_closed, NULL, "True once close() ran", NULL},
-    {"pid", (getter)Uring_get_pid, NULL, "the process that created the ring", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot Uring_slots[] = {
@@ -591,10 +347,10 @@ static PyType_Slot Uring_slots[] = {
                 "the same interface as Context. OSError if io_uring is blocked here."},
     {Py_tp_new, Uring_new},
     {Py_tp_dealloc, Uring_dealloc},
-    {Py_tp_traverse, Uring_traverse},
-    {Py_tp_clear, Uring_clear},
+    {Py_tp_traverse, slots_traverse},
+    {Py_tp_clear, slots_clear},
     {Py_tp_methods, Uring_methods},
-    {Py_tp_getset, Uring_getset},
+    {Py_tp_getset, slots_getset},
     {0, NULL},
 };
 

@@ -1,0 +1,342 @@
+/* slots: the slot table of both kernaio context types — a request's Python side, from submit to reap. */
+#include "kernaio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* The contracts are in kernaio.h; here is how, and why. */
+
+#define MEM_ALIGN 4096        /* OP_READ_NEW memory: a page satisfies every O_DIRECT memory alignment */
+#define MAX_IO 0x7FFFF000u    /* the kernel never moves more in one read or write (MAX_RW_COUNT): both
+                                 interfaces clamp there anyway, and an SQE's length is 32 bits */
+
+/* getpid() is a system call every time (glibc no longer caches it), and a context asks "am I
+ * still in the process that made me?" on every request. So the pid is remembered once and
+ * refreshed only in a fork()ed child, by a pthread_atfork handler that runs there before any
+ * Python code. The pid is a fact of the process, not of an interpreter: the one plain C static. */
+static pid_t this_process;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void remember_pid(void)
+{
+    this_process = getpid();
+}
+
+static void watch_forks_once(void)
+{
+    remember_pid();
+    (void)pthread_atfork(NULL, NULL, remember_pid); /* ENOMEM only; then the pid stays the parent's */
+}
+
+void slots_watch_forks(void)
+{
+    (void)pthread_once(&fork_watch, watch_forks_once);
+}
+
+int slots_forked(const struct slot_table *t)
+{
+    return t->pid != this_process;
+}
+
+PyObject *slots_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const char *format,
+                    int max_capacity, const char *what)
+{
+    static char *kwlist[] = {"capacity", NULL};
+    int capacity = 128;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, kwlist, &capacity))
+        return NULL;
+    if (capacity < 1 || capacity > max_capacity) {
+        PyErr_Format(PyExc_ValueError, "kernaio: capacity must be in 1..%d", max_capacity);
+        return NULL;
+    }
+    SlotsObject *self = (SlotsObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    /* tp_alloc zeroed everything (open 0, slots NULL): the type's dealloc copes with a
+     * half-built object, as long as efd is not 0 (a real fd) by mistake. */
+    struct slot_table *t = &self->table;
+    t->efd = -1;
+    t->pid = this_process;
+    t->what = what;
+    t->slots = PyMem_Calloc((size_t)capacity, sizeof(*t->slots));
+    t->free_list = PyMem_Calloc((size_t)capacity, sizeof(*t->free_list));
+    if (t->slots == NULL || t->free_list == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    t->capacity = capacity;
+    for (int i = capacity - 1; i >= 0; i--)
+        t->free_list[t->nfree++] = i; /* pop order 0, 1, 2, ... */
+    t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t->efd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+int slots_check(const struct slot_table *t)
+{
+    if (!t->open) {
+        PyErr_Format(PyExc_ValueError, "kernaio: the %s is closed", t->what);
+        return -1;
+    }
+    if (slots_forked(t)) {
+        /* After fork() the kernel side belongs to the parent: an AIO context id is the
+         * parent's (EINVAL at best), a ring's memory is shared with it (reaping here would
+         * steal the parent's completions). Either way, not the child's requests. */
+        PyErr_Format(PyExc_RuntimeError, "kernaio: this %s belongs to process %d, not to this "
+                     "fork()ed child", t->what, (int)t->pid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Give slot i back: release the buffer, free our memory, drop the token. Only for a slot
+ * the kernel does not own (never submitted, or completed, or its context destroyed):
+ * releasing earlier would let the kernel write into freed memory. */
+static void slot_release(struct slot_table *t, int i)
+{
+    struct slot *s = &t->slots[i];
+    if (s->view.obj != NULL)
+        PyBuffer_Release(&s->view);
+    free(s->mem);
+    s->mem = NULL;
+    Py_CLEAR(s->token);
+    t->free_list[t->nfree++] = i;
+}
+
+/* Parse one request tuple (token, op, fd, buffer|None, offset, length) into free slot i
+ * and take the references it needs. 0, or -1 with an exception (the slot holds nothing). */
+static int slot_prepare(struct slot_table *t, int i, PyObject *req)
+{
+    struct slot *s = &t->slots[i];
+    PyObject *token, *buf;
+    int op, fd;
+    long long offset;
+    Py_ssize_t length;
+    if (!PyTuple_Check(req)) {
+        PyErr_SetString(PyExc_TypeError, "kernaio: a request is a tuple (token, op, fd, buffer, offset, length)");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(req, "OiiOLn:submit", &token, &op, &fd, &buf, &offset, &length))
+        return -1;
+    if (offset < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernaio: negative offset or length");
+        return -1;
+    }
+    if ((size_t)length > MAX_IO)
+        length = MAX_IO;
+    s->addr = NULL;
+    switch (op) {
+    case OP_READ:
+    case OP_WRITE:
+        /* The export pins the memory: a bytearray cannot be resized, nor an mmap closed,
+         * while we hold it, which is until the completion. A read needs a writable buffer. */
+        if (PyObject_GetBuffer(buf, &s->view, op == OP_READ ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+            return -1;
+        if (length > s->view.len)
+            length = s->view.len;
+        s->addr = s->view.buf;
+        break;
+    case OP_READ_NEW:
+        if (posix_memalign(&s->mem, MEM_ALIGN, length > 0 ? (size_t)length : 1) != 0) {
+            s->mem = NULL;
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->addr = s->mem;
+        break;
+    case OP_FSYNC:
+        length = 0;
+        break;
+    default:
+        PyErr_Format(PyExc_ValueError, "kernaio: unknown op %d", op);
+        return -1;
+    }
+    s->op = op;
+    s->fd = fd;
+    s->len = (unsigned)length;
+    s->offset = offset;
+    s->token = Py_NewRef(token);
+    return 0;
+}
+
+int slots_batch_begin(struct slot_table *t, PyObject *requests, struct slot_batch *b)
+{
+    b->n = 0;
+    b->slot = NULL;
+    b->seq = PySequence_Fast(requests, "kernaio: submit() takes a list of requests");
+    if (b->seq == NULL)
+        return -1;
+    Py_ssize_t want = PySequence_Fast_GET_SIZE(b->seq);
+    if (want > t->nfree)
+        want = t->nfree; /* the rest waits in the caller's queue */
+    b->slot = PyMem_Calloc((size_t)want + 1, sizeof(*b->slot));
+    if (b->slot == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (; b->n < want; b->n++) {
+        int i = t->free_list[--t->nfree];
+        if (slot_prepare(t, i, PySequence_Fast_GET_ITEM(b->seq, b->n)) < 0) {
+            t->free_list[t->nfree++] = i;
+            goto fail;
+        }
+        b->slot[b->n] = i;
+    }
+    return 0;
+fail:
+    /* A malformed request refuses the whole batch: none of it may reach the kernel. */
+    slots_batch_end(t, b, 0);
+    return -1;
+}
+
+void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took)
+{
+    t->in_flight += (int)took;
+    for (Py_ssize_t k = took; k < b->n; k++)
+        slot_release(t, b->slot[k]);
+    PyMem_Free(b->slot);
+    Py_CLEAR(b->seq);
+    b->slot = NULL;
+    b->n = 0;
+}
+
+int slots_reap_limit(PyObject *args, Py_ssize_t *limit)
+{
+    *limit = 0;
+    if (!PyArg_ParseTuple(args, "|n:reap", limit))
+        return -1;
+    if (*limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *slots_drain(struct slot_table *t)
+{
+    uint64_t count;
+    ssize_t nread;
+    int efd = t->efd;
+    Py_BEGIN_ALLOW_THREADS
+    nread = read(efd, &count, sizeof(count));
+    Py_END_ALLOW_THREADS
+    /* EAGAIN: nothing was counted (a spurious wakeup, or a reap that came before the
+     * eventfd was readable); EINTR: the counter is still there, the next reap takes it. */
+    if (nread < 0 && errno != EAGAIN && errno != EINTR)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyList_New(0);
+}
+
+int slots_finish(struct slot_table *t, int i, long long res, PyObject *list)
+{
+    struct slot *s = &t->slots[i];
+    int ret = 0;
+    t->in_flight--; /* whatever happens below, the kernel is done with this slot */
+    if (list != NULL) {
+        PyObject *data = s->op == OP_READ_NEW && res >= 0
+            ? PyBytes_FromStringAndSize(s->mem, (Py_ssize_t)res) : Py_NewRef(Py_None);
+        PyObject *item = data == NULL ? NULL
+            : Py_BuildValue("(OLN)", s->token != NULL ? s->token : Py_None, res, data);
+        if (item == NULL || PyList_Append(list, item) < 0)
+            ret = -1;
+        Py_XDECREF(item);
+    }
+    slot_release(t, i);
+    return ret;
+}
+
+int slots_find(const struct slot_table *t, PyObject *token)
+{
+    for (int i = 0; i < t->capacity; i++)
+        if (t->slots[i].token == token)
+            return i;
+    return -1;
+}
+
+void slots_close(struct slot_table *t)
+{
+    t->open = 0;
+    for (int i = 0; t->slots != NULL && i < t->capacity; i++) {
+        struct slot *s = &t->slots[i];
+        /* A token cleared by the GC still leaves a buffer or memory to give back. */
+        if (s->token != NULL || s->view.obj != NULL || s->mem != NULL)
+            slot_release(t, i);
+    }
+    t->in_flight = 0;
+    if (t->efd >= 0) {
+        close(t->efd);
+        t->efd = -1;
+    }
+}
+
+void slots_free(struct slot_table *t)
+{
+    PyMem_Free(t->slots);
+    PyMem_Free(t->free_list);
+    t->slots = NULL;
+    t->free_list = NULL;
+    t->capacity = t->nfree = 0;
+}
+
+int slots_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    const struct slot_table *t = &((SlotsObject *)self)->table;
+    Py_VISIT(Py_TYPE(self)); /* a heap type is referenced by its instances */
+    for (int i = 0; t->slots != NULL && i < t->capacity; i++)
+        Py_VISIT(t->slots[i].token);
+    return 0;
+}
+
+int slots_clear(PyObject *self)
+{
+    struct slot_table *t = &((SlotsObject *)self)->table;
+    for (int i = 0; t->slots != NULL && i < t->capacity; i++)
+        Py_CLEAR(t->slots[i].token); /* reap will hand back None for these */
+    return 0;
+}
+
+PyObject *slots_fileno(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    const struct slot_table *t = &((SlotsObject *)self)->table;
+    if (t->efd < 0) {
+        PyErr_Format(PyExc_ValueError, "kernaio: the %s is closed", t->what);
+        return NULL;
+    }
+    return PyLong_FromLong(t->efd);
+}
+
+static PyObject *get_free(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(((SlotsObject *)self)->table.nfree);
+}
+
+static PyObject *get_in_flight(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(((SlotsObject *)self)->table.in_flight);
+}
+
+static PyObject *get_closed(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(!((SlotsObject *)self)->table.open);
+}
+
+static PyObject *get_pid(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(((SlotsObject *)self)->table.pid);
+}
+
+PyGetSetDef slots_getset[] = {
+    {"free", get_free, NULL, "slots free for new requests", NULL},
+    {"in_flight", get_in_flight, NULL, "requests the kernel owns", NULL},
+    {"closed", get_closed, NULL, "True once close() ran", NULL},
+    {"pid", get_pid, NULL, "the process that created the context", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
