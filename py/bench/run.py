@@ -1,6 +1,7 @@
 """Every measurement, one process each: the Python APIs (bench.worker, sampled) and fio."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 from bench import fio
 from bench.apis import APIS
 from bench.worker import HELLO
+from reveal.probe import Heartbeat
 from reveal.run import Config as RevealConfig
 from reveal.run import make_data_file
 from xray import proc
@@ -96,6 +98,21 @@ def run_one(api: str, qd: int, config: Config) -> dict[str, Any]:
         result.update(threads=None, thread_names=[])   # C, no event loop: not what the columns ask
         return result
     return run_python(api, qd, config)
+
+
+def idle_floor(seconds: float) -> float:
+    """The worst lateness, in ms, of the heartbeat on an event loop that does nothing else:
+    what this machine adds by itself (timer slack, other programs, a hypervisor), which no
+    API can beat. Measured in this process, while no worker runs."""
+    async def beat_alone() -> float:
+        loop = asyncio.get_running_loop()
+        heartbeat = Heartbeat(loop.time, asyncio.sleep)
+        task = loop.create_task(heartbeat.run())
+        await asyncio.sleep(seconds)
+        heartbeat.stopped = True
+        await task
+        return heartbeat.worst
+    return asyncio.run(beat_alone()) * 1e3
 
 
 def run_all(config: Config, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
