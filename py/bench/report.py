@@ -42,9 +42,9 @@ def targets(results: list[Result], depths: tuple[int, ...], floor_ms: float | No
     """The targets kernaio is held to, each with what was measured and ok (None: not measured).
 
     floor_ms: the worst stall of an event loop that does nothing but the heartbeat, on this
-    machine, in the same run. Where that floor is already over the stall target, the stall
-    target cannot be judged here (timer slack, a hypervisor taking the CPU): both numbers are
-    shown, and the target is "not measured" rather than missed by the API."""
+    machine, in the same run: shown beside kernaio's worst stall, because where the floor is
+    already near the target (timer slack, a hypervisor taking the CPU), a miss may be the
+    machine's rather than the API's."""
     rat = ratios(results, depths)
     checks: list[dict[str, Any]] = []
 
@@ -68,8 +68,6 @@ def targets(results: list[Result], depths: tuple[int, ...], floor_ms: float | No
     ok = None if worst is None else worst[0] <= STALL_MS
     if floor_ms is not None:
         measured += f"; an idle loop here: {floor_ms:.2f} ms"
-        if ok is False and floor_ms > STALL_MS:
-            ok, measured = None, measured + " (this machine cannot show 1 ms)"
     checks.append({"target": f"kernaio: no loop stall over {STALL_MS:g} ms, at every QD", "measured": measured,
                    "ok": ok})
     return checks
