@@ -12,6 +12,7 @@ import pytest
 
 import kernaio
 from kernaio import _engine
+from xray import Unavailable, doctor
 
 
 def aio_nr() -> int:
@@ -167,8 +168,14 @@ def rss_kib() -> int:
 LEAK_READS = int(os.environ.get("KERNAIO_LEAK_READS", "100000"))
 
 
-def test_no_leak_over_many_reads(data: tuple[Path, bytes]) -> None:
+@pytest.mark.parametrize("backend", ["aio", "io_uring"])
+def test_no_leak_over_many_reads(data: tuple[Path, bytes], backend: str) -> None:
     path, _ = data
+    if backend == "io_uring":
+        try:
+            doctor.require(doctor.check_io_uring)
+        except Unavailable as why:
+            pytest.skip(str(why))
     buf = kernaio.aligned_buffer(4096)
 
     async def reads(f: kernaio.File, n: int) -> None:
@@ -177,7 +184,7 @@ def test_no_leak_over_many_reads(data: tuple[Path, bytes]) -> None:
                                  *(f.readinto(buf, offset=(i % 256) * 4096) for i in range(250)))
 
     async def main() -> tuple[int, int]:
-        async with kernaio.open(path, "rb") as f:
+        async with kernaio.open(path, "rb", backend=backend) as f:
             await reads(f, 20_000)     # warm up: caches, free lists
             gc.collect()
             start = rss_kib()
