@@ -72,7 +72,7 @@ notebooks: setup
 reveal: setup
 	@$(PY) -m reveal
 
-## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers: C reactor, uvloop... (~4 min)
+## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers (C reactor, uvloop...), ~4 min
 bench: setup
 	@$(PY) -m bench
 
@@ -81,7 +81,7 @@ slides: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m deck build
 
-## test: prove every grader test both ways, run the toolkit tests and every notebook
+## test: prove every grader test both ways; toolkit and kernaio tests (also under ASan), notebooks, the deck
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 
