@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import echo, echo_report, report
 from bench.run import ROOT, Config, all_apis, idle_floor, run_all
+from reveal.report import write_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes
 
@@ -58,7 +59,7 @@ def files(args: argparse.Namespace) -> None:
         "bench.json": lambda path: report.write_json(results, config, elapsed, path, floor)}
     if not args.no_png:
         outputs["iops.png"] = lambda path: report.draw(results, config, path)
-    _write_all(args.out, "bench.txt", text, outputs, elapsed)
+    write_all(args.out, "bench.txt", text, outputs, elapsed, ROOT)
 
 
 def echo_bench(args: argparse.Namespace) -> None:
@@ -75,25 +76,7 @@ def echo_bench(args: argparse.Namespace) -> None:
         "echo.json": lambda path: echo_report.write_json(rows, config, elapsed, path)}
     if not args.no_png:
         outputs["echo.png"] = lambda path: echo_report.draw(rows, path)
-    _write_all(args.out, "echo.txt", echo_report.table(rows, config), outputs, elapsed)
-
-
-def _write_all(out: Path, table_name: str, table: str, outputs: dict[str, Callable[[Path], None]],
-               elapsed: float) -> None:
-    """Write the table and each output (name -> writer) into out; print the table and what was written."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / table_name).write_text(table)
-    for name, write in outputs.items():
-        write(out / name)
-    print("\n" + table)
-    print(f"Written to {_short(out)}/: {', '.join([table_name, *outputs])} ({elapsed:.0f} s)")
-
-
-def _short(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    write_all(args.out, "echo.txt", echo_report.table(rows, config), outputs, elapsed, ROOT)
 
 
 if __name__ == "__main__":

@@ -30,24 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"make reveal: {len(config.apis) or len(PROBES)} APIs x buffered and O_DIRECT, each run "
           f"{config.traced_runs + 1} times (plain with a heartbeat, then under strace)", flush=True)
     rows = run_all(config, progress=lambda line: print(line, flush=True))
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = report.table(rows, config)
-    (args.out / "reveal.txt").write_text(text)
-    report.write_json(rows, args.out / "reveal.json")
-    written = ["reveal.txt", "reveal.json"]
+    outputs = {"reveal.json": lambda path: report.write_json(rows, path)}
     if not args.no_png:
-        report.draw(rows, args.out / "threads.png")
-        written.append("threads.png")
-    print("\n" + text)
-    print(f"Written to {_short(args.out)}/: {', '.join(written)} ({time.monotonic() - began:.0f} s)")
+        outputs["threads.png"] = lambda path: report.draw(rows, path)
+    report.write_all(args.out, "reveal.txt", report.table(rows, config), outputs,
+                     time.monotonic() - began, ROOT)
     return 0
-
-
-def _short(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 if __name__ == "__main__":

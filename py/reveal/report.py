@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import platform
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,3 +154,19 @@ def draw(rows: list[Row], path: Path) -> None:
                    bbox_to_anchor=(0.085, 1 - 0.4 / inches))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_all(out: Path, table_name: str, table: str, outputs: dict[str, Callable[[Path], None]],
+              elapsed: float, root: Path) -> None:
+    """Write the table and each output (name -> writer) into out; print the table, then what
+    was written where (relative to root when inside it). make reveal and make bench both end so."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / table_name).write_text(table)
+    for name, write in outputs.items():
+        write(out / name)
+    try:
+        where = str(out.resolve().relative_to(root))
+    except ValueError:
+        where = str(out)
+    print("\n" + table)
+    print(f"Written to {where}/: {', '.join([table_name, *outputs])} ({elapsed:.0f} s)")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from xray import Unavailable, doctor
+
 from xray.doctor import DATA_DIR
 
 SIZE = 1 << 20  # the test file: 1 MiB of random bytes
@@ -41,3 +43,15 @@ def scratch(data_dir: Path) -> Iterator[Path]:
     path = data_dir / f"scratch-{os.getpid()}"
     yield path
     path.unlink(missing_ok=True)
+
+
+@pytest.fixture(params=["aio", "io_uring"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each kernaio backend in turn; io_uring is skipped, saying why, where it is blocked."""
+    name: str = request.param
+    if name == "io_uring":
+        try:
+            doctor.require(doctor.check_io_uring)
+        except Unavailable as why:
+            pytest.skip(str(why))
+    return name

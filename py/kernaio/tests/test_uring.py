@@ -22,6 +22,9 @@ ROOT_PY = Path(__file__).resolve().parents[2]   # py/: what a traced child needs
 ALARM = "import signal; signal.alarm(20)\n"
 
 
+# (fork safety, uvloop and the leak test run on both backends: test_lifecycle.py.)
+
+
 @pytest.fixture(autouse=True)
 def io_uring_works() -> None:
     """Skip (saying why and what to do) where io_uring is blocked: never a silent pass."""
@@ -289,48 +292,6 @@ def test_a_thousand_loops_do_not_leak_rings(data: tuple[Path, bytes]) -> None:
     gc.collect()
     grown = uring_fds() - before
     assert grown <= _engine.POOL_SIZE + 1, f"{grown} more io_uring fds after 1,000 loops: rings leak"
-
-
-def test_forked_child_makes_its_own_ring(data: tuple[Path, bytes]) -> None:
-    path, content = data
-
-    async def read() -> tuple[bytes, int]:
-        async with uopen(path) as f:
-            return await f.read(4096), _engine.for_running_loop("io_uring").ctx.pid
-
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(read())[0] == content[:4096]
-        parent_ctx = _engine.for_loop(loop, "io_uring").ctx
-        pid = os.fork()
-        if pid == 0:                # the child shares the ring's memory: it must not reap there
-            status = 1
-            try:
-                try:
-                    parent_ctx.reap()
-                except RuntimeError:
-                    status = 0
-                got, ctx_pid = asyncio.run(read())
-                if got != content[:4096] or ctx_pid != os.getpid():
-                    status = 2
-            finally:
-                os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the fork()ed child could not use io_uring on its own"
-        assert loop.run_until_complete(read())[0] == content[:4096]
-    finally:
-        loop.close()
-
-
-def test_works_with_uvloop(data: tuple[Path, bytes]) -> None:
-    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed in this venv")
-    path, content = data
-
-    async def main() -> bytes:
-        async with uopen(path) as f:
-            return b"".join(await asyncio.gather(*(f.read(4096, offset=i * 4096) for i in range(8))))
-
-    assert uvloop.run(main()) == content[:8 * 4096]
 
 
 BLOCKED = """
