@@ -14,8 +14,6 @@ from typing import NamedTuple
 
 from kernaio import _engine, _kernaio
 
-MAX_IO = 0x7FFFF000  # the kernel never moves more than this in one read or write (MAX_RW_COUNT)
-
 # mode -> (flags, readable, writable), as the built-in open() spells binary modes.
 _MODES = {
     "rb": (os.O_RDONLY, True, False),
@@ -85,6 +83,8 @@ class File:
         self.direct = direct
         self.backend = backend
         self._pending: set[_engine.Request] = set()
+        self._engine_cache: _engine.Engine | None = None    # the engine of the loop last used ...
+        self._engine_loop_id = 0                             # ... and that loop's id()
         self._drained: asyncio.Future[None] | None = None
         try:
             self._fd = os.open(self.name, flags | os.O_CLOEXEC | (os.O_DIRECT if direct else 0), 0o666)
@@ -133,11 +133,11 @@ class File:
     async def read(self, size: int, offset: int = 0) -> bytes:
         """Read up to size bytes at offset (fewer at end of file). Direct: offset and size
         multiples of alignment.offset (the memory is kernaio's own, already aligned)."""
-        size, offset = self._check_request(size, offset, self.readable, "reading")
-        if size == 0:
+        request = self._request(_kernaio.OP_READ_NEW, None, offset, size, self.readable, "reading")
+        if request.length == 0:
             return b""
-        self._check_aligned(None, offset, size)
-        result = await self._submit(_kernaio.OP_READ_NEW, None, offset, size)
+        self._check_aligned(request)
+        result = await self._submit(request)
         assert isinstance(result, bytes)
         return result
 
@@ -145,12 +145,11 @@ class File:
         """Read len(buffer) bytes at offset into buffer (any writable, contiguous buffer);
         return how many were read. Direct: the buffer's address too must be aligned
         (kernaio.aligned_buffer gives one). The buffer is held until the kernel is done."""
-        view = self._view(buffer, writable=True)
-        size, offset = self._check_request(view.nbytes, offset, self.readable, "reading")
-        if size == 0:
+        request = self._request(_kernaio.OP_READ, buffer, offset, None, self.readable, "reading")
+        if request.length == 0:
             return 0
-        self._check_aligned(view, offset, size)
-        result = await self._submit(_kernaio.OP_READ, view, offset, size)
+        self._check_aligned(request)
+        result = await self._submit(request)
         assert isinstance(result, int)
         return result
 
@@ -158,23 +157,21 @@ class File:
         """Write data (any bytes-like object) at offset; return how many bytes were written.
         Direct: offset and length must be aligned; data in unaligned memory (bytes...) is
         first copied into an aligned buffer."""
-        view = self._view(data, writable=False)
-        size, offset = self._check_request(view.nbytes, offset, self.writable, "writing")
-        if size == 0:
+        request = self._request(_kernaio.OP_WRITE, data, offset, None, self.writable, "writing")
+        if request.length == 0:
             return 0
-        if self.direct and _kernaio.address(view) % self.alignment.memory:
-            bounce = aligned_buffer(size)
-            bounce[:] = view
-            view = memoryview(bounce)
-        self._check_aligned(view, offset, size)
-        result = await self._submit(_kernaio.OP_WRITE, view, offset, size)
+        if self.direct and (request.address or 0) % self.alignment.memory:
+            bounce = aligned_buffer(request.length)
+            bounce[:] = request.buffer
+            request = self._request(_kernaio.OP_WRITE, bounce, offset, None, self.writable, "writing")
+        self._check_aligned(request)
+        result = await self._submit(request)
         assert isinstance(result, int)
         return result
 
     async def fsync(self) -> None:
         """Flush the file's data and metadata to the device (an IOCB_CMD_FSYNC request)."""
-        self._check_open()
-        await self._submit(_kernaio.OP_FSYNC, None, 0, 0)
+        await self._submit(self._request(_kernaio.OP_FSYNC, None, 0, 0, True, "fsync"))
 
     async def close(self) -> None:
         """Close the file. Requests not yet submitted fail with ValueError; the ones the kernel
@@ -217,52 +214,36 @@ class File:
         if self._closed:
             raise ValueError("I/O operation on closed file")
 
-    def _check_request(self, size: object, offset: object, allowed: bool, what: str) -> tuple[int, int]:
-        """Validate size and offset (ints, >= 0, not absurd) before anything is queued."""
-        self._check_open()
+    def _request(self, op: int, buffer: object | None, offset: object, size: object | None,
+                 allowed: bool, what: str) -> _engine.Request:
+        """A checked request (size None: the buffer's length), before anything is queued:
+        ValueError on a closed file, UnsupportedOperation for the wrong mode; the C type
+        checks the rest (integers, ranges, a writable contiguous buffer for a read)."""
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
         if not allowed:
             raise io.UnsupportedOperation(f"File not open for {what} (mode {self.mode!r})")
-        # (the type test first: the common case skips a method call per argument)
-        size = size if type(size) is int else _index(size, "size")
-        offset = offset if type(offset) is int else _index(offset, "offset")
-        if size < 0:
-            raise ValueError(f"kernaio: size must be >= 0, not {size}")
-        if size > MAX_IO:
-            raise ValueError(f"kernaio: size {size} is more than one request can move ({MAX_IO})")
-        if offset < 0:
-            raise ValueError(f"kernaio: offset must be >= 0, not {offset}")
-        if offset > 2**63 - 1 - size:
-            raise ValueError(f"kernaio: offset {offset} is beyond any file")
-        return size, offset
+        return _engine.Request(self, op, self._fd, buffer, offset, size)
 
-    def _check_aligned(self, view: memoryview | None, offset: int, size: int) -> None:
+    def _check_aligned(self, request: _engine.Request) -> None:
         """Direct I/O: refuse, with the reason, what the kernel would refuse with a bare EINVAL."""
-        # TODO(lab6): buffered files accept anything. Direct: the buffer's address (view may be
-        #   None: kernaio's own memory), the offset and the size must be multiples of
-        #   self.alignment's memory / offset numbers; otherwise raise ValueError naming the
-        #   number needed and where it comes from (alignment.source).
+        # TODO(lab6): buffered files accept anything. Direct: the buffer's address
+        #   (request.address; None: kernaio's own memory), request.offset and request.length
+        #   must be multiples of self.alignment's memory / offset numbers; otherwise raise
+        #   ValueError naming the number needed and where it comes from (alignment.source).
         raise NotImplementedError("lab6: File._check_aligned")
 
-    @staticmethod
-    def _view(buffer: object, *, writable: bool) -> memoryview:
-        """A flat byte view of buffer: TypeError if it is not a (writable) contiguous buffer."""
-        try:
-            view = memoryview(buffer)  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(f"kernaio: a bytes-like object is required, not {type(buffer).__name__}") from None
-        if writable and view.readonly:
-            raise TypeError(f"kernaio: readinto needs a writable buffer, not a read-only "
-                            f"{type(buffer).__name__}")
-        if not view.c_contiguous:
-            raise TypeError("kernaio: the buffer must be C-contiguous")
-        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-    async def _submit(self, op: int, view: memoryview | None, offset: int, size: int) -> object:
-        """Queue one request on this loop's engine and wait for its completion."""
+    async def _submit(self, request: _engine.Request) -> object:
+        """Queue request on the running loop's engine and wait for its completion."""
         loop = asyncio.get_running_loop()
-        engine = _engine.for_loop(loop, self.backend)
-        future: asyncio.Future[object] = loop.create_future()
-        request = _engine.Request(future, op, self, view, offset, size)
+        engine = self._engine_cache
+        if engine is None or engine.closed or self._engine_loop_id != id(loop):
+            # The first request on this loop: find (or make) its engine. A closed engine
+            # (its loop closed and collected, or a fork()ed child) is never reused, so an id
+            # that a new loop inherits from a dead one cannot bring back the old engine.
+            engine = self._engine_cache = _engine.for_loop(loop, self.backend)
+            self._engine_loop_id = id(loop)
+        request.future = future = loop.create_future()
         self._pending.add(request)
         engine.start(request)
         try:

@@ -74,21 +74,18 @@ def _take_context(backend: str) -> AnyContext:
     return BACKENDS[backend](CAPACITY)
 
 
-class Request:
-    """One read, write or fsync: what the C side is given, and the future its caller awaits."""
+class Request(_kernaio.Request):
+    """One read, write or fsync: what the C side is given, and the future its caller awaits.
 
-    __slots__ = ("future", "op", "file", "fd", "buffer", "offset", "length", "submitted")
+    The C base type (src/request.c) holds the fields (file, op, fd, the buffer, offset,
+    length, future, submitted) and checks them when the request is made: a request that
+    exists is well-formed, and submit reads it directly. This subclass adds its ending."""
 
-    def __init__(self, future: asyncio.Future[object], op: int, file: File, buffer: object | None,
-                 offset: int, length: int) -> None:
-        self.future = future
-        self.op = op
-        self.file = file            # keeps the file (and its fd) alive while the request exists
-        self.fd = file._fd           # (the caller checked that the file is open)
-        self.buffer = buffer        # the memory the kernel reads from or writes into
-        self.offset = offset
-        self.length = length
-        self.submitted = False
+    __slots__ = ()
+    if TYPE_CHECKING:
+        future: asyncio.Future[object]
+        @property
+        def file(self) -> File: ...
 
     def complete(self, res: int, data: bytes | None) -> None:
         """The kernel finished: res is a byte count or -errno. Called from the loop's reader."""
@@ -171,8 +168,8 @@ class Engine:
         # BEGIN SOLUTION lab6
         # TODO: while requests are queued and the context has free slots: skip (and forget)
         #   a queued request whose future is already done (cancelled); submit the first
-        #   ctx.free requests as (request, op, fd, buffer, offset, length) tuples; mark the
-        #   ones the kernel took as submitted and pop them; stop if it took fewer (full).
+        #   ctx.free requests (ctx.submit takes a list of Requests); mark the ones the
+        #   kernel took as submitted and pop them; stop if it took fewer (full).
         #   An OSError belongs to the first request: fail it alone, the others go on. Any
         #   other exception: fail the whole batch with it (never leave a caller waiting).
         # STUB: raise NotImplementedError("lab6: Engine._flush (one io_submit of the queue)")
@@ -182,7 +179,7 @@ class Engine:
                 continue
             batch = list(itertools.islice(self.queue, self.ctx.free))
             try:
-                took = self.ctx.submit([(r, r.op, r.fd, r.buffer, r.offset, r.length) for r in batch])
+                took = self.ctx.submit(batch)
             except OSError as err:
                 # io_submit refused the FIRST iocb (EBADF: its fd was closed behind our back,
                 # EINVAL: an fsync the filesystem cannot do asynchronously...): that error is
@@ -326,6 +323,8 @@ def _after_fork_in_child() -> None:
     # its pid and skips it), and let the child make its own on first use.
     global _pid
     _pid = os.getpid()
+    for engine in _engines.values():
+        engine.closed = True    # a File's cached engine is then looked up again (File._submit)
     _engines.clear()
     for idle in _idle.values():
         idle.clear()

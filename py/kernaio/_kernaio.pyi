@@ -1,14 +1,35 @@
 # Type stubs for the C extension kernaio._kernaio (src/_kernaio.c, src/uring_context.c).
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 OP_READ: int
 OP_WRITE: int
 OP_FSYNC: int
 OP_READ_NEW: int
 
-# (token, op, fd, buffer or None, offset, length)
-_Request = tuple[object, int, int, object | None, int, int]
+# One request, checked when made (TypeError, ValueError); kernaio._engine.Request subclasses it.
+class Request:
+    def __new__(cls, file: object, op: int, fd: int, buffer: object | None, offset: object,
+                size: object | None, /) -> Request: ...
+    future: Any             # the caller's asyncio.Future (None until set)
+    submitted: bool
+    @property
+    def file(self) -> Any: ...
+    @property
+    def op(self) -> int: ...
+    @property
+    def fd(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def address(self) -> int | None: ...
+    @property
+    def buffer(self) -> Any: ...
+
+# submit also takes tuples (token, op, fd, buffer or None, offset, length), checked there
+_Request = Request | tuple[object, int, int, object | None, int, int]
 
 # _Context exists only in this stub: the interface both C types have (they share their C
 # code in src/slots.c, not a Python base class).
@@ -40,4 +61,3 @@ class Context(_Context): ...
 class UringContext(_Context): ...
 
 def alignment(fd: int, /) -> tuple[int, int, str]: ...
-def address(buffer: object, /) -> int: ...

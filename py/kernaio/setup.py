@@ -2,9 +2,9 @@
 
 This directory is the `kernaio` package itself, so `package_dir` maps the package to ".",
 and `python setup.py build_ext --inplace` drops _kernaio*.so next to __init__.py.
-One extension, three sources: src/_kernaio.c (kernel AIO, the module), src/uring_context.c
-(the io_uring backend, through liburing: Debian's liburing-dev) and src/slots.c (the slot
-table both context types share).
+One extension, four sources: src/_kernaio.c (kernel AIO, the module), src/uring_context.c
+(the io_uring backend, through liburing: Debian's liburing-dev), src/slots.c (the slot
+table both context types share) and src/request.c (the Request type, checked in C).
 """
 from setuptools import Extension, setup  # type: ignore[import-untyped]
 
@@ -15,7 +15,7 @@ setup(
     ext_modules=[
         Extension(
             "kernaio._kernaio",
-            sources=["src/_kernaio.c", "src/uring_context.c", "src/slots.c"],
+            sources=["src/_kernaio.c", "src/uring_context.c", "src/slots.c", "src/request.c"],
             depends=["src/kernaio.h"],
             libraries=["uring"],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror"],

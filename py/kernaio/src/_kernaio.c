@@ -1,7 +1,7 @@
 /* _kernaio: the C half of kernaio — one Linux kernel AIO context (io_setup/io_submit/io_getevents) as a Python type. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include "kernaio.h" /* the OP_* enum, the slot table (slots.c), the io_uring type (uring_context.c) */
+#include "kernaio.h" /* the OP_* enum, the module state, Request (request.c), the slot table (slots.c), the io_uring type (uring_context.c) */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,9 @@ PyDoc_STRVAR(module_doc,
 "    >>> from kernaio import _kernaio\n"
 "    >>> ctx = _kernaio.Context(128)              # io_setup + an eventfd\n"
 "    >>> ctx.fileno()                             # the eventfd: readable when something completed\n"
-"    >>> ctx.submit([(token, _kernaio.OP_READ_NEW, fd, None, 0, 4096)])   # one io_submit -> 1\n"
-"    >>> ctx.reap()                               # [(token, 4096, b'...')]  (res < 0 is -errno)\n"
+"    >>> req = _kernaio.Request(file, _kernaio.OP_READ_NEW, fd, None, 0, 4096)   # checked here\n"
+"    >>> ctx.submit([req])                        # one io_submit -> 1 (tuples work too, see submit)\n"
+"    >>> ctx.reap()                               # [(req, 4096, b'...')]  (res < 0 is -errno)\n"
 "    >>> _kernaio.alignment(fd)                   # (512, 512, 'statx STATX_DIOALIGN')\n"
 "    >>> ctx.close()                              # io_destroy: waits for what is in flight\n"
 "\n"
@@ -40,11 +41,6 @@ typedef struct {
     struct iocb *iocbs;  /* iocbs[i]: what io_submit is given for slot i; aio_data = i */
     struct iocb **cbs;   /* submit's argument array: room for every slot */
 } ContextObject;
-
-/* Module state (multi-phase init: no C globals, one state per module object). */
-typedef struct {
-    PyTypeObject *context_type;
-} kernaio_state;
 
 /* The five AIO calls have no glibc wrapper. Each returns >= 0 or -1 with errno, and is
  * called WITHOUT the GIL. */
@@ -376,21 +372,8 @@ static PyObject *kernaio_alignment(PyObject *Py_UNUSED(module), PyObject *arg)
     return Py_BuildValue("(IIs)", blk, blk, "st_blksize, the filesystem block size");
 }
 
-/* address(buffer) -> int: where a bytes-like object's memory starts (for alignment checks).
- * TypeError if it does not support the buffer protocol. */
-static PyObject *kernaio_address(PyObject *Py_UNUSED(module), PyObject *arg)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    PyObject *addr = PyLong_FromVoidPtr(view.buf);
-    PyBuffer_Release(&view);
-    return addr;
-}
-
 static PyMethodDef kernaio_methods[] = {
     {"alignment", kernaio_alignment, METH_O, "alignment(fd) -> (mem, offset, source) that O_DIRECT needs"},
-    {"address", kernaio_address, METH_O, "address(buffer) -> the address of its first byte"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -399,6 +382,8 @@ static int kernaio_exec(PyObject *module)
 {
     kernaio_state *st = PyModule_GetState(module);
     slots_watch_forks();
+    if (kernaio_add_request_type(module, st) < 0) /* first: the contexts look it up when made */
+        return -1;
     st->context_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Context_spec, NULL);
     if (st->context_type == NULL)
         return -1;
@@ -418,6 +403,7 @@ static int kernaio_traverse(PyObject *module, visitproc visit, void *arg)
 {
     kernaio_state *st = PyModule_GetState(module);
     Py_VISIT(st->context_type);
+    Py_VISIT(st->request_type);
     return 0;
 }
 
@@ -425,6 +411,7 @@ static int kernaio_clear(PyObject *module)
 {
     kernaio_state *st = PyModule_GetState(module);
     Py_CLEAR(st->context_type);
+    Py_CLEAR(st->request_type);
     return 0;
 }
 

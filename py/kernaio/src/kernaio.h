@@ -1,4 +1,4 @@
-/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both). */
+/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type). */
 #ifndef KERNAIO_H
 #define KERNAIO_H
 
@@ -6,15 +6,40 @@
 #include <Python.h>
 #include <sys/types.h>
 
-/* What a request asks for: the second field of a request tuple (token, op, fd, buffer,
- * offset, length). Both context types take the same numbers; the module exports them to
- * Python under the same names. */
+/* What a request asks for: a Request's op (or the second field of a request tuple
+ * (token, op, fd, buffer, offset, length)). Both context types take the same numbers; the
+ * module exports them to Python under the same names. */
 enum {
     OP_READ = 0,     /* read into the caller's writable buffer */
     OP_WRITE = 1,    /* write the caller's buffer */
     OP_FSYNC = 2,    /* flush the file's data and metadata (buffer None, length 0) */
     OP_READ_NEW = 3, /* read into memory of the context's own, handed back as bytes */
 };
+
+/* Module state (multi-phase init: no C globals, one state per module object). */
+typedef struct {
+    PyTypeObject *context_type;
+    PyTypeObject *request_type; /* what submit recognises as a Request (subclasses too) */
+} kernaio_state;
+
+/* ---- The Request type (request.c) -------------------------------------------------------
+ * One read, write or fsync, made by the Python side for each call and checked there and
+ * then (types, ranges, the buffer exported); submit reads these fields directly. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *future;   /* what the caller awaits (the Python side sets it) */
+    PyObject *file;     /* the kernaio.File: kept alive while the request exists */
+    Py_buffer view;     /* OP_READ/OP_WRITE: the caller's buffer, exported until the request is
+                           freed; view.obj NULL: none (OP_READ_NEW, OP_FSYNC) */
+    long long offset;   /* >= 0, and offset + length fits in a file offset */
+    Py_ssize_t length;  /* bytes to move: 0..MAX_IO, never more than the buffer */
+    int op;             /* OP_* */
+    int fd;
+    char submitted;     /* the Python side's mark: the kernel took it (io_cancel may find it) */
+} RequestObject;
+
+/* Add the type kernaio._kernaio.Request to module and to st. 0, or -1 with an exception. */
+int kernaio_add_request_type(PyObject *module, kernaio_state *st);
 
 /* ---- The slot table (slots.c) ----------------------------------------------------------
  * Context (kernel AIO) and UringContext (io_uring) differ only in how a request reaches the
@@ -52,6 +77,7 @@ struct slot_table {
                            made; cleared by slots_close */
     pid_t pid;          /* the process that made the context: a fork()ed child must not use it */
     const char *what;   /* "AIO context" or "io_uring context": named in error messages */
+    PyTypeObject *request_type; /* the module's Request type (a strong reference) */
 };
 
 /* How both context objects begin: the object header, then the table. Each context type's
@@ -73,9 +99,9 @@ struct slot_batch {
  * by the module's Py_mod_exec, before any context exists; later calls do nothing. */
 void slots_watch_forks(void);
 
-/* tp_new of both context types: parse (capacity) with format (e.g. "|i:Context"), check
- * it is in 1..max_capacity (ValueError), allocate the object and its table (all slots free)
- * and the completion eventfd. The kernel side is the caller's to make; it sets table.open
+/* tp_new of both context types (made from the module: PyType_FromModuleAndSpec): parse
+ * (capacity) with format (e.g. "|i:Context"), check it is in 1..max_capacity (ValueError),
+ * allocate the object and its table (all slots free) and the completion eventfd. The kernel side is the caller's to make; it sets table.open
  * once it has. New reference, or NULL with an exception (MemoryError, OSError). */
 PyObject *slots_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const char *format,
                     int max_capacity, const char *what);
@@ -88,8 +114,8 @@ int slots_forked(const struct slot_table *t);
  * RuntimeError (a fork()ed child holding its parent's context). */
 int slots_check(const struct slot_table *t);
 
-/* Parse requests (a sequence of tuples (token, op, fd, buffer|None, offset, length)) into
- * free slots: the first ones, at most as many as are free. Each prepared slot holds a new
+/* Parse requests (a sequence of Requests, or of tuples (token, op, fd, buffer|None,
+ * offset, length); a Request is its own token) into free slots: the first ones, at most as many as are free. Each prepared slot holds a new
  * reference to its token and, for OP_READ/OP_WRITE, an export of the buffer (writable for a
  * read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
  * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError/ValueError/

@@ -133,6 +133,37 @@ def test_bad_requests(data: tuple[Path, bytes]) -> None:
     asyncio.run(main())
 
 
+def test_a_request_is_checked_when_made_and_pins_its_buffer(data: tuple[Path, bytes]) -> None:
+    """The C Request type (src/request.c): the rest of the checks, any __index__ accepted, and
+    a queued request's buffer pinned (a bytearray cannot be resized under it)."""
+    path, content = data
+
+    class Four:
+        def __index__(self) -> int:
+            return 4096
+
+    async def main() -> None:
+        async with kernaio.open(path, "rb") as f:
+            n = f.alignment.offset
+            with pytest.raises(ValueError, match="beyond any file"):
+                await f.read(n, offset=2**63 - n)
+            with pytest.raises(ValueError, match="more than one request"):
+                await f.read(1 << 70)
+            with pytest.raises(TypeError, match="C-contiguous"):
+                await f.readinto(memoryview(kernaio.aligned_buffer(8192))[::2])
+            assert await f.read(Four(), offset=Four()) == content[4096:8192]  # type: ignore[arg-type]
+        async with kernaio.open(path, "rb", direct=False) as f:
+            buf = bytearray(100)
+            reading = asyncio.ensure_future(f.readinto(buf, 1))
+            await asyncio.sleep(0)                  # its request is made and queued
+            with pytest.raises(BufferError):
+                buf.extend(b"x")
+            assert await reading == 100 and buf == content[1:101]
+            buf.extend(b"x")                        # the request is over: free again
+
+    asyncio.run(main())
+
+
 def test_fd_closed_behind_our_back_is_ebadf(data: tuple[Path, bytes]) -> None:
     path, _ = data
 
