@@ -8,12 +8,16 @@ few seconds, in a process of its own (bench.worker), while the parent samples
 /proc/PID/task. The APIs:
 
 - kernaio (O_DIRECT, io_submit from the event loop), and kernaio (io_uring): the same
-  reader with kernaio.open(..., backend="io_uring");
+  reader with kernaio.open(..., backend="io_uring"); kernaio (uvloop): the same reads on
+  uvloop's event loop instead of asyncio's;
 - asyncio.to_thread(os.preadv) and aiofiles (O_DIRECT too: they read into an aligned buffer);
 - aiofile on each caio backend that loads (CAIO_IMPL=linux|thread|python|uring). caio reads
   into a buffer it allocates itself, which O_DIRECT refuses (EINVAL), so these rows read
   buffered files, with the file's pages dropped first (posix_fadvise DONTNEED); the
   table says so on each of them;
+- asyncio alone (no I/O): the same coroutines awaiting futures that one callback per loop
+  iteration resolves; asyncio's own cost per await, the most IOPS any asyncio file library
+  can reach on this CPU (left out of iops.png: its scale would flatten the other lines);
 - fio with the libaio and io_uring engines (--direct=1, same block size and depth): what
   the device gives a C program with no interpreter in the way, the ceiling.
 

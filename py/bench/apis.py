@@ -27,6 +27,7 @@ from reveal.probes import CAIO_BACKENDS, Unsupported, aligned_buffer, module
 from xray.doctor import check_io_uring
 
 BLOCK = 4096   # bytes per read: the size databases and fio's usual random-read test use
+NO_IO = "no I/O"   # the "file" column of a reference row that reads nothing (asyncio alone)
 
 Reader = Callable[[int], Awaitable[int]]          # read the block at this offset; bytes read
 Opener = Callable[[str, int], AbstractAsyncContextManager[list[Reader]]]   # (path, qd) -> QD readers
@@ -41,16 +42,25 @@ class Api:
     direct: bool = True          # reads an O_DIRECT file (else buffered, cache dropped first)
     env: dict[str, str] = field(default_factory=dict)   # set before the import (CAIO_IMPL)
     needs: tuple[str, ...] = ()  # modules imported before the clock starts
+    loop: str = "asyncio"        # the event loop it runs on: "asyncio" or "uvloop"
+    reads_file: bool = True      # False: a reference row that does no I/O at all
+
+    @property
+    def mode(self) -> str:
+        """The table's "file" column."""
+        if not self.reads_file:
+            return NO_IO
+        return "O_DIRECT" if self.direct else "buffered, cache dropped"
 
 
 APIS: dict[str, Api] = {}   # name -> API, in the table's order
 
 
 def api(name: str, *, direct: bool = True, env: dict[str, str] | None = None,
-        needs: tuple[str, ...] = ()) -> Callable[[Opener], Opener]:
+        needs: tuple[str, ...] = (), loop: str = "asyncio", reads_file: bool = True) -> Callable[[Opener], Opener]:
     """Register the decorated opener as the API `name` (the table keeps this order)."""
     def register(opener: Opener) -> Opener:
-        APIS[name] = Api(name, opener, direct, env or {}, needs)
+        APIS[name] = Api(name, opener, direct, env or {}, needs, loop, reads_file)
         return opener
     return register
 
@@ -81,6 +91,8 @@ def _kernaio_api(backend: str) -> Opener:
 
 api("kernaio", needs=("kernaio",))(_kernaio_api("aio"))
 api("kernaio (io_uring)", needs=("kernaio",))(_kernaio_api("io_uring"))
+# The same reads on uvloop's event loop (libuv, in Cython): what asyncio's own loop costs kernaio.
+api("kernaio (uvloop)", needs=("kernaio", "uvloop"), loop="uvloop")(_kernaio_api("aio"))
 
 
 @api("asyncio.to_thread(os.preadv)")
@@ -143,3 +155,28 @@ def _aiofile_api(impl: str) -> Opener:
 for _impl in CAIO_BACKENDS:
     api(f"aiofile (caio {_impl})", direct=False, env={"CAIO_IMPL": _impl},
         needs=("caio", "aiofile"))(_aiofile_api(_impl))
+
+
+@api("asyncio alone (no I/O)", reads_file=False)
+@asynccontextmanager
+async def no_io_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+    """No file at all: each "read" awaits a future that one callback per loop iteration
+    resolves, all of them at once, as kernaio's completions are resolved. What is left is
+    asyncio's own cost per await (a future, a task woken through call_soon) and the worker's
+    loop: the most IOPS any asyncio file library can reach on this CPU, at any QD."""
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[int]] = []
+
+    def resolve_all() -> None:
+        batch = waiting[:]
+        waiting.clear()
+        for future in batch:
+            future.set_result(BLOCK)
+
+    async def read(offset: int) -> int:
+        future: asyncio.Future[int] = loop.create_future()
+        if not waiting:
+            loop.call_soon(resolve_all)
+        waiting.append(future)
+        return await future
+    yield [read] * qd

@@ -135,3 +135,28 @@ def run_all(config: Config, progress: Callable[[str], None] = print) -> list[dic
             progress(f"[{len(results):2}/{total}] QD {qd:<3} {api:<{width}}  {iops:>12}  "
                      f"({time.monotonic() - began:.1f} s) {note}".rstrip())
     return results
+
+
+def paired_rounds(results: list[dict[str, Any]], first: str, second: str, qd: int, config: Config,
+                  rounds: int, progress: Callable[[str], None] = print) -> list[dict[str, float | None]]:
+    """IOPS of first and second at qd in `rounds` rounds, {api: IOPS} each: round 1 is the
+    table's own pair, the others are measured now, the two back to back, in alternating
+    order. On a virtual disk whose speed wanders (the host's cache, its neighbours) one pair
+    of runs can land on a fast and a slow moment; the median ratio of several adjacent pairs
+    is what the target is judged on."""
+    def iops(api: str) -> float | None:
+        return next((r["iops"] for r in results if r["api"] == api and r["qd"] == qd), None)
+
+    pairs = [{first: iops(first), second: iops(second)}]
+    for k in range(1, rounds):
+        pair: dict[str, float | None] = {}
+        for api in ((second, first) if k % 2 else (first, second)):
+            began = time.monotonic()
+            try:
+                pair[api] = run_one(api, qd, config).get("iops")
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                pair[api] = None
+            shown = "-" if pair[api] is None else f"{pair[api]:.0f} IOPS"
+            progress(f"[round {k + 1}/{rounds}] QD {qd:<3} {api}  {shown}  ({time.monotonic() - began:.1f} s)")
+        pairs.append(pair)
+    return pairs

@@ -2,7 +2,8 @@
 
 It imports the API, opens the file, starts a heartbeat (reveal's: sleeps 1 ms again and
 again, notes how late it wakes), then QD coroutines each read a random 4 KiB block, again
-and again, until the time is up, timing every read. Reads that end in the warm-up (the
+and again, until the time is up, timing every read (the random offsets are drawn before
+the clock starts). Reads that end in the warm-up (the
 first tenth of the run) are not counted. It prints a line with its pid (so the parent
 samples the right /proc/PID/task), then ONE JSON line:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import itertools
 import json
 import os
 import random
@@ -37,6 +39,7 @@ from reveal.probes import Unsupported
 
 HELLO = "bench.worker pid"
 WARMUP = 0.1   # this fraction of the run is not counted: the device's and the API's start
+OFFSETS = 1 << 18   # random offsets drawn before the clock starts, shared out among the readers
 
 
 def run_delay_ns() -> int:
@@ -61,6 +64,10 @@ async def measure(entry: Api, path: str, qd: int, seconds: float, result: dict[s
     blocks = os.path.getsize(path) // BLOCK
     latencies: list[float] = []
     heartbeat = Heartbeat(loop.time, asyncio.sleep)
+    # Drawn now, not per read: random.randrange costs about 0.4 µs of Python, which every
+    # Python row would pay and fio (C) would not.
+    offsets = [[pick.randrange(blocks) * BLOCK for _ in range(max(1024, OFFSETS // qd))]
+               for pick in (random.Random(k) for k in range(qd))]
     async with entry.open(path, qd) as readers:
         beat = loop.create_task(heartbeat.run())
         await asyncio.sleep(SETTLE)
@@ -68,13 +75,12 @@ async def measure(entry: Api, path: str, qd: int, seconds: float, result: dict[s
         counted_from = began + seconds * WARMUP
         until = began + seconds
 
-        async def worker(read: Reader, seed: int) -> None:
-            pick = random.Random(seed)
-            while True:
+        async def worker(read: Reader, mine: list[int]) -> None:
+            for offset in itertools.cycle(mine):
                 sent = time.perf_counter()
                 if sent >= until:
                     return
-                n = await read(pick.randrange(blocks) * BLOCK)
+                n = await read(offset)
                 done = time.perf_counter()
                 if n != BLOCK:
                     raise RuntimeError(f"a read returned {n} bytes, not {BLOCK}")
@@ -84,7 +90,7 @@ async def measure(entry: Api, path: str, qd: int, seconds: float, result: dict[s
         result["t_start"] = time.time() + seconds * WARMUP
         cpu, waited = time.process_time(), run_delay_ns()
         try:
-            await asyncio.gather(*[worker(read, k) for k, read in enumerate(readers)])
+            await asyncio.gather(*[worker(read, mine) for read, mine in zip(readers, offsets)])
         finally:
             ended = time.perf_counter()
             cpu, waited = time.process_time() - cpu, run_delay_ns() - waited
@@ -105,7 +111,7 @@ def run(name: str, qd: int, path: str, seconds: float) -> dict[str, Any]:
     entry = APIS[name]
     os.environ.update(entry.env)   # before the import: caio reads CAIO_IMPL then
     result: dict[str, Any] = {"api": name, "qd": qd, "pid": os.getpid(), "loop_tid": threading.get_native_id(),
-                              "mode": "O_DIRECT" if entry.direct else "buffered, cache dropped",
+                              "mode": entry.mode,
                               "ops": 0, "seconds": None, "iops": None, "p50_us": None, "p99_us": None,
                               "stall_ms": None, "t_start": None, "t_end": None, "unavailable": None, "error": None}
     try:
@@ -114,7 +120,8 @@ def run(name: str, qd: int, path: str, seconds: float) -> dict[str, Any]:
         if not entry.direct:
             drop_cache(path)
         # A loop of our own, not asyncio.run(): its executor shutdown would start one more thread.
-        loop = asyncio.new_event_loop()
+        loop = importlib.import_module("uvloop").new_event_loop() if entry.loop == "uvloop" \
+            else asyncio.new_event_loop()
         asyncio.set_event_loop(loop)   # aiofile looks the loop up with get_event_loop()
         try:
             loop.run_until_complete(measure(entry, path, qd, seconds, result))

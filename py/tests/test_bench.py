@@ -58,6 +58,10 @@ def test_kernaio_measured_sanely_with_no_thread_and_the_ratios_follow(bench):
         assert peer["threads"] and peer["threads"] > 0, f"to_thread's pool threads were not seen: {peer}"
         ratio = doc["ratios"]["asyncio.to_thread(os.preadv)"][str(qd)]
         assert ratio == pytest.approx(mine["iops"] / peer["iops"], rel=0.01)
+        alone = rows["asyncio alone (no I/O)", qd]    # the reference row: no file, no thread
+        assert alone["mode"] == "no I/O" and alone["threads"] == 0 and alone["iops"] > 0, alone
+        on_uvloop = rows["kernaio (uvloop)", qd]
+        assert on_uvloop["error"] is None and on_uvloop["threads"] == 0, on_uvloop
     assert {t["ok"] for t in doc["targets"]} <= {True, False, None}
     assert len(doc["targets"]) == 5
 
@@ -68,3 +72,18 @@ def test_fio_rows_are_read_from_its_json(bench):
         if row["api"].startswith("fio") and row["unavailable"] is None and row["error"] is None:
             assert row["iops"] > 0 and 0 < row["p50_us"] <= row["p99_us"], row
             assert row["threads"] is None and row["stall_ms"] is None, row
+
+
+def test_the_fio_target_is_judged_on_the_median_of_paired_rounds():
+    """One pair of runs can land on a fast and a slow moment of a virtual disk: with several
+    adjacent pairs, the target takes their median ratio (no measurement, pure arithmetic)."""
+    from bench import report
+    rows = [{"api": report.KERNAIO, "qd": 32, "iops": 30.0}, {"api": report.CEILING, "qd": 32, "iops": 100.0}]
+    rounds = [{report.KERNAIO: 30.0, report.CEILING: 100.0},      # 0.30: the table's own pair, unlucky
+              {report.KERNAIO: 85.0, report.CEILING: 100.0},      # 0.85
+              {report.KERNAIO: 90.0, report.CEILING: 100.0}]      # 0.90
+    fio_target = report.targets(rows, (32,), rounds=rounds)[0]
+    assert fio_target["ok"] is True and "median 0.85 x of 3 paired rounds" in fio_target["measured"]
+    assert report.targets(rows, (32,))[0]["ok"] is False           # one pair alone: 0.30
+    missing = [*rounds[:2], {report.KERNAIO: None, report.CEILING: 100.0}]
+    assert "of 2 paired rounds" in report.targets(rows, (32,), rounds=missing)[0]["measured"]
