@@ -219,8 +219,7 @@ class File:
         """A checked request (size None: the buffer's length), before anything is queued:
         ValueError on a closed file, UnsupportedOperation for the wrong mode; the C type
         checks the rest (integers, ranges, a writable contiguous buffer for a read)."""
-        if self._closed:
-            raise ValueError("I/O operation on closed file")
+        self._check_open()
         if not allowed:
             raise io.UnsupportedOperation(f"File not open for {what} (mode {self.mode!r})")
         return _engine.Request(self, op, self._fd, buffer, offset, size)

@@ -1,6 +1,7 @@
 """kernaio's surface: reads, writes, fsync, alignment, buffered mode, and every bad input answered clearly."""
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
 import io
@@ -42,11 +43,13 @@ def test_write_fsync_and_read_back(scratch: Path) -> None:
             buf[:] = b"b" * 4096
             assert await f.write(buf, offset=4096) == 4096
             assert await f.write(bytearray(b"c" * 4096), offset=8192) == 4096
+            ints = array.array("i", range(1024))                          # items of 4 bytes: 4096 bytes
+            assert await f.write(ints, offset=12288) == 4096
             await f.fsync()
-            assert await f.read(12288) == b"a" * 4096 + b"b" * 4096 + b"c" * 4096
+            assert await f.read(16384) == b"a" * 4096 + b"b" * 4096 + b"c" * 4096 + ints.tobytes()
 
     asyncio.run(main())
-    assert scratch.read_bytes() == b"a" * 4096 + b"b" * 4096 + b"c" * 4096
+    assert scratch.read_bytes() == b"a" * 4096 + b"b" * 4096 + b"c" * 4096 + array.array("i", range(1024)).tobytes()
 
 
 def test_buffered_mode_takes_any_offset(data: tuple[Path, bytes]) -> None:
