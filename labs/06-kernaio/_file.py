@@ -83,8 +83,7 @@ class File:
         self.direct = direct
         self.backend = backend
         self._pending: set[_engine.Request] = set()
-        self._engine_cache: _engine.Engine | None = None    # the engine of the loop last used ...
-        self._engine_loop_id = 0                             # ... and that loop's id()
+        self._engine_cache: _engine.Engine | None = None    # the engine of the loop last used
         self._drained: asyncio.Future[None] | None = None
         try:
             self._fd = os.open(self.name, flags | os.O_CLOEXEC | (os.O_DIRECT if direct else 0), 0o666)
@@ -236,12 +235,11 @@ class File:
         """Queue request on the running loop's engine and wait for its completion."""
         loop = asyncio.get_running_loop()
         engine = self._engine_cache
-        if engine is None or engine.closed or self._engine_loop_id != id(loop):
-            # The first request on this loop: find (or make) its engine. A closed engine
-            # (its loop closed and collected, or a fork()ed child) is never reused, so an id
-            # that a new loop inherits from a dead one cannot bring back the old engine.
+        if engine is None or engine.closed or engine.loop_id != id(loop):
+            # The first request on this loop: find (or make) its engine. A closed one (its
+            # loop closed or collected, or the parent's in a fork()ed child) is never
+            # reused, so a new loop that inherits a dead one's id() gets its own.
             engine = self._engine_cache = _engine.for_loop(loop, self.backend)
-            self._engine_loop_id = id(loop)
         request.future = future = loop.create_future()
         self._pending.add(request)
         engine.start(request)

@@ -112,6 +112,7 @@ class Engine:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, backend: str = "aio") -> None:
         self._loop_ref = weakref.ref(loop)
+        self.loop_id = id(loop)     # for a cheap "same loop?" per request (File._submit)
         self.pid = _pid
         self.backend = backend
         self.ctx = _take_context(backend)

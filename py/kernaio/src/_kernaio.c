@@ -32,7 +32,7 @@ PyDoc_STRVAR(module_doc,
 #define AIO_MAX_CAPACITY 65536 /* the most slots of a Context: aio-max-nr's default, the whole system's */
 #define REAP_BATCH 128          /* io_events fetched per io_getevents call */
 
-/* The slot table (slots.c: the request tuples, buffers, tokens, results) and the kernel's side.
+/* The slot table (slots.c: the requests, buffers, tokens, results) and the kernel's side.
  * The kernel keeps the ADDRESS of each submitted iocb (io_cancel finds a request by it), so the
  * iocbs live in an array made once, one per slot, and never move. */
 typedef struct {

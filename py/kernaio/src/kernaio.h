@@ -16,6 +16,10 @@ enum {
     OP_READ_NEW = 3, /* read into memory of the context's own, handed back as bytes */
 };
 
+/* The most one read or write moves: the kernel clamps there (MAX_RW_COUNT), and an SQE's
+ * length is 32 bits. A Request refuses more; a request tuple is clamped to it. */
+#define KERNAIO_MAX_IO 0x7FFFF000LL
+
 /* Module state (multi-phase init: no C globals, one state per module object). */
 typedef struct {
     PyTypeObject *context_type;
@@ -32,7 +36,7 @@ typedef struct {
     Py_buffer view;     /* OP_READ/OP_WRITE: the caller's buffer, exported until the request is
                            freed; view.obj NULL: none (OP_READ_NEW, OP_FSYNC) */
     long long offset;   /* >= 0, and offset + length fits in a file offset */
-    Py_ssize_t length;  /* bytes to move: 0..MAX_IO, never more than the buffer */
+    Py_ssize_t length;  /* bytes to move: 0..KERNAIO_MAX_IO, never more than the buffer */
     int op;             /* OP_* */
     int fd;
     char submitted;     /* the Python side's mark: the kernel took it (io_cancel may find it) */
@@ -44,8 +48,8 @@ int kernaio_add_request_type(PyObject *module, kernaio_state *st);
 /* ---- The slot table (slots.c) ----------------------------------------------------------
  * Context (kernel AIO) and UringContext (io_uring) differ only in how a request reaches the
  * kernel (an iocb, an SQE) and how its completion comes back (an io_event, a CQE). The
- * Python side of a request is the same in both and lives in slots.c: the request tuple
- * parsed into a slot, the caller's buffer pinned (a Py_buffer export) or memory of our own
+ * Python side of a request is the same in both and lives in slots.c: the request put
+ * into a slot, the caller's buffer pinned (a Py_buffer export) or memory of our own
  * allocated, the token kept for reap, the (token, res, data) result, the free list, the
  * completion eventfd, and the checks "closed?" and "fork()ed child?". A slot's index is what
  * travels through the kernel (aio_data, user_data) and comes back with the completion.

@@ -12,8 +12,6 @@
  * the same, and so are the messages. kernaio._engine.Request subclasses this type and adds
  * what happens at the end, in Python: complete() and fail(). */
 
-#define MAX_IO 0x7FFFF000LL /* the kernel never moves more in one read or write (MAX_RW_COUNT) */
-
 /* value as a long long (an int, or anything with __index__), for the argument named what.
  * A value out of range is clamped to LLONG_MIN/LLONG_MAX: the range checks then say what
  * is wrong with it. 0, or -1 with TypeError. */
@@ -113,11 +111,11 @@ static PyObject *Request_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "kernaio: size must be >= 0, not %S", size);
         goto fail;
     }
-    if (length > MAX_IO) {
+    if (length > KERNAIO_MAX_IO) {
         if (size == Py_None)
-            PyErr_Format(PyExc_ValueError, "kernaio: size %lld is more than one request can move (%lld)", length, MAX_IO);
+            PyErr_Format(PyExc_ValueError, "kernaio: size %lld is more than one request can move (%lld)", length, KERNAIO_MAX_IO);
         else
-            PyErr_Format(PyExc_ValueError, "kernaio: size %S is more than one request can move (%lld)", size, MAX_IO);
+            PyErr_Format(PyExc_ValueError, "kernaio: size %S is more than one request can move (%lld)", size, KERNAIO_MAX_IO);
         goto fail;
     }
     if (offset < 0) {

@@ -11,8 +11,6 @@
 /* The contracts are in kernaio.h; here is how, and why. */
 
 #define MEM_ALIGN 4096        /* OP_READ_NEW memory: a page satisfies every O_DIRECT memory alignment */
-#define MAX_IO 0x7FFFF000u    /* the kernel never moves more in one read or write (MAX_RW_COUNT): both
-                                 interfaces clamp there anyway, and an SQE's length is 32 bits */
 
 /* getpid() is a system call every time (glibc no longer caches it), and a context asks "am I
  * still in the process that made me?" on every request. So the pid is remembered once and
@@ -152,8 +150,8 @@ static int slot_prepare(struct slot_table *t, int i, PyObject *req)
         PyErr_SetString(PyExc_ValueError, "kernaio: negative offset or length");
         return -1;
     }
-    if ((size_t)length > MAX_IO)
-        length = MAX_IO;
+    if (length > KERNAIO_MAX_IO)
+        length = KERNAIO_MAX_IO;
     s->addr = NULL;
     switch (op) {
     case OP_READ:

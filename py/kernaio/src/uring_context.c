@@ -5,7 +5,7 @@
 #include <liburing.h> /* link with -luring (setup.py); lab 7's uring_liburing.c shows the same calls */
 #include <stdint.h>
 
-/* UringContext is Context (_kernaio.c) with io_uring underneath: the same request tuples,
+/* UringContext is Context (_kernaio.c) with io_uring underneath: the same Requests,
  * the same slots (a buffer stays pinned from submit until its completion is reaped), the
  * same eventfd for the event loop, the same methods; all of that is the slot table of
  * slots.c. What this file adds is the ring, and what differs, and why:
@@ -172,7 +172,7 @@ static PyObject *Uring_submit(UringObject *self, PyObject *requests)
     struct slot_batch batch;
     if (check_usable(self) < 0 || slots_batch_begin(t, requests, &batch) < 0)
         return NULL;
-    /* Every request was parsed before any SQE is taken: a bad tuple leaves the ring untouched. */
+    /* Every request was parsed before any SQE is taken: a bad one leaves the ring untouched. */
     for (Py_ssize_t k = 0; k < batch.n; k++)
         slot_to_sqe(self, batch.slot[k]);
     int err = 0;
