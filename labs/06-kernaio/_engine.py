@@ -75,37 +75,11 @@ def _take_context(backend: str) -> AnyContext:
     return BACKENDS[backend](CAPACITY)
 
 
-class Request(_kernaio.Request):
-    """One read, write or fsync: what the C side is given, and the future its caller awaits.
-
-    The C base type (src/request.c) holds the fields (file, op, fd, the buffer, offset,
-    length, future, submitted) and checks them when the request is made: a request that
-    exists is well-formed, and submit reads it directly. This subclass adds its ending."""
-
-    __slots__ = ()
-    if TYPE_CHECKING:
-        future: asyncio.Future[object]
-        @property
-        def file(self) -> File: ...
-
-    def complete(self, res: int, data: bytes | None) -> None:
-        """The kernel finished: res is a byte count or -errno. Called from the loop's reader."""
-        self.file._forget(self)
-        if self.future.done():      # cancelled meanwhile: the result is dropped, nothing more
-            return
-        if res < 0:
-            code = -res
-            self.future.set_exception(OSError(code, os.strerror(code), self.file.name))
-        elif self.op == _kernaio.OP_READ_NEW:
-            self.future.set_result(data)    # bytes the C side copied out of its aligned memory
-        else:
-            self.future.set_result(res)
-
-    def fail(self, exc: BaseException) -> None:
-        """It never reached the kernel: fail the caller's future with exc."""
-        self.file._forget(self)
-        if not self.future.done():
-            self.future.set_exception(exc)
+# One read, write or fsync: the C type (src/request.c) holds its fields, checked when it is
+# made (a request that exists is well-formed, and submit reads it directly), the future
+# its caller awaits, and its ending: complete(res, data) when the kernel answers, fail(exc)
+# when it never reaches the kernel. All in C: every request passes there.
+Request = _kernaio.Request
 
 
 class Engine:
@@ -120,6 +94,7 @@ class Engine:
         self.closed = False
         self.queue: deque[Request] = deque()
         self._flush_pending = False
+        self._drain_waiters: list[asyncio.Future[None]] = []  # File.close()s waiting (drained)
         self.submit_calls = 0       # io_submit (or io_uring_enter) calls made (what batching saves)
         self.submitted = 0          # requests the kernel accepted
         # Completions bump the eventfd: the loop's own selector (epoll, or uvloop's libuv)
@@ -159,8 +134,8 @@ class Engine:
         self._flush_pending = False
         if self.closed:
             return
-        # TODO(lab6): while requests are queued and the context has free slots: skip (and forget)
-        #   a queued request whose future is already done (cancelled); submit the first
+        # TODO(lab6): while requests are queued and the context has free slots: skip (pop) a
+        #   queued request whose future is already done (cancelled); submit the first
         #   ctx.free requests (ctx.submit takes a list of Requests); mark the ones the
         #   kernel took as submitted and pop them; stop if it took fewer (full).
         #   An OSError belongs to the first request: fail it alone, the others go on. Any
@@ -186,6 +161,8 @@ class Engine:
         #   schedules none); full = the slice was full (more may wait in the kernel, and the
         #   eventfd is drained). Nothing completed but requests wait (slots freed): flush.
         raise NotImplementedError("lab6: Engine._on_completions (flush, reap, resolve)")
+        if self._drain_waiters:
+            self._wake_drain_waiters()
 
     def _after_slice(self, full: bool) -> None:
         """Runs right after the tasks a slice woke (they were queued before it): one flush
@@ -197,6 +174,21 @@ class Engine:
             self._on_completions()  # flushes first
         else:
             self._flush()
+
+    async def drained(self, file: File) -> None:
+        """Return once the kernel holds no request of file here (File.close). Each reap wakes
+        the waiters, which look again: no count is kept per request on the way."""
+        loop = asyncio.get_running_loop()
+        while not self.closed and self.loop is loop and self.ctx.in_flight_for(file):
+            waiter = loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():       # a close() cancelled meanwhile
+                waiter.set_result(None)
 
     def close(self) -> None:
         """Stop watching the eventfd, wait for the requests in flight (io_destroy), release
@@ -219,6 +211,10 @@ class Engine:
                 r.fail(RuntimeError("kernaio: the event loop closed before this request was submitted"))
             except RuntimeError:
                 pass                # the loop is closed: nobody can await it any more
+        try:
+            self._wake_drain_waiters()  # they look again, and see the engine closed
+        except RuntimeError:
+            pass
 
 
 _engines: dict[tuple[int, str], Engine] = {}  # (id(loop), backend) -> its engine (which holds the loop weakly)

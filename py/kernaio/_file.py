@@ -81,9 +81,7 @@ class File:
         self.mode = mode
         self.direct = direct
         self.backend = backend
-        self._pending: set[_engine.Request] = set()
         self._engine_cache: _engine.Engine | None = None    # the engine of the loop last used
-        self._drained: asyncio.Future[None] | None = None
         try:
             self._fd = os.open(self.name, flags | os.O_CLOEXEC | (os.O_DIRECT if direct else 0), 0o666)
         except OSError as err:
@@ -177,17 +175,13 @@ class File:
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        try:
-            engine: _engine.Engine | None = _engine.for_running_loop(self.backend)
-        except OSError:
-            engine = None       # no context can be made (io_uring blocked): nothing was queued
-        if engine is not None:
+        # Only the engine of the loop this file last used can hold its requests (_submit).
+        engine = self._engine_cache
+        if engine is not None and not engine.closed:
             engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
         os.close(self._fd)
-        if self._pending:
-            self._drained = loop.create_future()
-            await self._drained
+        if engine is not None:
+            await engine.drained(self)
 
     async def __aenter__(self) -> File:
         return self
@@ -213,16 +207,16 @@ class File:
             raise ValueError("I/O operation on closed file")
 
     def _request(self, op: int, buffer: object | None, offset: object, size: object | None,
-                 allowed: bool, what: str) -> _engine.Request:
+                 allowed: bool, what: str) -> _kernaio.Request:
         """A checked request (size None: the buffer's length), before anything is queued:
         ValueError on a closed file, UnsupportedOperation for the wrong mode; the C type
         checks the rest (integers, ranges, a writable contiguous buffer for a read)."""
         self._check_open()
         if not allowed:
             raise io.UnsupportedOperation(f"File not open for {what} (mode {self.mode!r})")
-        return _engine.Request(self, op, self._fd, buffer, offset, size)
+        return _kernaio.Request(self, op, self._fd, buffer, offset, size)
 
-    def _check_aligned(self, request: _engine.Request) -> None:
+    def _check_aligned(self, request: _kernaio.Request) -> None:
         """Direct I/O: refuse, with the reason, what the kernel would refuse with a bare EINVAL."""
         # BEGIN SOLUTION lab6
         # TODO: buffered files accept anything. Direct: the buffer's address
@@ -244,7 +238,7 @@ class File:
                              f"length alignment here ({al.source})")
         # END SOLUTION
 
-    async def _submit(self, request: _engine.Request) -> object:
+    async def _submit(self, request: _kernaio.Request) -> object:
         """Queue request on the running loop's engine and wait for its completion."""
         loop = asyncio.get_running_loop()
         engine = self._engine_cache
@@ -254,7 +248,6 @@ class File:
             # reused, so a new loop that inherits a dead one's id() gets its own.
             engine = self._engine_cache = _engine.for_loop(loop, self.backend)
         request.future = future = loop.create_future()
-        self._pending.add(request)
         engine.start(request)
         try:
             return await future
@@ -263,12 +256,6 @@ class File:
             # completion arrives, so the memory is never freed under a DMA.
             engine.cancel(request)
             raise
-
-    def _forget(self, request: _engine.Request) -> None:
-        """The request is over (completed or never submitted): close() may stop waiting."""
-        self._pending.discard(request)
-        if not self._pending and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
 
 def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,  # noqa: A001

@@ -324,6 +324,7 @@ static PyMethodDef Context_methods[] = {
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
+    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -412,6 +413,7 @@ static int kernaio_clear(PyObject *module)
     kernaio_state *st = PyModule_GetState(module);
     Py_CLEAR(st->context_type);
     Py_CLEAR(st->request_type);
+    kernaio_clear_request_state(st);
     return 0;
 }
 

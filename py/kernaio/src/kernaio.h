@@ -24,11 +24,14 @@ enum {
 typedef struct {
     PyTypeObject *context_type;
     PyTypeObject *request_type; /* what submit recognises as a Request (subclasses too) */
+    /* The names Request.complete and fail look up on every call, made once (request.c). */
+    PyObject *str_done, *str_set_result, *str_set_exception, *str_name;
 } kernaio_state;
 
 /* ---- The Request type (request.c) -------------------------------------------------------
  * One read, write or fsync, made by the Python side for each call and checked there and
- * then (types, ranges, the buffer exported); submit reads these fields directly. */
+ * then (types, ranges, the buffer exported); submit reads these fields directly, and
+ * complete()/fail() resolve its future. */
 typedef struct {
     PyObject_HEAD
     PyObject *future;   /* what the caller awaits (the Python side sets it) */
@@ -42,8 +45,10 @@ typedef struct {
     char submitted;     /* the Python side's mark: the kernel took it (io_cancel may find it) */
 } RequestObject;
 
-/* Add the type kernaio._kernaio.Request to module and to st. 0, or -1 with an exception. */
+/* Add the type kernaio._kernaio.Request to module and to st, and st's method names. 0, or
+ * -1 with an exception. kernaio_clear_request_state releases what it put in st. */
 int kernaio_add_request_type(PyObject *module, kernaio_state *st);
+void kernaio_clear_request_state(kernaio_state *st);
 
 /* ---- The slot table (slots.c) ----------------------------------------------------------
  * Context (kernel AIO) and UringContext (io_uring) differ only in how a request reaches the
@@ -149,6 +154,10 @@ int slots_finish(struct slot_table *t, int i, long long res, PyObject *list);
 
 /* The index of the slot that holds token (the kernel owns it), or -1 if none does. */
 int slots_find(const struct slot_table *t, PyObject *token);
+
+/* in_flight_for(file) -> how many Requests of file the kernel holds (File.close waits for
+ * them). A method of both context types; 0 once the context is closed. */
+PyObject *slots_in_flight_for(PyObject *self, PyObject *file);
 
 /* The kernel owns nothing any more (its side is destroyed, or is the parent's): release
  * every slot, in_flight = 0, open = 0, close the eventfd. Idempotent. */

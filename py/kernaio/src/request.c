@@ -1,7 +1,9 @@
 /* request.c: kernaio._kernaio.Request — one read, write or fsync, checked once, in C, when it is made. */
 #include "kernaio.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <string.h> /* strerror */
 #include <stddef.h> /* offsetof */
 #include <structmember.h>
 
@@ -9,8 +11,10 @@
  * Python version of these checks (a memoryview, its flags, two __index__ calls, five
  * comparisons, eight attribute stores) cost as much CPU as the system calls themselves
  * (`make bench`: kernaio was CPU-bound at QD 32). Here they are one call. The checks are
- * the same, and so are the messages. kernaio._engine.Request subclasses this type and adds
- * what happens at the end, in Python: complete() and fail(). */
+ * the same, and so are the messages. Its ending is here too, for the same reason:
+ * complete() turns the kernel's answer into the future's result or OSError, and fail()
+ * fails a request that never reached the kernel (callgrind: the Python versions cost 5% of
+ * all the instructions of a read at QD 32). */
 
 /* value as a long long (an int, or anything with __index__), for the argument named what.
  * A value out of range is clamped to LLONG_MIN/LLONG_MAX: the range checks then say what
@@ -136,6 +140,86 @@ fail:
     return NULL;
 }
 
+/* What complete and fail begin with: exactly `expected` positional arguments (else
+ * TypeError showing usage), the module state in *st, and whether r's future still waits:
+ * 1 if it does, 0 if it is done already (the caller was cancelled meanwhile: the outcome
+ * is dropped) or there is none (never queued: nobody to tell), -1 with an exception. */
+static int ending_begins(RequestObject *r, PyTypeObject *cls, Py_ssize_t nargs, PyObject *kwnames,
+                         Py_ssize_t expected, const char *usage, kernaio_state **st)
+{
+    if (nargs != expected || kwnames != NULL) {
+        PyErr_Format(PyExc_TypeError, "kernaio: Request.%s", usage);
+        return -1;
+    }
+    *st = PyType_GetModuleState(cls);
+    if (r->future == Py_None)
+        return 0;
+    PyObject *done = PyObject_CallMethodNoArgs(r->future, (*st)->str_done);
+    if (done == NULL)
+        return -1;
+    int is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    return is_done < 0 ? -1 : !is_done;
+}
+
+/* future.<method>(value); steals the reference to value. None, or NULL with an exception. */
+static PyObject *future_settle(PyObject *future, PyObject *method, PyObject *value)
+{
+    if (value == NULL)
+        return NULL;
+    PyObject *call[2] = {future, value};
+    PyObject *ret = PyObject_VectorcallMethod(method, call, 2, NULL);
+    Py_DECREF(value);
+    return ret;
+}
+
+/* complete(res, data): the kernel finished the request with res, a byte count or -errno;
+ * data is what reap handed back with it (the bytes of an OP_READ_NEW, else None). The
+ * future gets OSError(errno, strerror, file.name) -- the subclass that errno implies,
+ * FileNotFoundError and so on --, the bytes of an OP_READ_NEW, or the byte count. */
+static PyObject *Request_complete(RequestObject *r, PyTypeObject *cls, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    kernaio_state *st;
+    int waiting = ending_begins(r, cls, nargs, kwnames, 2, "complete(res, data)", &st);
+    if (waiting <= 0)
+        return waiting < 0 ? NULL : Py_NewRef(Py_None);
+    long long res = PyLong_AsLongLong(args[0]);
+    if (res == -1 && PyErr_Occurred())
+        return NULL;
+    if (res < 0) {
+        int code = res < -4095 ? EIO : (int)-res; /* -errno is never below -4095 */
+        PyObject *name = PyObject_GetAttr(r->file, st->str_name);
+        if (name == NULL)
+            return NULL;
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", code, strerror(code), name);
+        Py_DECREF(name);
+        return future_settle(r->future, st->str_set_exception, exc);
+    }
+    PyObject *result = r->op == OP_READ_NEW ? Py_NewRef(args[1]) : PyLong_FromLongLong(res);
+    return future_settle(r->future, st->str_set_result, result);
+}
+
+/* fail(exc): the request never reached the kernel (closed file, closed loop, io_submit
+ * refused it): the future gets exc. */
+static PyObject *Request_fail(RequestObject *r, PyTypeObject *cls, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    kernaio_state *st;
+    int waiting = ending_begins(r, cls, nargs, kwnames, 1, "fail(exc)", &st);
+    if (waiting <= 0)
+        return waiting < 0 ? NULL : Py_NewRef(Py_None);
+    return future_settle(r->future, st->str_set_exception, Py_NewRef(args[0]));
+}
+
+static PyMethodDef Request_methods[] = {
+    {"complete", (PyCFunction)(void (*)(void))Request_complete, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+     "complete(res, data): the kernel's answer (a byte count or -errno) to the future"},
+    {"fail", (PyCFunction)(void (*)(void))Request_fail, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+     "fail(exc): it never reached the kernel; the future (unless done) gets exc"},
+    {NULL, NULL, 0, NULL},
+};
+
 static int Request_traverse(RequestObject *r, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(r));
@@ -200,6 +284,7 @@ static PyType_Slot Request_slots[] = {
     {Py_tp_clear, Request_clear},
     {Py_tp_getset, Request_getset},
     {Py_tp_members, Request_members},
+    {Py_tp_methods, Request_methods},
     {0, NULL},
 };
 
@@ -212,8 +297,21 @@ static PyType_Spec Request_spec = {
 
 int kernaio_add_request_type(PyObject *module, kernaio_state *st)
 {
+    if ((st->str_done = PyUnicode_InternFromString("done")) == NULL
+        || (st->str_set_result = PyUnicode_InternFromString("set_result")) == NULL
+        || (st->str_set_exception = PyUnicode_InternFromString("set_exception")) == NULL
+        || (st->str_name = PyUnicode_InternFromString("name")) == NULL)
+        return -1;
     st->request_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Request_spec, NULL);
     if (st->request_type == NULL)
         return -1;
     return PyModule_AddType(module, st->request_type);
+}
+
+void kernaio_clear_request_state(kernaio_state *st)
+{
+    Py_CLEAR(st->str_done);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_name);
 }

@@ -339,6 +339,7 @@ static PyMethodDef Uring_methods[] = {
     {"cancel", (PyCFunction)Uring_cancel, METH_O, "cancel(token) -> True if an IORING_OP_ASYNC_CANCEL was submitted"},
     {"close", (PyCFunction)Uring_close, METH_NOARGS, "close(): wait for requests in flight, then io_uring_queue_exit"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
+    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kernaio
-from kernaio import _engine
+from kernaio import _engine, _kernaio
 
 
 def test_read_readinto_alignment(data: tuple[Path, bytes]) -> None:
@@ -163,6 +163,53 @@ def test_a_request_is_checked_when_made_and_pins_its_buffer(data: tuple[Path, by
                 buf.extend(b"x")
             assert await reading == 100 and buf == content[1:101]
             buf.extend(b"x")                        # the request is over: free again
+
+    asyncio.run(main())
+
+
+def test_a_request_ends_in_its_future(data: tuple[Path, bytes]) -> None:
+    """Request.complete and fail (src/request.c), by hand: -errno becomes the OSError
+    subclass it implies, with the file's name; a read_new gets its bytes, others the count;
+    a future already done (cancelled) is left alone; no future yet: nothing to tell."""
+    path, _ = data
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with kernaio.open(path, "rb", direct=False) as f:
+            def request(op: int) -> _kernaio.Request:
+                r = _kernaio.Request(f, op, f.fileno(), bytearray(8) if op == _kernaio.OP_READ else None, 0, 8)
+                r.future = loop.create_future()
+                return r
+
+            r = request(_kernaio.OP_READ)
+            r.complete(-errno.ENOENT, None)
+            with pytest.raises(FileNotFoundError) as err:
+                r.future.result()
+            assert err.value.errno == errno.ENOENT and err.value.filename == str(path)
+            r = request(_kernaio.OP_READ_NEW)
+            r.complete(3, b"abc")
+            assert r.future.result() == b"abc"
+            r = request(_kernaio.OP_READ)
+            r.complete(8, None)
+            assert r.future.result() == 8
+            r.complete(5, None)                 # done already: dropped, no InvalidStateError
+            r.fail(ValueError("late"))
+            assert r.future.result() == 8
+            r = request(_kernaio.OP_READ)
+            r.future.cancel()
+            r.complete(8, None)
+            assert r.future.cancelled()
+            r = request(_kernaio.OP_READ)
+            r.fail(ValueError("refused"))
+            with pytest.raises(ValueError, match="refused"):
+                r.future.result()
+            unqueued = _kernaio.Request(f, _kernaio.OP_FSYNC, f.fileno(), None, 0, 0)
+            unqueued.complete(0, None)
+            unqueued.fail(ValueError("nobody to tell"))
+            with pytest.raises(TypeError, match="complete"):
+                unqueued.complete(0)            # type: ignore[call-arg]
+            with pytest.raises(TypeError, match="fail"):
+                unqueued.fail()                 # type: ignore[call-arg]
 
     asyncio.run(main())
 

@@ -66,7 +66,7 @@ def test_close_waits_for_requests_in_flight(data: tuple[Path, bytes]) -> None:
         while engine.ctx.in_flight == 0 and not all(t.done() for t in tasks):
             await asyncio.sleep(0)
         await f.close()
-        assert not f._pending and engine.ctx.in_flight == 0, "close() returned with requests in flight"
+        assert engine.ctx.in_flight_for(f) == 0 and engine.ctx.in_flight == 0, "close() returned with requests in flight"
         await asyncio.sleep(0)          # the tasks resume from their (already resolved) futures
         assert [t.result() for t in tasks] == [content[i * 4096:(i + 1) * 4096] for i in range(32)]
         # Requests still queued (not yet submitted) when the file closes fail: their fd is gone.
@@ -77,6 +77,36 @@ def test_close_waits_for_requests_in_flight(data: tuple[Path, bytes]) -> None:
         for t in queued:
             with pytest.raises(ValueError, match="closed before"):
                 await t
+
+    asyncio.run(main())
+
+
+def test_close_waits_for_its_own_requests_only_cancelled_ones_too(data: tuple[Path, bytes]) -> None:
+    """close() waits while the kernel holds a request of THIS file, even one whose caller was
+    cancelled (the kernel still writes into its memory); another file's requests are not its
+    business. Completions are held back (the eventfd unwatched) to make "in flight" last."""
+    path, _ = data
+
+    async def main() -> None:
+        f, other = kernaio.open(path, "rb"), kernaio.open(path, "rb")
+        engine = _engine.for_running_loop()
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(engine.ctx.fileno())
+        mine = [asyncio.create_task(f.read(4096, offset=i * 4096)) for i in range(3)]
+        theirs = asyncio.create_task(other.read(4096))
+        while engine.ctx.in_flight < 4:
+            await asyncio.sleep(0)
+        assert (engine.ctx.in_flight_for(f), engine.ctx.in_flight_for(other)) == (3, 1)
+        mine[0].cancel()
+        closing = asyncio.create_task(f.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done(), "close() returned while the kernel held its requests"
+        loop.add_reader(engine.ctx.fileno(), engine._on_completions)
+        await asyncio.wait_for(closing, 5)
+        assert engine.ctx.in_flight_for(f) == 0 and mine[0].cancelled()
+        assert [len(await t) for t in mine[1:]] == [4096, 4096]
+        await other.close()
+        assert theirs.done() and len(theirs.result()) == 4096
 
     asyncio.run(main())
 
@@ -104,7 +134,12 @@ def test_closing_the_loop_with_requests_in_flight(data: tuple[Path, bytes]) -> N
     engine = engines[0]
     assert engine.ctx.in_flight == 16 and not engine.ctx.closed
     asyncio.run(asyncio.sleep(0))      # a new loop: kernaio is not used yet
-    asyncio.run(kernaio.open(path, "rb").close())  # first use on a new loop sweeps the closed one
+
+    async def first_use() -> None:  # the first request on a new loop sweeps the closed one
+        async with kernaio.open(path, "rb") as g:
+            await g.read(4096)
+
+    asyncio.run(first_use())
     assert engine.closed and engine.ctx.closed, "requests were in flight: the context must be destroyed"
     assert engine.ctx.in_flight == 0
 

@@ -261,7 +261,7 @@ def test_closing_a_file_with_reads_in_flight_waits(data: tuple[Path, bytes]) -> 
         while engine.ctx.in_flight == 0 and not all(t.done() for t in tasks):
             await asyncio.sleep(0)
         await f.close()
-        assert not f._pending and engine.ctx.in_flight == 0
+        assert engine.ctx.in_flight_for(f) == 0 and engine.ctx.in_flight == 0
         await asyncio.sleep(0)
         assert [t.result() for t in tasks] == [content[i * 4096:(i + 1) * 4096] for i in range(32)]
 
