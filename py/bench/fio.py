@@ -4,7 +4,8 @@
         --ioengine=libaio|io_uring --runtime=S --time_based --output-format=json
 
 One job, one process, no interpreter: what the device gives at this queue depth. Its JSON
-gives the IOPS and the completion-latency percentiles (clat, in nanoseconds).
+gives the IOPS, its own CPU use (usr_cpu + sys_cpu: mostly the kernel's work for the reads,
+which any API pays too) and the completion-latency percentiles (clat, in nanoseconds).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def argv(path: str, engine: str, qd: int, seconds: float) -> list[str]:
 
 
 def parse(text: str) -> dict[str, Any]:
-    """IOPS and the p50/p99 completion latency (µs) of fio's JSON output."""
+    """IOPS, CPU % (user + system, of one core) and the p50/p99 completion latency (µs) of
+    fio's JSON output."""
     start = text.find("{")   # fio may print notes before the JSON
     if start < 0:
         raise ValueError(f"no JSON in fio's output: {text.strip()[-300:]!r}")
@@ -42,7 +44,9 @@ def parse(text: str) -> dict[str, Any]:
         raise ValueError(f"fio's job failed with error {job['error']}")
     read = job["read"]
     percentiles = read["clat_ns"].get("percentile", {})
+    cpu = job.get("usr_cpu", 0.0) + job.get("sys_cpu", 0.0)   # % of one core, like the workers' cpu_pct
     return {"iops": round(float(read["iops"]), 1), "ops": int(read["total_ios"]),
+            "cpu_pct": round(float(cpu), 1) if cpu else None,
             "seconds": round(read["runtime"] / 1e3, 3),
             "p50_us": round(percentiles["50.000000"] / 1e3, 1) if "50.000000" in percentiles else None,
             "p99_us": round(percentiles["99.000000"] / 1e3, 1) if "99.000000" in percentiles else None}

@@ -95,6 +95,12 @@ def targets(results: list[Result], depths: tuple[int, ...], floor_ms: float | No
     return checks
 
 
+def _cpu_per_read(r: Result) -> float | None:
+    """Microseconds of CPU per read (per await for asyncio alone): CPU % over IOPS."""
+    cpu, iops = r.get("cpu_pct"), r.get("iops")
+    return None if cpu is None or not iops else cpu / 100 / iops * 1e6
+
+
 def _num(value: Any, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -102,8 +108,8 @@ def _num(value: Any, digits: int = 0) -> str:
 def table(results: list[Result], config: Config, floor_ms: float | None = None,
           rounds: list[dict[str, float | None]] | None = None) -> str:
     """The table as text, grouped by QD, then the ratios and the targets."""
-    header = ["QD", "API", "file", "IOPS", "p50 µs", "p99 µs", "threads", "worst stall ms", "CPU %", "runq ms",
-              "kernaio / this"]
+    header = ["QD", "API", "file", "IOPS", "p50 µs", "p99 µs", "threads", "worst stall ms", "CPU %",
+              "CPU µs/read", "runq ms", "kernaio / this"]
     cells: list[list[str]] = []
     notes: list[str] = []
     for r in results:
@@ -112,8 +118,8 @@ def table(results: list[Result], config: Config, floor_ms: float | None = None,
         threads = "n/a" if r["api"] in FIO_APIS else _num(r.get("threads"))
         stall = "n/a" if r["api"] in FIO_APIS else _num(r.get("stall_ms"), 2)
         cells.append([str(r["qd"]), r["api"], r.get("mode", "-"), _num(theirs), _num(r.get("p50_us")),
-                      _num(r.get("p99_us")), threads, stall, _num(r.get("cpu_pct")), _num(r.get("runq_wait_ms")),
-                      ratio])
+                      _num(r.get("p99_us")), threads, stall, _num(r.get("cpu_pct")), _num(_cpu_per_read(r), 1),
+                      _num(r.get("runq_wait_ms")), ratio])
         why = r.get("error") or r.get("unavailable")
         if why:
             notes.append(f"QD {r['qd']} {r['api']}: {why}")
@@ -149,8 +155,10 @@ def table(results: list[Result], config: Config, floor_ms: float | None = None,
             "threads = threads beside the main one alive during the reads (/proc/PID/task, io_uring's kernel",
             "  workers included); worst stall = how late a coroutine that sleeps 1 ms at a time woke up, at worst",
             "  (an idle loop here = the same heartbeat with nothing else running: the machine's own floor).",
-            "CPU % = the process's CPU time over the run (100 = one core); runq ms = how long the loop's thread",
-            "  waited for a CPU while runnable: a stall the machine caused (other programs), not the API.",
+            "CPU % = the process's CPU time over the run (100 = one core; fio: its usr_cpu + sys_cpu); CPU µs/read",
+            "  = that CPU time per read: fio's is nearly all the kernel's work for one read, which every row pays too.",
+            "  runq ms = how long the loop's thread waited for a CPU while runnable: a stall the machine caused",
+            "  (other programs), not the API.",
             "fio = the same reads from C (one job, --direct=1): the ceiling. Latencies: fio's clat percentiles.",
             "kernaio (uvloop) = kernaio's reads on uvloop's event loop instead of asyncio's. asyncio alone (no I/O) =",
             "  the same coroutines awaiting futures that one callback per loop iteration resolves: asyncio's own",

@@ -42,7 +42,7 @@ def test_every_api_at_every_depth_has_a_row_with_the_promised_fields(bench):
     assert (out / "iops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "bench.txt").read_text()
     assert all(api in text and api in stdout for api in all_apis())
-    assert "Targets" in text and "kernaio's IOPS divided by" in text
+    assert "Targets" in text and "kernaio's IOPS divided by" in text and "CPU µs/read" in text
 
 
 def test_kernaio_measured_sanely_with_no_thread_and_the_ratios_follow(bench):
@@ -72,6 +72,7 @@ def test_fio_rows_are_read_from_its_json(bench):
         if row["api"].startswith("fio") and row["unavailable"] is None and row["error"] is None:
             assert row["iops"] > 0 and 0 < row["p50_us"] <= row["p99_us"], row
             assert row["threads"] is None and row["stall_ms"] is None, row
+            assert 0 < row["cpu_pct"] <= 100, f"fio's own CPU (usr_cpu + sys_cpu) was not read: {row}"
 
 
 def test_the_fio_target_is_judged_on_the_median_of_paired_rounds():
