@@ -143,7 +143,8 @@ fail:
 /* What complete and fail begin with: exactly `expected` positional arguments (else
  * TypeError showing usage), the module state in *st, and whether r's future still waits:
  * 1 if it does, 0 if it is done already (the caller was cancelled meanwhile: the outcome
- * is dropped) or there is none (never queued: nobody to tell), -1 with an exception. */
+ * is dropped) or there is none (never queued, or dropped by the GC: nobody to tell), -1
+ * with an exception. */
 static int ending_begins(RequestObject *r, PyTypeObject *cls, Py_ssize_t nargs, PyObject *kwnames,
                          Py_ssize_t expected, const char *usage, kernaio_state **st)
 {
@@ -152,7 +153,7 @@ static int ending_begins(RequestObject *r, PyTypeObject *cls, Py_ssize_t nargs, 
         return -1;
     }
     *st = PyType_GetModuleState(cls);
-    if (r->future == Py_None)
+    if (r->future == NULL || r->future == Py_None) /* NULL: cleared by the GC (Request_clear) */
         return 0;
     PyObject *done = PyObject_CallMethodNoArgs(r->future, (*st)->str_done);
     if (done == NULL)
@@ -189,7 +190,7 @@ static PyObject *Request_complete(RequestObject *r, PyTypeObject *cls, PyObject 
         return NULL;
     if (res < 0) {
         int code = res < -4095 ? EIO : (int)-res; /* -errno is never below -4095 */
-        PyObject *name = PyObject_GetAttr(r->file, st->str_name);
+        PyObject *name = r->file != NULL ? PyObject_GetAttr(r->file, st->str_name) : Py_NewRef(Py_None);
         if (name == NULL)
             return NULL;
         PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", code, strerror(code), name);
