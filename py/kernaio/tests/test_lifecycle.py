@@ -88,25 +88,34 @@ def test_close_waits_for_its_own_requests_only_cancelled_ones_too(data: tuple[Pa
     path, _ = data
 
     async def main() -> None:
-        f, other = kernaio.open(path, "rb"), kernaio.open(path, "rb")
-        engine = _engine.for_running_loop()
         loop = asyncio.get_running_loop()
-        loop.remove_reader(engine.ctx.fileno())
+        f, other, idle = (kernaio.open(path, "rb") for _ in range(3))
+        engine = _engine.for_running_loop()
+        await idle.read(4096)               # idle's engine is this loop's; nothing of it in flight
+
+        def hold_completions() -> None:
+            loop.remove_reader(engine.ctx.fileno())
+
+        def release_completions() -> None:
+            loop.add_reader(engine.ctx.fileno(), engine._on_completions)
+
+        hold_completions()
         mine = [asyncio.create_task(f.read(4096, offset=i * 4096)) for i in range(3)]
         theirs = asyncio.create_task(other.read(4096))
         while engine.ctx.in_flight < 4:
             await asyncio.sleep(0)
-        assert (engine.ctx.in_flight_for(f), engine.ctx.in_flight_for(other)) == (3, 1)
+        assert [engine.ctx.in_flight_for(x) for x in (f, other, idle)] == [3, 1, 0]
+        await asyncio.wait_for(idle.close(), 1)     # others' requests in flight: no wait
         mine[0].cancel()
         closing = asyncio.create_task(f.close())
         await asyncio.sleep(0.05)
         assert not closing.done(), "close() returned while the kernel held its requests"
-        loop.add_reader(engine.ctx.fileno(), engine._on_completions)
+        release_completions()
         await asyncio.wait_for(closing, 5)
         assert engine.ctx.in_flight_for(f) == 0 and mine[0].cancelled()
         assert [len(await t) for t in mine[1:]] == [4096, 4096]
+        assert len(await theirs) == 4096
         await other.close()
-        assert theirs.done() and len(theirs.result()) == 4096
 
     asyncio.run(main())
 
