@@ -2,8 +2,14 @@
 """One kernel AIO context per running event loop: a queue, batched io_submit, completions via an eventfd.
 
     engine = _engine.for_running_loop()       # made lazily, one per loop (and per backend)
-    fut = engine.start(request)               # queued; flushed by ONE io_submit per loop iteration
-    ...                                       # the eventfd turns readable -> reap -> futures resolve
+    request.future = loop.create_future()     # request: a _kernaio.Request (File._submit makes both)
+    engine.start(request)                     # queued; flushed by ONE io_submit per loop iteration
+    ...                                       # the eventfd turns readable -> reap -> request.complete()
+
+A request is the C type _kernaio.Request (src/request.c): its fields, checked when it is
+made (a request that exists is well-formed, and submit reads it directly), the future its
+caller awaits, and its ending: complete(res, data) when the kernel answers, fail(exc) when
+it never reaches the kernel. All in C: every request passes there.
 
 Backends: "aio" (kernel AIO: _kernaio.Context, io_submit) and "io_uring"
 (_kernaio.UringContext, io_uring_enter). Both types have the same methods and semantics,
@@ -75,13 +81,6 @@ def _take_context(backend: str) -> AnyContext:
     return BACKENDS[backend](CAPACITY)
 
 
-# One read, write or fsync: the C type (src/request.c) holds its fields, checked when it is
-# made (a request that exists is well-formed, and submit reads it directly), the future
-# its caller awaits, and its ending: complete(res, data) when the kernel answers, fail(exc)
-# when it never reaches the kernel. All in C: every request passes there.
-Request = _kernaio.Request
-
-
 class Engine:
     """The context of one event loop (for one backend). Every method runs in that loop's thread."""
 
@@ -92,7 +91,7 @@ class Engine:
         self.backend = backend
         self.ctx = _take_context(backend)
         self.closed = False
-        self.queue: deque[Request] = deque()
+        self.queue: deque[_kernaio.Request] = deque()
         self._flush_pending = False
         self._drain_waiters: list[asyncio.Future[None]] = []  # File.close()s waiting (drained)
         self.submit_calls = 0       # io_submit (or io_uring_enter) calls made (what batching saves)
@@ -105,14 +104,14 @@ class Engine:
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop_ref()
 
-    def start(self, request: Request) -> None:
+    def start(self, request: _kernaio.Request) -> None:
         """Queue a request; the first one of a loop iteration schedules the flush."""
         # TODO(lab6): append request to self.queue; if no flush is pending yet, mark one pending
         #   and schedule self._flush with call_soon on the request's loop, so that every
         #   request made in this loop iteration goes out in ONE io_submit.
         raise NotImplementedError("lab6: Engine.start (queue, then one flush per iteration)")
 
-    def cancel(self, request: Request) -> None:
+    def cancel(self, request: _kernaio.Request) -> None:
         """The caller gave up on request. A queued one is simply dropped. A submitted one is
         offered to io_cancel (files usually answer EINVAL: not cancellable) or to
         IORING_OP_ASYNC_CANCEL; its buffer stays held by the C side until the completion

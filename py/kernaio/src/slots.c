@@ -339,7 +339,7 @@ PyObject *slots_in_flight_for(PyObject *self, PyObject *file)
     /* A scan, not a count kept per file: only close() asks, and the table is small. */
     const struct slot_table *t = &((SlotsObject *)self)->table;
     long held = 0;
-    for (int i = 0; i < t->capacity && t->in_flight > 0; i++) {
+    for (int i = 0; i < t->capacity; i++) {
         PyObject *token = t->slots[i].token;
         if (token != NULL && PyObject_TypeCheck(token, t->request_type)
             && ((RequestObject *)token)->file == file)
