@@ -4,6 +4,7 @@
     title = "Non-blocking sockets"
     builds = "a client that never blocks: busy loop, then poll(2)"
     talk = "Polling model. Non-blocking IO"      # the talk's slide it answers
+    deadline = 600                               # optional: seconds a whole grading may take
     [[file]]
     ref = "c/nonblock/nb.c"                      # the reference, with solution markers
     starter = "nb.c"                             # the learner's copy, in the lab folder
@@ -31,6 +32,7 @@ class Lab:
     builds: str
     talk: str
     files: tuple[tuple[Path, str], ...]  # (reference path relative to the repo, starter name)
+    deadline: float = 900.0            # seconds one grading may take before the runner stops it
 
     @property
     def name(self) -> str:
@@ -59,7 +61,7 @@ def load_lab(folder: Path) -> Lab:
     number = int(folder.name.split("-", 1)[0])
     files = tuple((Path(entry["ref"]), entry["starter"]) for entry in meta.get("file", []))
     return Lab(number=number, dir=folder.resolve(), title=meta["title"], builds=meta.get("builds", ""),
-               talk=meta.get("talk", ""), files=files)
+               talk=meta.get("talk", ""), files=files, deadline=float(meta.get("deadline", 900)))
 
 
 def all_labs(root: Path | None = None) -> list[Lab]:

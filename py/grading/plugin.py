@@ -13,7 +13,8 @@ Markers:
 
 Environment:
     GRADE_IMPL=DIR     the implementation root (default: this checkout, i.e. the reference)
-    GRADE_LIVE_FD=N    write a JSON line per finished test to this fd (the runner reads it)
+    GRADE_LIVE_FD=N    tell the runner, a JSON line each, what was collected, which test starts
+                       and how each ended (session.py reads it: pytest may die mid-test)
 """
 from __future__ import annotations
 
@@ -78,10 +79,6 @@ def _impl_root() -> Path:
     return Path(os.environ.get("GRADE_IMPL") or repo_root()).resolve()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--outcomes", default=None, help="write each test's outcome as JSON to this file")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hint(key): the hints.md section shown when this test fails")
     config.addinivalue_line("markers", "smoke: may pass on the starter as well (not the learner's code)")
@@ -109,7 +106,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         pytest.skip(f"cannot run here: {err}")
 
 
-# nodeid -> {"outcome": passed|failed|error|skipped|not run, "duration", "message", "hint", "smoke", "doc"}
+# nodeid -> {"outcome": passed|failed|error|skipped|not run, "duration", "message", "longrepr",
+#            "hint", "smoke", "doc"}
 # One pytest process grades one implementation, so a module-level record is enough.
 _outcomes: dict[str, dict[str, Any]] = {}
 
@@ -127,18 +125,32 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         entry["message"] = _short(report)
         entry["longrepr"] = str(report.longrepr)
     if report.when == "teardown":
-        _tell_runner(report.nodeid, entry)
+        _tell_runner({"event": "result", "nodeid": report.nodeid,
+                      **entry})
 
 
-def _tell_runner(nodeid: str, entry: dict[str, Any]) -> None:
-    """Send one finished test to the runner's pipe (GRADE_LIVE_FD), so it can print it at once.
-
-    A separate fd, because pytest captures stdout and stderr while tests run.
-    """
+def _tell_runner(event: dict[str, Any]) -> None:
+    """Send one event to the runner's pipe (GRADE_LIVE_FD), so it can print it at once and
+    knows, if pytest dies, which test it died in. A separate fd, because pytest captures
+    stdout and stderr while tests run."""
     fd = os.environ.get("GRADE_LIVE_FD")
     if fd:
-        line = {k: v for k, v in entry.items() if k != "longrepr"}
-        os.write(int(fd), (json.dumps({"nodeid": nodeid, **line}) + "\n").encode())
+        os.write(int(fd), (json.dumps(event) + "\n").encode())
+
+
+def pytest_runtest_logstart(nodeid: str) -> None:
+    _tell_runner({"event": "start", "nodeid": nodeid})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every test that will run (after -k), with the time limit pytest-timeout gives it."""
+    default = float(session.config.getini("timeout") or 0)
+    tests = {}
+    for item in session.items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker and marker.args else default
+        tests[item.nodeid] = {**_outcomes.get(item.nodeid, {}), "timeout": limit or 120.0}
+    _tell_runner({"event": "collected", "tests": tests})
 
 
 def _short(report: pytest.TestReport) -> str:
@@ -167,9 +179,3 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     for item in items:  # `-k NAME` left these out: they are not part of this grading
         _outcomes.pop(item.nodeid, None)
 
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = session.config.getoption("--outcomes")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(_outcomes, indent=1))

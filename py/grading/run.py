@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 from grading.labs import Lab, all_labs, find_lab, repo_root
 from grading.overlay import build, make_overlay
+from grading.session import run_session
 
 ROOT = repo_root()
 STATE = ROOT / "build" / "grade"  # overlays, logs, status.json, hints.json
@@ -34,6 +34,8 @@ class Graded:
     kind: str                                  # "reference", "learner" or "starter"
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # short name -> outcome record
     build_error: str = ""
+    problem: str = ""                          # the session itself went wrong: a crash, a hang, ...
+    selected_none: bool = False                # -k (make labN T=...) selected no test
     seconds: float = 0.0
 
 
@@ -52,41 +54,29 @@ def implementation_root(lab: Lab, kind: str) -> Path:
 
 
 def grade(lab: Lab, kind: str, select: str | None = None,
-          on_test: Callable[[str, dict[str, Any]], None] | None = None, log: Path | None = None) -> Graded:
-    """Build one implementation of lab and run its grader tests; on_test sees each result live."""
+          on_test: Callable[[str, dict[str, Any]], None] | None = None, log: Path | None = None,
+          impl: Path | None = None) -> Graded:
+    """Build one implementation of lab and run its grader tests; on_test sees each result live.
+
+    impl: an implementation root made by the caller (a mutant's tree); by default the one of kind.
+    """
     started = time.monotonic()
     graded = Graded(lab, kind)
-    impl = implementation_root(lab, kind)
+    impl = impl or implementation_root(lab, kind)
     compiled = build(impl)
     if compiled.returncode != 0:
         graded.build_error = (compiled.stdout + compiled.stderr).strip()
         graded.seconds = time.monotonic() - started
         return graded
-    outcomes = STATE / f"{lab.name}-{kind}.json"
-    read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
-            str(lab.tests_dir), "-q", "-rN", "--outcomes", str(outcomes)]
+            str(lab.tests_dir), "-q", "-rN"]
     if select:
         argv += ["-k", select]
-    env = dict(os.environ, GRADE_IMPL=str(impl), PYTHONPATH=str(impl / "py"), GRADE_LIVE_FD=str(write_end))
-    log = log or STATE / f"{lab.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as log_file:
-        pytest = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  env=env, cwd=ROOT, pass_fds=[write_end])
-        os.close(write_end)
-        with os.fdopen(read_end) as live:
-            for line in live:
-                record = json.loads(line)
-                graded.tests[short_name(record["nodeid"])] = record
-                if on_test:
-                    on_test(short_name(record["nodeid"]), record)
-        pytest.wait()
-    if outcomes.exists():  # complete records (with the long failure text) for every collected test
-        for nodeid, record in json.loads(outcomes.read_text()).items():
-            graded.tests[short_name(nodeid)] = record
-    if not graded.tests and pytest.returncode not in (0, 5):
-        graded.build_error = f"pytest could not run the tests (exit {pytest.returncode}); see {log}"
+    env = dict(os.environ, GRADE_IMPL=str(impl), PYTHONPATH=str(impl / "py"))
+    outcome = run_session(argv, env, ROOT, log or STATE / f"{lab.name}.log", lab.deadline,
+                          None if on_test is None else lambda nodeid, rec: on_test(short_name(nodeid), rec))
+    graded.tests = {short_name(nodeid): record for nodeid, record in outcome.tests.items()}
+    graded.problem, graded.selected_none = outcome.problem, outcome.selected_none
     graded.seconds = time.monotonic() - started
     return graded
 
@@ -179,7 +169,7 @@ def _line(name: str, record: dict[str, Any]) -> str:
     if record["outcome"] == "skipped":
         text += f"  skipped: {record['message']}"
     elif record["outcome"] in ("failed", "error"):
-        text += f"\n      {record['message'][:300]}"
+        text += f"\n      {record['message']}"
     return text
 
 
@@ -198,24 +188,44 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
         print("  ✗ build: the C code does not compile:\n")
         print("\n".join("    " + line for line in learner_paths(lab, graded.build_error).splitlines()[:40]))
         return 1
+    if graded.selected_none:
+        print(f"  ✗ T={select!r} selects no test of {lab.name}: T= is pytest's -k, a part of a test's name "
+              f"(or an expression: 'nonblocking and not py'). The tests are listed by `make {lab.name}`.\n"
+              f"{graded.problem}")
+        return 2
     scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
     failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
+    not_run = [n for n, t in scored.items() if t["outcome"] == "not run"]
     passed = sum(t["outcome"] == "passed" for t in scored.values())
     skipped = sum(t["outcome"] == "skipped" for t in scored.values())
     total = len(scored)
     talk = len(graded.tests) - total
+    if graded.problem:
+        print("\n  ✗ " + graded.problem)
+    if not_run:
+        print(f"\n  {len(not_run)} tests did not run, so they count as not passed: " + ", ".join(
+            n.split("::")[-1] for n in not_run[:8]) + (" …" if len(not_run) > 8 else ""))
     summary = (f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
+               + (f", {len(not_run)} not run" if not_run else "")
                + (f" (· = {talk} checks of the talk's own code, not scored)" if talk else ""))
     print(f"{summary}  ({graded.seconds:.1f} s)")
+    done = passed > 0 and passed + skipped == total and not graded.problem and not failed
     if not reference and not select:  # a subset says nothing about the whole lab
         status = _load(STATE / "status.json")
-        status[lab.name] = {"passed": passed, "total": total, "fingerprint": lab.fingerprint()}
+        status[lab.name] = {"passed": passed, "total": total, "done": done, "fingerprint": lab.fingerprint()}
         _save(STATE / "status.json", status)
-    if not failed:
+    if done:
         log.unlink(missing_ok=True)
-        if total:
-            print(f"{lab.name} is done ✓" if not select else "the selected tests pass ✓")
-        return 0 if total else 1
+        print(f"{lab.name} is done ✓" if not select else "the selected tests pass ✓")
+        if skipped:
+            print(f"  ({skipped} tests could not run on this machine; `make doctor` says why.)")
+        return 0
+    if not failed:
+        if total and skipped == total:
+            print(f"{lab.name} could not be graded here: every test was skipped (the reasons are above; "
+                  "`make doctor` says what this machine lacks).")
+        print(f"\nFull details: {log.relative_to(ROOT)}")
+        return 1
     name, first = failed[0]
     hint = hint_text(lab, first.get("hint"))
     print(f"\nFirst failure: {name}" + (f" — {first['doc']}" if first.get("doc") else ""))
@@ -237,7 +247,7 @@ def status() -> int:
         elif last is None or last["fingerprint"] != lab.fingerprint():
             state = "in progress"   # edited since the last `make labN`
             score += " (stale)" if last else ""
-        elif last["passed"] == last["total"]:
+        elif last.get("done"):
             state = "done ✓"
         else:
             state = "failing"
