@@ -6,7 +6,10 @@
 3. For every lab, every grader test passes on the reference and FAILS on the pristine
    starter — the grader cannot be satisfied by code the learner has not written.
    A test marked `smoke` may pass on the starter; a test skipped because this machine
-   cannot trace is reported with its reason, never counted as proven.
+   cannot trace is reported with its reason, never counted as proven. A crash, a hang
+   or a test that did not run is never a pass (session.py watches each pytest).
+   Then every known wrong solution in the lab's catalogue (tests/mutants/, mutants.py)
+   fails, by the test it names and with the message it names.
 4. Every notebook runs top to bottom (its assertion cells check what its prose claims),
    and the slides build, showing only code and make targets that exist.
 
@@ -21,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from grading import mutants
 from grading.labs import all_labs, find_lab
 from grading.run import ROOT, Graded, grade
 
@@ -42,6 +46,8 @@ def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | Non
         return "PASSES ON THE STARTER: the grader does not check the learner's code", False
     if starter_outcome == "skipped":
         return f"skipped on the starter: {starter['message'] if starter else ''}", None
+    if starter_outcome == "not run":
+        return "did not run on the starter (an earlier test crashed or hung the session): not proven", False
     return f"on the starter it did not fail in the test itself ({starter_outcome}): a fixture broke", False
 
 
@@ -54,6 +60,9 @@ def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, i
             graded = grade(lab, kind, select, log=ROOT / "build" / "prove" / f"{lab.name}-{kind}.log")
             if graded.build_error:
                 print(f"✗ {lab.name} {kind}: does not build\n{graded.build_error}")
+                unproven += 1
+            if graded.problem and kind == "reference":
+                print(f"✗ {lab.name} reference: {graded.problem}")
                 unproven += 1
             results.append(graded)
         ref, starter = results
@@ -68,6 +77,14 @@ def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, i
                 proven += 1
             else:
                 unproven += 1
+        if select is None:
+            started = time.monotonic()
+            verdicts = mutants.prove([lab])
+            caught = sum(v.caught for v in verdicts)
+            print(f"  {lab.name}: {caught} of {len(verdicts)} known wrong solutions caught "
+                  f"({time.monotonic() - started:.0f} s)")
+            proven += caught
+            unproven += len(verdicts) - caught
     return proven, unproven, skipped
 
 
@@ -110,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                                          [py, "-m", "grading.notebooks", "run", str(nb.relative_to(ROOT))]))
     steps_failed = step_results.count(False)
     minutes = (time.monotonic() - started) / 60
-    print(f"\nGrader tests proven both ways: {proven}; not proven: {unproven}; skipped here: {skipped}. "
+    print(f"\nGrader tests proven both ways, and wrong solutions caught: {proven}; not proven: {unproven}; "
+          f"skipped here: {skipped}. "
           f"Other steps: {step_results.count(True)} passed, {steps_failed} failed.  ({minutes:.1f} min)")
     if skipped:
         print("Skipped tests could not run on this machine (the reasons are above); `make doctor` says why.")

@@ -221,7 +221,9 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
             print(f"  ({skipped} tests could not run on this machine; `make doctor` says why.)")
         return 0
     if not failed:
-        if total and skipped == total:
+        if graded.problem:
+            print(f"{lab.name} is not done: the grading itself went wrong (✗ above).")
+        elif total and skipped == total:
             print(f"{lab.name} could not be graded here: every test was skipped (the reasons are above; "
                   "`make doctor` says what this machine lacks).")
         print(f"\nFull details: {log.relative_to(ROOT)}")

@@ -36,7 +36,13 @@ from typing import Any, Callable
 # pytest's exit codes (pytest.ExitCode): 0 all passed, 1 some failed, 2 interrupted (a
 # collection error, too), 3 internal error, 4 usage error (a bad -k), 5 no tests collected.
 TESTS_RAN = (0, 1)
-GRACE = 30.0   # seconds past a test's own time limit before the runner stops waiting for pytest
+EXIT_GRACE = 10.0   # seconds pytest may take to exit after its last test
+
+
+def grace(limit: float) -> float:
+    """How long past a test's own time limit (pytest-timeout's, which should fire first) the
+    runner waits before it stops the session: a quarter more, at least 5 s."""
+    return max(5.0, limit / 4)
 
 
 @dataclass
@@ -61,6 +67,21 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in text)
+
+
+def crash_excerpt(path: Path, most: int = 20) -> str:
+    """What a crashed pytest left in its log: Python's faulthandler dump, where there is one,
+    without the frames of pytest's own machinery, so the learner's line comes first; else the tail."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    start = text.find("Fatal Python error")
+    if start < 0:
+        return tail(path, most)
+    machinery = ("site-packages", "<frozen ")
+    lines = [line for line in text[start:].splitlines() if line.strip() and not any(m in line for m in machinery)]
+    return "\n".join("    " + line for line in lines[:most])
 
 
 def group_members(pgid: int) -> list[int]:
@@ -117,6 +138,7 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
     read_end, write_end = os.pipe()
     started = time.monotonic()
     running: tuple[str, float] | None = None   # (nodeid, when it started)
+    finished: list[float] = []                 # when pytest said its session was over
     limits: dict[str, float] = {}                # nodeid -> pytest-timeout's limit for it
     killed_why = stuck = ""
     buffered = b""
@@ -135,13 +157,18 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
                 buffered += chunk
                 *lines, buffered = buffered.split(b"\n")
                 for line in lines:
-                    running = _event(json.loads(line), outcome, limits, running, on_test)
+                    running = _event(json.loads(line), outcome, limits, running, on_test, finished)
             now = time.monotonic()
-            if running and now - running[1] > limits.get(running[0], 120.0) + GRACE:
-                killed_why = (f"{_short(running[0])} was still running after {now - running[1]:.0f} s "
-                              f"(its limit is {limits.get(running[0], 120.0):g} s)")
+            limit = limits.get(running[0], 120.0) if running else 0.0
+            if running and now - running[1] > limit + grace(limit):
+                killed_why = (f"the tests hung: {_short(running[0])} was still running after "
+                              f"{now - running[1]:.0f} s (its limit is {limit:g} s)")
+            elif finished and pytest.poll() is None and now - finished[0] > EXIT_GRACE:
+                killed_why = (f"pytest did not exit {EXIT_GRACE:g} s after its last test: something the "
+                              "learner's code started keeps it alive (a thread that never ends? a "
+                              "non-daemon worker that ignores shutdown?)")
             elif now - started > deadline:
-                killed_why = f"the lab's tests were still running after {deadline:g} s, the lab's deadline"
+                killed_why = f"the tests hung: they were still running after {deadline:g} s, the lab's deadline"
             elif pytest.poll() is not None and pipe_open:
                 # pytest has ended, yet something it started still holds the pipe: a forked child.
                 pipe_open = False
@@ -159,7 +186,7 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
             pass
         for line in buffered.split(b"\n"):
             if line.strip():
-                running = _event(json.loads(line), outcome, limits, running, on_test)
+                running = _event(json.loads(line), outcome, limits, running, on_test, finished)
         os.close(read_end)
         pytest.wait()
     outcome.returncode = pytest.returncode
@@ -171,7 +198,7 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
             outcome.problem = (f"{len(leftovers)} processes started by the tests were still running after "
                                f"the tests ended; they were killed:\n{left_text}")
     if killed_why:
-        outcome.problem = (f"the tests hung: {killed_why}. They were stopped. Where each process waited:\n"
+        outcome.problem = (f"{killed_why}. They were stopped. Where each process waited:\n"
                            + (stuck or "    (no process left to look at)")
                            + f"\nThe last lines of the log:\n{tail(log)}")
         if running:
@@ -180,7 +207,7 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
     elif pytest.returncode < 0:
         where = f"while running {_short(running[0])}" if running else "outside any test"
         outcome.problem = (f"the tests crashed ({signal_name(pytest.returncode)}) {where}. "
-                           f"The last lines of the log:\n{tail(log)}")
+                           f"What the process said as it died:\n{crash_excerpt(log)}")
         if running:
             _mark(outcome, running[0], f"crashed ({signal_name(pytest.returncode)}) while this test ran: "
                                        "the process died, so the test could not report")
@@ -203,10 +230,13 @@ def _mark(outcome: Outcome, nodeid: str, message: str) -> None:
 
 
 def _event(event: dict[str, Any], outcome: Outcome, limits: dict[str, float],
-           running: tuple[str, float] | None,
-           on_test: Callable[[str, dict[str, Any]], None] | None) -> tuple[str, float] | None:
+           running: tuple[str, float] | None, on_test: Callable[[str, dict[str, Any]], None] | None,
+           finished: list[float]) -> tuple[str, float] | None:
     """Take one line from the plugin; return which test is running now."""
     kind = event.pop("event")
+    if kind == "finished":
+        finished.append(time.monotonic())
+        return None
     if kind == "collected":
         for nodeid, record in event["tests"].items():
             limits[nodeid] = float(record.pop("timeout", 120.0) or 120.0)

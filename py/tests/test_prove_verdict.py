@@ -23,3 +23,8 @@ def test_smoke_tests_need_only_the_reference():
 
 def test_skips_are_neither_proven_nor_failed():
     assert verdict("t", record("skipped", message="no strace"), None) == ("skipped on the reference: no strace", None)
+
+
+def test_a_test_that_never_ran_on_the_starter_proves_nothing():
+    text, ok = verdict("t", record("passed"), record("not run"))
+    assert ok is False and "did not run" in text

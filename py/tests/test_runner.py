@@ -1,0 +1,233 @@
+"""`make labN` never says "done" after a crash, a hang or a bad T=: the runner, end to end.
+
+Each test builds a small workshop in a temporary folder — one lab with a Python file and a C
+file for the learner, its grader, a copy of py/grading — writes a learner's version of the
+files that crashes, hangs, forks or does not compile, and runs `python -m grading.run lab 1`
+there, exactly as `make lab1` does.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from grading.labs import repo_root
+
+REFERENCE_PY = '''\
+def answer() -> int:
+    # BEGIN SOLUTION lab1
+    # TODO: return the answer.
+    # STUB: raise NotImplementedError("lab1: answer")
+    return 42
+    # END SOLUTION
+'''
+
+REFERENCE_C = '''\
+#include <stdio.h>
+int main(void)
+{
+    /* BEGIN SOLUTION lab1
+     * TODO: print 42.
+     * STUB: return 1;
+     */
+    printf("42\\n");
+    return 0;
+    /* END SOLUTION */
+}
+'''
+
+GRADER = '''\
+import subprocess
+
+def test_answer():
+    from fake.work import answer
+    assert answer() == 42, "answer() must return 42"
+
+def test_program(impl):
+    out = subprocess.run([str(impl.bin("prog"))], capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "42", "prog must print 42"
+
+def test_after():
+    from fake.work import answer
+    assert answer() == 42
+'''
+
+# The learner's work.py in each case: the reference's, then wrong ones.
+RIGHT = "def answer():\n    return 42\n"
+SEGFAULT = "import ctypes\n\ndef answer():\n    return ctypes.string_at(0)  # reads address 0\n"
+ABORT = "import os\n\ndef answer():\n    os.abort()\n"
+# A wait pytest-timeout cannot interrupt: its SIGALRM is blocked (like a C loop holding the GIL).
+HANG = ("import signal, time\n\ndef answer():\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n    time.sleep(600)\n")
+FORKS = ("import os, time\n\ndef answer():\n    if os.fork() == 0:\n        time.sleep(600)\n"
+         "        os._exit(0)\n    return 42\n")
+NEVER_EXITS = ("import threading, time\n\ndef answer():\n"
+               "    threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon\n    return 42\n")
+
+
+@pytest.fixture
+def workshop(tmp_path: Path) -> Path:
+    """A one-lab workshop: c/ and py/ of the reference, labs/01-fake with its grader."""
+    root = tmp_path / "ws"
+    for package in ("grading", "xray"):
+        shutil.copytree(repo_root() / "py" / package, root / "py" / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "py" / "fake").mkdir()
+    (root / "py" / "fake" / "__init__.py").write_text("")
+    (root / "py" / "fake" / "work.py").write_text(REFERENCE_PY)
+    (root / "c" / "fake").mkdir(parents=True)
+    (root / "c" / "fake" / "prog.c").write_text(REFERENCE_C)
+    (root / "c" / "Makefile").write_text(
+        "O ?= ../build/bin\nall: $(O)/prog\n$(O)/prog: fake/prog.c\n\tmkdir -p $(O) && cc -Wall -Werror -o $@ $<\n")
+    (root / "pytest.ini").write_text("[pytest]\ntimeout = 3\naddopts = -p no:cacheprovider\n")
+    lab = root / "labs" / "01-fake"
+    (lab / "tests").mkdir(parents=True)
+    (root / "labs" / "conftest.py").write_text('pytest_plugins = ["grading.plugin"]\n')
+    (lab / "tests" / "test_fake.py").write_text(GRADER)
+    (lab / "lab.toml").write_text(textwrap.dedent('''\
+        title = "A fake lab"
+        deadline = 20
+        [[file]]
+        ref = "py/fake/work.py"
+        starter = "work.py"
+        [[file]]
+        ref = "c/fake/prog.c"
+        starter = "prog.c"
+        '''))
+    (lab / "work.py").write_text(RIGHT)
+    (lab / "prog.c").write_text(REFERENCE_C)
+    return root
+
+
+def make_lab(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make lab1 ARGS` in the fake workshop."""
+    env = dict(os.environ, PYTHONPATH=str(root / "py"))
+    return subprocess.run([sys.executable, "-m", "grading.run", "lab", "1", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def status(root: Path) -> str:
+    env = dict(os.environ, PYTHONPATH=str(root / "py"))
+    return subprocess.run([sys.executable, "-m", "grading.run", "status"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60).stdout
+
+
+def learner_writes(root: Path, work_py: str) -> None:
+    (root / "labs" / "01-fake" / "work.py").write_text(work_py)
+
+
+def test_right_answer_is_done(workshop: Path) -> None:
+    ran = make_lab(workshop)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "3/3 passed" in ran.stdout and "lab1 is done ✓" in ran.stdout
+    assert "done ✓" in status(workshop)
+
+
+@pytest.mark.parametrize("work_py, signal_name", [(SEGFAULT, "SIGSEGV"), (ABORT, "SIGABRT")])
+def test_a_crash_is_a_failure_named_with_its_test(workshop: Path, work_py: str, signal_name: str) -> None:
+    make_lab(workshop)                       # a complete, passing run first: it must not be read again
+    learner_writes(workshop, work_py)
+    ran = make_lab(workshop)
+    assert ran.returncode == 1, ran.stdout
+    assert f"the tests crashed ({signal_name}) while running test_answer" in ran.stdout, ran.stdout
+    assert "done" not in ran.stdout and "3/3" not in ran.stdout, ran.stdout
+    assert "tests did not run" in ran.stdout, "the tests after the crash never ran: say so"
+    assert "work.py\", line 4 in answer" in ran.stdout, "show the learner's line the process died in"
+    assert "done ✓" not in status(workshop)
+
+
+def test_a_hang_is_stopped_and_says_where_it_waited(workshop: Path) -> None:
+    learner_writes(workshop, HANG)
+    started = time.monotonic()
+    ran = make_lab(workshop)
+    assert time.monotonic() - started < 60, "the runner must stop a test that runs past its limit"
+    assert ran.returncode == 1
+    assert "the tests hung: test_answer was still running" in ran.stdout, ran.stdout
+    assert "waiting in" in ran.stdout, "say where each thread of the hung process waited"
+    assert "done ✓" not in status(workshop)
+
+
+def test_a_forked_child_does_not_keep_grading_waiting(workshop: Path) -> None:
+    learner_writes(workshop, FORKS)
+    started = time.monotonic()
+    ran = make_lab(workshop)
+    assert time.monotonic() - started < 60, "a child holding the result pipe must not keep the runner waiting"
+    assert "still running after the tests ended; they were killed" in ran.stdout, ran.stdout
+    assert ran.returncode == 1
+    left = subprocess.run(["pgrep", "-f", str(workshop)], capture_output=True, text=True).stdout
+    assert not left.strip(), "the learner's child processes must be gone after grading"
+
+
+def test_a_thread_that_never_ends_is_reported(workshop: Path) -> None:
+    learner_writes(workshop, NEVER_EXITS)
+    started = time.monotonic()
+    ran = make_lab(workshop)
+    assert time.monotonic() - started < 60
+    assert "pytest did not exit" in ran.stdout and "non-daemon" in ran.stdout, ran.stdout
+    assert ran.returncode == 1
+
+
+def test_a_compile_error_is_the_learners_file(workshop: Path) -> None:
+    (workshop / "labs" / "01-fake" / "prog.c").write_text(REFERENCE_C.replace("return 0;", "return 0"))
+    ran = make_lab(workshop)
+    assert ran.returncode == 1
+    assert "does not compile" in ran.stdout and "labs/01-fake/prog.c" in ran.stdout, ran.stdout
+    assert "done ✓" not in status(workshop)
+
+
+@pytest.mark.parametrize("select", ["T=test_answer", "no_such_test"])
+def test_a_bad_selection_is_an_error(workshop: Path, select: str) -> None:
+    ran = make_lab(workshop, "-k", select)
+    assert ran.returncode == 2, ran.stdout
+    assert "selects no test of lab1" in ran.stdout, ran.stdout
+    assert "pass ✓" not in ran.stdout
+
+
+def test_every_test_skipped_is_not_done(workshop: Path) -> None:
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    grader.write_text("import pytest\n\ndef test_needs_a_tracer():\n    pytest.skip('no strace here')\n")
+    ran = make_lab(workshop)
+    assert ran.returncode == 1
+    assert "could not be graded here" in ran.stdout, ran.stdout
+
+
+# ---- the catalogue of known wrong solutions (grading.mutants), in the same fake workshop ----------
+
+def mutant(root: Path, name: str, says: str, old: str, new: str) -> None:
+    """Write labs/01-fake/tests/mutants/NAME.patch: the reference's work.py with old replaced by new."""
+    reference = root / "py" / "fake" / "work.py"
+    text = reference.read_text()
+    mutated = text.replace(old, new)
+    body = "".join(difflib.unified_diff(text.splitlines(keepends=True), mutated.splitlines(keepends=True),
+                                        "a/py/fake/work.py", "b/py/fake/work.py"))
+    folder = root / "labs" / "01-fake" / "tests" / "mutants"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.patch").write_text(f"mistake: {name}\ncaught-by: test_answer\nsays: {says}\n\n{body}")
+
+
+def judge(root: Path, name: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(root / "py"))
+    return subprocess.run([sys.executable, "-m", "grading.mutants", "--lab", "1", name], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_mutant_is_caught_only_by_its_test_with_its_message(workshop: Path) -> None:
+    mutant(workshop, "off-by-one", "must return 42", "return 42", "return 41")
+    mutant(workshop, "harmless", "must return 42", "# TODO: return the answer.", "# TODO: answer.")
+    mutant(workshop, "wrong-words", "timeout", "return 42", "return 41")
+    mutant(workshop, "stale", "must return 42", "return 42", "return 43")
+    stale = workshop / "labs" / "01-fake" / "tests" / "mutants" / "stale.patch"
+    stale.write_text(stale.read_text().replace("    return 42\n", "    return 40\n", 1))
+    caught = judge(workshop, "off-by-one")
+    assert caught.returncode == 0 and "1 passed, 0 failed" in caught.stdout, caught.stdout + caught.stderr
+    for name, why in [("harmless", "NOT CAUGHT"), ("wrong-words", "does not say 'timeout'"),
+                      ("stale", "no longer applies")]:
+        ran = judge(workshop, name)
+        assert ran.returncode == 1 and why in ran.stdout, (name, ran.stdout + ran.stderr)
