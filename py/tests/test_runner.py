@@ -123,6 +123,16 @@ def learner_writes(root: Path, work_py: str) -> None:
     (root / "labs" / "01-fake" / "work.py").write_text(work_py)
 
 
+def grade_soon(root: Path, work_py: str) -> subprocess.CompletedProcess[str]:
+    """Grade the learner's work_py; the runner must not wait for what it leaves behind."""
+    learner_writes(root, work_py)
+    started = time.monotonic()
+    ran = make_lab(root)
+    assert time.monotonic() - started < 60, "the runner must stop what runs past its limits:\n" + ran.stdout
+    assert ran.returncode == 1, ran.stdout
+    return ran
+
+
 def test_right_answer_is_done(workshop: Path) -> None:
     ran = make_lab(workshop)
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -144,34 +154,22 @@ def test_a_crash_is_a_failure_named_with_its_test(workshop: Path, work_py: str, 
 
 
 def test_a_hang_is_stopped_and_says_where_it_waited(workshop: Path) -> None:
-    learner_writes(workshop, HANG)
-    started = time.monotonic()
-    ran = make_lab(workshop)
-    assert time.monotonic() - started < 60, "the runner must stop a test that runs past its limit"
-    assert ran.returncode == 1
+    ran = grade_soon(workshop, HANG)
     assert "the tests hung: test_answer was still running" in ran.stdout, ran.stdout
     assert "waiting in" in ran.stdout, "say where each thread of the hung process waited"
     assert "done ✓" not in status(workshop)
 
 
 def test_a_forked_child_does_not_keep_grading_waiting(workshop: Path) -> None:
-    learner_writes(workshop, FORKS)
-    started = time.monotonic()
-    ran = make_lab(workshop)
-    assert time.monotonic() - started < 60, "a child holding the result pipe must not keep the runner waiting"
+    ran = grade_soon(workshop, FORKS)   # its child holds the result pipe open
     assert "still running after the tests ended; they were killed" in ran.stdout, ran.stdout
-    assert ran.returncode == 1
     left = subprocess.run(["pgrep", "-f", str(workshop)], capture_output=True, text=True).stdout
     assert not left.strip(), "the learner's child processes must be gone after grading"
 
 
 def test_a_thread_that_never_ends_is_reported(workshop: Path) -> None:
-    learner_writes(workshop, NEVER_EXITS)
-    started = time.monotonic()
-    ran = make_lab(workshop)
-    assert time.monotonic() - started < 60
+    ran = grade_soon(workshop, NEVER_EXITS)
     assert "pytest did not exit" in ran.stdout and "non-daemon" in ran.stdout, ran.stdout
-    assert ran.returncode == 1
 
 
 def test_a_compile_error_is_the_learners_file(workshop: Path) -> None:
