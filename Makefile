@@ -85,6 +85,10 @@ slides: $(VENV)/.installed
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 
+## mutants: prove each lab's known wrong solutions fail their graders (LAB=N for one lab; make test does it too)
+mutants: setup
+	@$(PY) -m grading.mutants $(if $(LAB),--lab $(LAB))
+
 ## asan: C code with AddressSanitizer (build/asan), then kernaio tests (1M reads) on an ASan build; ubsan, tsan too
 SANITIZER_asan := address
 SANITIZER_ubsan := undefined
@@ -102,4 +106,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint starters notebooks reveal bench slides test asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status hint starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean
