@@ -35,13 +35,16 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 # perf is packaged per distribution (and on Ubuntu per kernel); it is optional: the labs that need it
 # skip with a reason when it is missing.
+# Asked of dpkg, not of PATH: a perf that is installed but off PATH is not fixed by apt again
+# (make doctor says where it is and what to add to PATH).
 perf_packages=()
 if ! command -v perf >/dev/null 2>&1 || ! perf --version >/dev/null 2>&1; then
     if grep -qi ubuntu /etc/os-release 2>/dev/null; then
-        perf_packages=(linux-tools-common "linux-tools-$(uname -r)")
+        wanted=(linux-tools-common "linux-tools-$(uname -r)")
     else
-        perf_packages=(linux-perf)
+        wanted=(linux-perf)
     fi
+    for pkg in "${wanted[@]}"; do installed "$pkg" || perf_packages+=("$pkg"); done
 fi
 
 missing=()

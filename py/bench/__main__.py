@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench import echo, echo_report, report
 from bench.run import ROOT, Config, all_apis, idle_floor, paired_rounds, run_all
-from reveal.report import write_all
+from reveal.report import cannot_write, write_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes
 
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="echo: do not pin the load generator and the server to a CPU each")
     args = parser.parse_args(argv)
+    problem = cannot_write(args.out, "bench")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if args.only != "echo":
         files(args)
     if args.only != "files":

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Any, Callable
 from grading.labs import Lab, all_labs, find_lab, repo_root
 from grading.overlay import build, make_overlay
 from grading.session import run_session
+from xray.causes import unwritable
+from xray.doctor import DATA_DIR
 
 ROOT = repo_root()
 STATE = ROOT / "build" / "grade"  # overlays, logs, status.json, hints.json
@@ -73,12 +76,37 @@ def grade(lab: Lab, kind: str, select: str | None = None,
     if select:
         argv += ["-k", select]
     env = dict(os.environ, GRADE_IMPL=str(impl), PYTHONPATH=str(impl / "py"))
+    session_began = time.time()
     outcome = run_session(argv, env, ROOT, log or STATE / f"{lab.name}.log", lab.deadline,
                           None if on_test is None else lambda nodeid, rec: on_test(short_name(nodeid), rec))
     graded.tests = {short_name(nodeid): record for nodeid, record in outcome.tests.items()}
     graded.problem, graded.selected_none = outcome.problem, outcome.selected_none
+    full = disk_full(impl, session_began)
+    if full:
+        graded.problem = full + ("\n" + graded.problem if graded.problem else "")
     graded.seconds = time.monotonic() - started
     return graded
+
+
+def disk_full(impl: Path, since: float, low: int = 64 << 20) -> str:
+    """If the disk under build/ ran (almost) full while the tests ran, remove the large files they
+    wrote in the tree under test and in the data directory, and say so; else ''."""
+    stat = os.statvfs(impl)
+    if stat.f_bavail * stat.f_frsize >= low:
+        return ""
+    written = []
+    for folder in (impl, DATA_DIR):
+        for path in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if path.is_file() and not path.is_symlink() and info.st_mtime >= since and info.st_size >= 1 << 20:
+                    written.append((info.st_size, path))
+    for _, path in written:
+        path.unlink(missing_ok=True)
+    total = sum(size for size, _ in written) >> 20
+    biggest = ", ".join(f"{path.name} ({size >> 20} MiB)" for size, path in sorted(written, reverse=True)[:3])
+    return (f"the disk is full: {total} MiB were written during the tests ({biggest or 'no large file found'}), "
+            f"and removed again ({len(written)} files). Does your code write in a loop that never ends?")
 
 
 # ---- hints -------------------------------------------------------------------------------------
@@ -109,8 +137,12 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    """Write a small state file; on a read-only checkout say so and go on (it is only memory)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1))
+    except OSError as err:
+        print(f"(not remembered: {path.relative_to(ROOT)} cannot be written: {err.strerror})")
 
 
 def next_hint(lab: Lab) -> int:
@@ -175,6 +207,11 @@ def _line(name: str, record: dict[str, Any]) -> str:
 
 def run_lab(spec: str, reference: bool, select: str | None) -> int:
     lab = find_lab(spec)
+    problem = unwritable(STATE)
+    if problem:   # grading builds a copy of the tree there: nothing can be graded without it
+        print(f"{lab.name}: cannot grade, because {problem}: grading builds your code in build/. Copy the "
+              "checkout to a writable place (git clone, or cp -a) and run make there.")
+        return 2
     kind = "reference" if reference else "learner"
     where = "the reference code" if reference else f"your files in {lab.dir.relative_to(ROOT)}/"
     print(f"{lab.name} — {lab.title}: grading {where}")

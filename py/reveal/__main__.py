@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-ms", type=float, default=defaults.stall_ms, help="a loop-thread I/O call this long (ms) is a stall")
     parser.add_argument("--no-png", action="store_true", help="skip the picture")
     args = parser.parse_args(argv)
+    problem = report.cannot_write(args.out, "reveal")
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     config = Config(block_size=args.block_size, blocks=args.blocks, concurrency=args.concurrency,
                     stall_ms=args.stall_ms, apis=tuple(args.api or ()))
     began = time.monotonic()

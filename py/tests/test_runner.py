@@ -68,6 +68,9 @@ HANG = ("import signal, time\n\ndef answer():\n"
         "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n    time.sleep(600)\n")
 FORKS = ("import os, time\n\ndef answer():\n    if os.fork() == 0:\n        time.sleep(600)\n"
          "        os._exit(0)\n    return 42\n")
+FILLS_THE_DISK = ("from pathlib import Path\n\ndef answer():\n"
+                  "    with open(Path(__file__).parent / 'junk.bin', 'wb') as junk:\n"
+                  "        while True:\n            junk.write(bytes(1 << 20))\n")
 NEVER_EXITS = ("import threading, time\n\ndef answer():\n"
                "    threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon\n    return 42\n")
 
@@ -101,6 +104,7 @@ def workshop(tmp_path: Path) -> Path:
         ref = "c/fake/prog.c"
         starter = "prog.c"
         '''))
+    (lab / "hints.md").write_text("# Hints\n\n## first: Read the test\nIt wants 42.\n")
     (lab / "work.py").write_text(RIGHT)
     (lab / "prog.c").write_text(REFERENCE_C)
     return root
@@ -229,3 +233,53 @@ def test_a_mutant_is_caught_only_by_its_test_with_its_message(workshop: Path) ->
                       ("stale", "no longer applies")]:
         ran = judge(workshop, name)
         assert ran.returncode == 1 and why in ran.stdout, (name, ran.stdout + ran.stderr)
+
+
+# ---- a read-only checkout (a mounted share, a container volume) ----------------------------------
+
+def read_only(folder: Path, argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run argv with folder mounted read-only (a private mount namespace: root only)."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(folder),
+                           *argv], capture_output=True, text=True, timeout=120, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def can_mount(tmp_path: Path) -> None:
+    probe = read_only(tmp_path, ["true"])
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here (needs root and unshare): {probe.stderr.strip()}")
+
+
+def test_a_read_only_checkout_says_so(workshop: Path, can_mount: None) -> None:
+    env = dict(os.environ, PYTHONPATH=str(workshop / "py"))
+    graded = read_only(workshop, [sys.executable, "-m", "grading.run", "lab", "1"], cwd=workshop, env=env)
+    assert graded.returncode == 2, graded.stdout + graded.stderr
+    assert "read-only filesystem" in graded.stdout and "Traceback" not in graded.stderr, graded.stdout + graded.stderr
+    hint = read_only(workshop, [sys.executable, "-m", "grading.run", "hint", "1"], cwd=workshop, env=env)
+    assert hint.returncode == 0 and "It wants 42." in hint.stdout, hint.stdout + hint.stderr
+    assert "not remembered" in hint.stdout and "Traceback" not in hint.stderr
+
+
+@pytest.mark.parametrize("tool", ["reveal", "bench"])
+def test_reveal_and_bench_refuse_before_measuring(tmp_path: Path, can_mount: None, tool: str) -> None:
+    started = time.monotonic()
+    ran = read_only(tmp_path, [sys.executable, "-m", tool, "--out", str(tmp_path / "out")],
+                    env=dict(os.environ, PYTHONPATH=str(repo_root() / "py")))
+    assert ran.returncode == 2 and "read-only filesystem" in ran.stderr and "nothing was measured" in ran.stderr, ran
+    assert time.monotonic() - started < 20, "it must say so before measuring"
+
+
+def test_a_full_disk_is_named_and_cleaned(workshop: Path, can_mount: None, tmp_path: Path) -> None:
+    """The workshop on a 48 MiB filesystem; the learner's code writes until it is full."""
+    learner_writes(workshop, FILLS_THE_DISK)
+    small = tmp_path / "small"
+    small.mkdir()
+    script = ('mount -t tmpfs -o size=48m tmpfs "$0" && cp -a "$1"/. "$0" && cd "$0" && '
+              f'PYTHONPATH="$0/py" {sys.executable} -m grading.run lab 1; echo "exit $?"; df -m "$0" | tail -1')
+    ran = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(small),
+                          str(workshop)], capture_output=True, text=True, timeout=120)
+    assert "the disk is full" in ran.stdout and "junk.bin" in ran.stdout, ran.stdout + ran.stderr
+    assert "exit 1" in ran.stdout and "done ✓" not in ran.stdout
+    free_mib = int(ran.stdout.strip().splitlines()[-1].split()[3])
+    assert free_mib > 30, "the junk file must be removed after grading"

@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from xray import causes
+from xray.causes import filesystem
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", ROOT / "build" / "data"))  # where the labs put their files
 
@@ -71,27 +74,38 @@ def check_aio_limits() -> Check:
 
 
 def check_o_direct() -> Check:
-    """Write and read one aligned block with O_DIRECT in the directory the labs use."""
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = DATA_DIR / ".doctor-o-direct"
+    """Write and read one aligned block with O_DIRECT in the directory the labs use, which must
+    be on a device: on a memory filesystem O_DIRECT may be accepted but reads no device."""
+    where = f"{_short(DATA_DIR)}" + (" (LAB_DATA_DIR)" if "LAB_DATA_DIR" in os.environ else "")
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return False, f"the labs' data directory {where} cannot be made: {err.strerror}", (
+            "point LAB_DATA_DIR at a writable directory on a disk (ext4, xfs, btrfs)")
     fs = filesystem(DATA_DIR)
+    memory = causes.memory_filesystem(DATA_DIR)
+    if memory:
+        return False, f"{where} is on {memory}, in memory: O_DIRECT there reads no device, so the labs' and " \
+            "make reveal's O_DIRECT results would be page-cache results", (
+            "point LAB_DATA_DIR at a directory on a disk (ext4, xfs, btrfs); the graders that read files skip here")
+    path = DATA_DIR / ".doctor-o-direct"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, 0o600)
     except OSError as err:
-        return False, f"{_short(DATA_DIR)} ({fs}) refuses O_DIRECT: {err.strerror}", (
-            "tmpfs and some overlay filesystems refuse it: set LAB_DATA_DIR to a directory on ext4/xfs/btrfs")
+        return False, f"{where} ({fs}) refuses O_DIRECT: {err.strerror}", (
+            "some overlay, network and FUSE filesystems refuse it: set LAB_DATA_DIR to a directory on ext4/xfs/btrfs")
     try:
         block = mmap.mmap(-1, 4096)  # page-aligned memory, as O_DIRECT wants
         block.write(b"x" * 4096)
         os.pwrite(fd, block, 0)
         os.preadv(fd, [block], 0)
     except OSError as err:
-        return False, f"O_DIRECT I/O fails on {_short(DATA_DIR)} ({fs}): {err.strerror}", (
+        return False, f"O_DIRECT I/O fails on {where} ({fs}): {err.strerror}", (
             "set LAB_DATA_DIR to a directory on ext4/xfs/btrfs")
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)
-    return True, f"O_DIRECT works in {_short(DATA_DIR)} ({fs})", ""
+    return True, f"O_DIRECT works in {where} ({fs}, a device)", ""
 
 
 def check_io_uring() -> Check:
@@ -154,18 +168,6 @@ CHECKS: list[tuple[str, Callable[[], Check]]] = [
     ("O_DIRECT", check_o_direct),
     ("io_uring", check_io_uring),
 ]
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding path, from /proc/self/mounts (longest matching mount point)."""
-    best, fstype = "", "unknown"
-    real = str(path.resolve())
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        mount = fields[1]
-        if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
-            best, fstype = mount, fields[2]
-    return fstype
 
 
 _answers: dict[Callable[[], Check], Check] = {}

@@ -25,21 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xray import Unavailable
+from xray import Unavailable, causes
 
 
 @functools.cache
 def check() -> None:
     """Raise Unavailable unless perf can trace a program here (sched tracepoints included)."""
-    if shutil.which("perf") is None or subprocess.run(["perf", "--version"], capture_output=True).returncode:
-        raise Unavailable("perf is not installed: run `make setup` (Debian: linux-perf; "
-                          "Ubuntu: linux-tools-$(uname -r))")
+    if shutil.which("perf") is None:
+        raise Unavailable(causes.not_found("perf", "linux-perf on Debian, linux-tools-$(uname -r) on Ubuntu"))
+    version = subprocess.run(["perf", "--version"], capture_output=True, text=True)
+    if version.returncode:   # Ubuntu's wrapper, when the tools of the running kernel are missing
+        raise Unavailable(f"perf does not run: {(version.stderr.strip().splitlines() or ['?'])[0]}")
     probe = subprocess.run(["perf", "trace", "-s", "--", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
-        paranoid = Path("/proc/sys/kernel/perf_event_paranoid").read_text().strip()
         last = (probe.stderr.strip().splitlines() or ["no message"])[-1]
-        raise Unavailable(f"perf cannot trace here ({last}; perf_event_paranoid={paranoid}): "
-                          "run as root, or sudo sysctl kernel.perf_event_paranoid=-1")
+        raise Unavailable(f"perf cannot trace here: {causes.perf_denied(last)}")
 
 
 # ---- perf trace -s: per-thread syscall counts and times ------------------------------------------

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xray import Unavailable
+from xray import Unavailable, causes
 from xray.proc import LineReader
 
 # Always traced, whatever the caller asks for: without them we could not tell threads apart.
@@ -190,12 +190,13 @@ def _created(calls: list[Call]) -> tuple[list[int], list[int]]:
 def check() -> None:
     """Raise Unavailable when strace cannot trace a program on this machine."""
     if shutil.which("strace") is None:
-        raise Unavailable("strace is not installed: run `make setup` (it installs the Debian package strace)")
+        raise Unavailable(causes.not_found("strace", "strace"))
     proc = subprocess.run(["strace", "-f", "-qq", "-o", os.devnull, "--", "true"], capture_output=True, text=True)
     if proc.returncode != 0:
-        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
-        raise Unavailable(f"strace cannot trace here ({why}). In a container, ptrace is usually forbidden: "
-                          "run it with --cap-add=SYS_PTRACE (Docker) or see README.md, Troubleshooting")
+        said = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
+        cause = causes.ptrace_denied() or ("ptrace was refused and nothing in /proc says why; in a container, "
+                                           "start it with --cap-add=SYS_PTRACE")
+        raise Unavailable(f"strace cannot trace here: {cause} (strace said: {said})")
 
 
 def strace_argv(log: Path, trace: str | None) -> list[str]:
