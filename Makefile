@@ -20,6 +20,9 @@ help:
 	@echo
 	@sed -n 's/^## //p' $(MAKEFILE_LIST) | awk -F': ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
 	@echo
+	@echo "For maintainers of the workshop:"
+	@sed -n 's/^#m //p' $(MAKEFILE_LIST) | awk -F': ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
+	@echo
 	@echo "Start with: make doctor, then make lab1 (read labs/01-nonblocking/README.md first)."
 
 ## setup: install system packages, create .venv, build the C code (done by every target)
@@ -48,7 +51,7 @@ build: system
 doctor: system
 	@$(PYTHON) -m xray.doctor
 
-## labN: grade lab N (e.g. make lab1; T=name for one test, REF=1 for the reference)
+## labN: grade lab N (e.g. make lab1; T=drip runs the tests whose name contains drip; REF=1 grades the reference)
 lab%: setup
 	@$(PY) -m grading.run lab $* $(if $(REF),--ref) $(if $(T),-k '$(T)')
 
@@ -60,9 +63,13 @@ status: $(VENV)/.installed
 hint: $(VENV)/.installed
 	@$(PY) -m grading.run hint $(or $(LAB),$(error say which lab: make hint LAB=1))
 
-## starters: rewrite every lab's starter files from the reference (after changing c/ or py/)
+## reset: start one lab over (make reset LAB=N); your files are saved in build/backup/ first
+reset: $(VENV)/.installed
+	@$(PY) -m grading.starters reset $(or $(LAB),$(error say which lab: make reset LAB=1))
+
+#m starters: rewrite the starters from the reference; refuses changed files (FORCE=1 saves, then overwrites)
 starters: $(VENV)/.installed
-	@$(PY) -m grading.starters write
+	@$(PY) -m grading.starters write $(if $(FORCE),--force)
 
 ## notebooks: start Jupyter on localhost with the walkthroughs (notebooks/)
 notebooks: setup
@@ -81,11 +88,11 @@ slides: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m deck build
 
-## test: prove every grader test both ways; toolkit and kernaio tests (also under ASan), notebooks, the deck
+## test: prove every grader test both ways and against known wrong solutions; toolkit and kernaio tests (also under ASan), notebooks, the deck
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 
-## mutants: prove each lab's known wrong solutions fail their graders (LAB=N for one lab; make test does it too)
+#m mutants: prove each lab's known wrong solutions fail their graders (LAB=N for one lab; make test does too)
 mutants: setup
 	@$(PY) -m grading.mutants $(if $(LAB),--lab $(LAB))
 
@@ -106,4 +113,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean

@@ -15,20 +15,26 @@ the lab) followed by its STUB lines (now code), at the BEGIN line's indentation.
 A reference reader sees the TODO as the comment that explains the code below it.
 
 Usage:
-    python -m grading.starters write          # (re)write labs/*/ from the reference
+    python -m grading.starters write          # (re)write labs/*/ from the reference (make starters);
+                                              # a file changed since git's commit is refused (--force)
     python -m grading.starters check          # fail if labs/*/ differ from the reference
+    python -m grading.starters reset 3        # lab 3 starts over (make reset LAB=3); yours saved first
     python -m grading.starters write --into DIR   # pristine copies, for `make test`
+
+Nothing a learner wrote is lost: what is overwritten is first copied under build/backup/.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading.labs import Lab, all_labs, repo_root
+from grading.labs import Lab, all_labs, find_lab, repo_root
 
 
 class MarkerError(ValueError):
@@ -195,27 +201,79 @@ def _committed_text(root: Path, rel: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
+def backup(root: Path, rel: Path, why: str) -> Path:
+    """Copy the working file rel under build/backup/WHY-TIME/ before it is overwritten."""
+    folder = root / "build" / "backup" / f"{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target = folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / rel, target)
+    return folder
+
+
+def write(root: Path, labs: list[Lab], force: bool, into: Path | None = None) -> int:
+    """Write the labs' starters. A working file that differs from what git has committed is a
+    learner's work: refused, unless force, and then saved under build/backup/ first."""
+    refused: list[Path] = []
+    saved_in: set[Path] = set()
+    for lab in labs:
+        for rel, text in starters_of(lab, root).items():
+            target = (into or root) / rel
+            current = target.read_text() if target.exists() else None
+            if current == text:
+                continue
+            if into is None and current is not None and current != _committed_text(root, rel):
+                if not force:
+                    refused.append(rel)
+                    continue
+                saved_in.add(backup(root, rel, "starters"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            if into is None:
+                print(f"wrote {rel}")
+    for folder in saved_in:
+        print(f"your versions of the files replaced are in {folder.relative_to(root)}/")
+    if refused:
+        print("starters: NOT overwritten, because they differ from what git has committed (a learner's work?):",
+              file=sys.stderr)
+        for rel in refused:
+            print(f"  {rel}", file=sys.stderr)
+        print("To start one lab over: make reset LAB=N (your version is saved first). A maintainer after a change\n"
+              "to the reference: commit or stash these first, or FORCE=1 (what is replaced is saved under build/backup/).",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def reset(root: Path, lab: Lab) -> int:
+    """Start one lab over: its files become the starters again; the learner's are saved first."""
+    changed = [rel for rel, text in starters_of(lab, root).items()
+               if (root / rel).exists() and (root / rel).read_text() != text]
+    saved = {backup(root, rel, f"{lab.name}-reset") for rel in changed}
+    for rel, text in starters_of(lab, root).items():
+        (root / rel).write_text(text)
+    print(f"{lab.name} starts over: {len(changed)} of its files were restored to the starter."
+          + "".join(f" Your versions are in {folder.relative_to(root)}/." for folder in saved))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.starters", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["write", "check"])
+    parser.add_argument("action", choices=["write", "check", "reset"])
+    parser.add_argument("lab", nargs="?", help="reset: the lab to start over")
     parser.add_argument("--into", type=Path, help="write under this directory instead of the repo")
+    parser.add_argument("--force", action="store_true", help="write: overwrite changed files (saved first)")
     args = parser.parse_args(argv)
     root = repo_root()
-    stale: list[Path] = []
     try:
-        for lab in all_labs(root):
-            for rel, text in starters_of(lab, root).items():
-                if args.action == "check":
-                    if _committed_text(root, rel) != text:
-                        stale.append(rel)
-                    continue
-                target = (args.into or root) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not target.exists() or target.read_text() != text:
-                    target.write_text(text)
-                    if args.into is None:
-                        print(f"wrote {rel}")
+        if args.action == "reset":
+            if not args.lab:
+                parser.error("say which lab: reset N")
+            return reset(root, find_lab(args.lab, root))
+        if args.action == "write":
+            return write(root, all_labs(root), args.force, args.into)
+        stale = [rel for lab in all_labs(root) for rel, text in starters_of(lab, root).items()
+                 if _committed_text(root, rel) != text]
     except MarkerError as err:
         print(f"starters: {err}", file=sys.stderr)
         return 1
@@ -226,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Run `make starters` and commit the result (a learner's own edits are not checked:"
               " only what git has staged is compared).", file=sys.stderr)
         return 1
-    if args.action == "check":
-        print("starters: every lab's committed starter files match the reference")
+    print("starters: every lab's committed starter files match the reference")
     return 0
 
 

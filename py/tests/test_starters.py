@@ -1,8 +1,12 @@
 """The starter generator: what it writes, and how it refuses malformed markers."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from grading.labs import repo_root
 from grading.starters import MarkerError, make_starter
 
 C = """\
@@ -54,3 +58,27 @@ def test_python_block_keeps_indentation_and_drops_solution_comments():
 def test_malformed_markers_are_refused(text, message):
     with pytest.raises(MarkerError, match=message):
         make_starter(text, Path("c/x/f.c"), "lab1")
+
+
+def test_make_starters_never_loses_a_learners_work(tmp_path: Path) -> None:
+    """`make starters` in a learner's checkout refuses; FORCE and `make reset` save the work first."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo_root()), str(clone)], check=True)
+    env = dict(os.environ, PYTHONPATH=str(clone / "py"))
+
+    def starters(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "grading.starters", *args], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    mine = clone / "labs" / "01-nonblocking" / "nb.c"
+    work = mine.read_text() + "/* the learner's work */\n"
+    mine.write_text(work)
+    refused = starters("write")
+    assert refused.returncode == 1 and "NOT overwritten" in refused.stderr and "nb.c" in refused.stderr
+    assert mine.read_text() == work, "the learner's file must be left alone"
+    for args in (["write", "--force"], ["reset", "1"]):
+        mine.write_text(work)
+        assert starters(*args).returncode == 0
+        assert "the learner's work" not in mine.read_text(), f"{args}: the starter is back"
+        saved = list((clone / "build" / "backup").rglob("nb.c"))
+        assert any(p.read_text() == work for p in saved), f"{args}: the learner's version is saved first"
