@@ -8,6 +8,7 @@ there, exactly as `make lab1` does.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -283,3 +284,14 @@ def test_a_full_disk_is_named_and_cleaned(workshop: Path, can_mount: None, tmp_p
     assert "exit 1" in ran.stdout and "done ✓" not in ran.stdout
     free_mib = int(ran.stdout.strip().splitlines()[-1].split()[3])
     assert free_mib > 30, "the junk file must be removed after grading"
+
+
+def test_status_json_records_each_test_and_hint_knows_a_finished_lab(workshop: Path) -> None:
+    assert make_lab(workshop).returncode == 0
+    record = json.loads((workshop / "build" / "grade" / "status.json").read_text())["lab1"]
+    assert record["done"] and record["tests"] == {f"test_fake::{n}": "passed"
+                                                 for n in ("test_answer", "test_program", "test_after")}
+    env = dict(os.environ, PYTHONPATH=str(workshop / "py"))
+    hint = subprocess.run([sys.executable, "-m", "grading.run", "hint", "1"], cwd=workshop, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert "lab1 is done ✓" in hint.stdout and "Hint 1" not in hint.stdout, hint.stdout
