@@ -29,6 +29,7 @@ is a broken catalogue, and fails too.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -95,9 +96,15 @@ def make_tree(mutant: Mutant, into: Path) -> str:
         shutil.copytree(ROOT / part, into / part, ignore=IGNORED)   # keeps mtimes: built files stay newer
     if (ROOT / "build" / "bin").is_dir():
         shutil.copytree(ROOT / "build" / "bin", into / "build" / "bin", dirs_exist_ok=True)
-    applied = subprocess.run(["git", "apply", "--whitespace=nowarn", str(mutant.path)], cwd=into,
-                             capture_output=True, text=True)
-    return applied.stderr.strip() if applied.returncode else ""
+    # The tree lies inside the checkout: without a ceiling, git apply would take the paths as
+    # relative to the checkout's top, skip every file ("Skipped patch", said only with -v) and exit 0.
+    applied = subprocess.run(["git", "apply", "--verbose", "--whitespace=nowarn", str(mutant.path)], cwd=into,
+                             capture_output=True, text=True,
+                             env=dict(os.environ, GIT_CEILING_DIRECTORIES=str(into.parent)))
+    said = (applied.stdout + applied.stderr).strip()
+    if applied.returncode or "Skipped patch" in said or "Applied patch" not in said:
+        return said or f"git apply exited {applied.returncode}"
+    return ""
 
 
 def judge(mutant: Mutant) -> Verdict:

@@ -222,6 +222,8 @@ def judge(root: Path, name: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_mutant_is_caught_only_by_its_test_with_its_message(workshop: Path) -> None:
+    # In a git checkout, as the workshop is: git apply must still patch the tree in build/mutants/.
+    subprocess.run(["git", "init", "-q", str(workshop)], check=True)
     mutant(workshop, "off-by-one", "must return 42", "return 42", "return 41")
     mutant(workshop, "harmless", "must return 42", "# TODO: return the answer.", "# TODO: answer.")
     mutant(workshop, "wrong-words", "timeout", "return 42", "return 41")
