@@ -222,8 +222,10 @@ def judge(root: Path, name: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_mutant_is_caught_only_by_its_test_with_its_message(workshop: Path) -> None:
-    # In a git checkout, as the workshop is: git apply must still patch the tree in build/mutants/.
+    # In a git checkout whose build/ is ignored, as the workshop is: git apply would skip every
+    # file of the tree in build/mutants/ and still exit 0.
     subprocess.run(["git", "init", "-q", str(workshop)], check=True)
+    (workshop / ".gitignore").write_text("/build/\n")
     mutant(workshop, "off-by-one", "must return 42", "return 42", "return 41")
     mutant(workshop, "harmless", "must return 42", "# TODO: return the answer.", "# TODO: answer.")
     mutant(workshop, "wrong-words", "timeout", "return 42", "return 41")
