@@ -212,7 +212,8 @@ def mutant(root: Path, name: str, says: str, old: str, new: str) -> None:
                                         "a/py/fake/work.py", "b/py/fake/work.py"))
     folder = root / "labs" / "01-fake" / "tests" / "mutants"
     folder.mkdir(exist_ok=True)
-    (folder / f"{name}.patch").write_text(f"mistake: {name}\ncaught-by: test_answer\nsays: {says}\n\n{body}")
+    header = "diff --git a/py/fake/work.py b/py/fake/work.py\n"   # as `git diff` writes it
+    (folder / f"{name}.patch").write_text(f"mistake: {name}\ncaught-by: test_answer\nsays: {says}\n\n{header}{body}")
 
 
 def judge(root: Path, name: str) -> subprocess.CompletedProcess[str]:
