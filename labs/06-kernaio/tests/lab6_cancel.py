@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 import kernaio
 from kernaio import _engine
@@ -29,11 +30,11 @@ def say(key: str, value: object) -> None:
     print(f"{key}: {value}", flush=True)
 
 
-async def settled(engine: _engine.Engine) -> None:
-    """Return once the kernel holds nothing of this engine (or after ~5 s: the grader says so)."""
-    for _ in range(5000):
-        if engine.ctx.in_flight <= 0:
-            return
+async def settled(engine: _engine.Engine, patience: float = 30.0) -> None:
+    """Return once the kernel holds nothing of this engine, or after `patience` seconds (a
+    lost completion: the grader says so). A busy machine only makes it return later."""
+    deadline = time.monotonic() + patience
+    while engine.ctx.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.001)
 
 

@@ -132,7 +132,8 @@ def test_kernel_errors_are_oserrors_with_errno_and_name(data: DataFile) -> None:
 
     async def main() -> BaseException | None:
         f = kernaio.open(data.path, "rb")
-        os.close(f.fileno())
+        await f.read(BLOCK, 0)      # the engine (and its eventfd) exists first: else the eventfd,
+        os.close(f.fileno())        # made after the close, would take the freed fd number
         try:
             await f.read(BLOCK, 0)
         except BaseException as err:  # noqa: BLE001 - the test inspects whatever came out
@@ -143,7 +144,8 @@ def test_kernel_errors_are_oserrors_with_errno_and_name(data: DataFile) -> None:
 
     err = run(main)
     assert isinstance(err, OSError) and err.errno == errno.EBADF, (
-        f"expected OSError(EBADF) (io_submit refused the iocb), got {err!r}")
+        f"expected OSError(EBADF) (io_submit refused the iocb), got {err!r}: the errno of io_submit must reach "
+        "the OSError (PyErr_SetFromErrno in Context_submit; _flush fails the first request with it)")
     assert err.filename == str(data.path), f"the OSError must name the file; its filename is {err.filename!r}"
 
 
@@ -229,10 +231,13 @@ def test_an_idle_loop_stays_asleep(impl: Impl, data: DataFile) -> None:
     idle = [c for c in main[start[0]:end[0]] if c.name == "epoll_wait"]
     efd = eventfd_of(tr)
     ready = sum(bool(re.search(rf"\bu32={efd}\b", c.args)) for c in idle)
+    timers = sum(c.retval == 0 for c in idle)
+    why = ("the eventfd stays readable: each reap must drain it (read its 8-byte counter, slots_drain) "
+           "before io_getevents" if ready > timers else
+           "a timer polls the context: no call_later; the eventfd wakes the loop when something completes")
     assert len(idle) <= 10, (
-        f"the idle loop woke {len(idle)} times in 0.5 s ({ready} times with the eventfd (fd {efd}) ready, "
-        f"{sum(c.retval == 0 for c in idle)} times by a timer). Nothing is in flight: the eventfd must be "
-        "drained by each reap (else it stays readable and the loop spins), and no timer may poll the context")
+        f"with nothing in flight, the loop woke {len(idle)} times in 0.5 s ({ready} times with the eventfd "
+        f"(fd {efd}) ready, {timers} times by a timer): {why}")
 
 
 @pytest.mark.hint("no-thread")
@@ -263,7 +268,7 @@ def test_io_submit_and_io_getevents_release_the_gil(impl: Impl, data: DataFile) 
     assert report.count("completions", r"(\d+)") == 8, (
         f"8 buffered reads submitted, {report.lines.get('completions')} reaped: submit and reap must work first")
     baseline = report.count("pread64", r"(\d+)")
-    if baseline < 100:
+    if baseline < 300:     # a GIL-free call lets it take thousands; one made with the GIL held, about one
         pytest.fail(f"the machine was too busy to judge this: run again (the observer thread took only {baseline} "
                     "steps while the main thread was in os.pread)")
     for call, method in (("io_submit", "Context_submit"), ("io_getevents", "Context_reap")):
