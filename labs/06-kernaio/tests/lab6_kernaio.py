@@ -104,7 +104,7 @@ def gil_probe(impl: Impl, data: DataFile) -> Report:
     calls = "pread64,io_submit,io_getevents"
     argv = ["strace", "-f", "-qq", "-o", os.devnull, "--seccomp-bpf", "-e", f"trace={calls}",
             "-e", f"inject={calls}:delay_enter={GIL_DELAY_MS * 1000}",
-            "--", sys.executable, str(HERE / "lab6_gil.py"), data.name]
-    proc = subprocess.run(argv, env=impl.env(), cwd=data.dir, capture_output=True, text=True, timeout=60)
+            "--", sys.executable, str(HERE / "lab6_gil.py"), data.name, str(GIL_DELAY_MS)]
+    proc = subprocess.run(argv, env=impl.env(), cwd=data.dir, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"lab6_gil.py failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return parse_report(proc.stdout)
