@@ -8,7 +8,10 @@ never passed. O_DIRECT is asked for the same way.
 """
 from __future__ import annotations
 
+import os
+import select
 import subprocess
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,3 +153,38 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
     with open(f"/proc/{pid}/task/{tid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / proc.CLOCK_TICKS
+
+
+# --- requests kept in flight on purpose: writes into a pipe that nobody reads yet -------------
+
+BLOCK = 65536        # uring_cat's default request size, and what a pipe holds (16 pages)
+
+
+def settled(p: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Let the program react to what the test did: wait until it sleeps again, or has ended."""
+    proc.wait_until(lambda: p.poll() is not None or proc.state(p.pid) == "S", timeout=timeout)
+    time.sleep(0.1)   # a program about to leave gets the time to do it (errs towards passing)
+
+
+def read_pipe_slowly(p: subprocess.Popen[bytes], reader: int, timeout: float = 60) -> int:
+    """Read the pipe to its end, one pipeful at a time, letting the program react after each.
+
+    Each read makes room for exactly one more waiting write (the pipe holds one request),
+    so a program that gives up waiting too early has ended before the next pipeful comes.
+    Returns the bytes that came out. Under load it only gets slower: it never reads ahead.
+    """
+    piped, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        settled(p)
+        ready, _, _ = select.select([reader], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(reader, 1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return piped    # the program closed its end: it has ended
+        piped += len(chunk)
+    raise AssertionError(f"the pipe did not reach its end in {timeout:g} s ({piped} bytes came out): uring_cat "
+                         "neither ended nor kept writing")
