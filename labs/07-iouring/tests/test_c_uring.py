@@ -105,7 +105,7 @@ def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api
         f"no io_uring_register(..., IORING_REGISTER_EVENTFD, [{efd}], 1) that succeeded: the kernel does not "
         f"know the eventfd, so it never bumps it and epoll_wait never wakes (calls: "
         f"{[c.args for c in tr.named('io_uring_register')]}): register it in ops->register_eventfd")
-    taken = sum(c.retval or 0 for c in enters(tr))
+    taken = sum(max(c.retval or 0, 0) for c in enters(tr))
     assert taken > 0, (
         f"{len(enters(tr))} io_uring_enter, {taken} SQEs taken: without SQPOLL nobody reads the SQ ring until you "
         "call io_uring_enter, so no request ever started. In the reactor, submit still enters the ring (to_submit "
