@@ -148,11 +148,15 @@ def resume(stdin: IO[bytes] | None) -> None:
             pass   # it had already ended
 
 
-def thread_cpu_seconds(pid: int, tid: int) -> float:
-    """utime + stime of one thread (/proc/PID/task/TID/stat), in seconds."""
-    with open(f"/proc/{pid}/task/{tid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / proc.CLOCK_TICKS
+def thread_sched(pid: int, tid: int) -> tuple[float, float]:
+    """Seconds one thread spent on a CPU and waiting for one (runnable), from /proc/PID/task/TID/schedstat.
+
+    Their sum is the time it *wanted* a CPU: a spinning thread wants it all the time, however
+    busy the machine is (then it mostly waits); a sleeping one wants none.
+    """
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        on_cpu, waiting = f.read().split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 # --- requests kept in flight on purpose: writes into a pipe that nobody reads yet -------------
