@@ -60,7 +60,7 @@ void ur_destroy(struct ur *u)
 {
     if (u == NULL)
         return;
-    u->ops->close(u->be); /* closing the ring cancels what is still in flight */
+    u->ops->close(u->be); /* does not wait for what is in flight: the caller has reaped it all */
     if (u->efd >= 0)
         close(u->efd);
     free(u);

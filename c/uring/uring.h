@@ -47,7 +47,11 @@
  * kernel header, so each backend lives in its own file.
  *
  * Ownership: from ur_queue until ur_reap hands its CQE back, a request's buffer belongs
- * to the kernel (a worker or the disk may write into it at any moment). Errors: functions
+ * to the kernel (a worker or the disk may write into it at any moment). Closing the
+ * ring does not end that: the kernel cancels what it can and tears the ring down later,
+ * in a worker of its own, without waiting for the rest. So wait for every request in
+ * flight (ur_submit with wait_nr = in_flight, ur_reap) before ur_destroy, and before
+ * the buffers are freed: uring_cat's drain() does. Errors: functions
  * return >= 0 or -errno; a request's own error arrives later, as res < 0 in its CQE.
  * -ENOSYS means "not written yet (lab 7)". Threads: one thread uses a struct ur; no locks.
  */
@@ -121,7 +125,8 @@ struct ur_ops {
     /* Extension (given): register buf[0..len) as fixed buffer 0 and fds[0..nfds) as the
      * fixed files (IORING_REGISTER_BUFFERS, IORING_REGISTER_FILES). */
     int (*register_fixed)(struct ur_backend *b, void *buf, size_t len, const int *fds, unsigned nfds);
-    /* Unmap and close the ring (the kernel cancels or waits for what is in flight). NULL ok. */
+    /* Unmap and close the ring. It does not wait for requests in flight (the kernel tears
+     * the ring down later): reap them all first, or their buffers are still the kernel's. NULL ok. */
     void (*close)(struct ur_backend *b);
 };
 
@@ -163,7 +168,9 @@ const struct ur_ops *ur_ops_named(const char *name);
  * UR_FIXED; sq_idle_ms: see ur_ops.open. 0 or -errno of the backend's open. */
 int ur_create(struct ur **out, const struct ur_ops *ops, int depth, unsigned flags, unsigned sq_idle_ms);
 
-/* Close the ring and the eventfd, free. NULL ok. */
+/* Close the ring and the eventfd, free. NULL ok. It does NOT wait for requests in flight:
+ * their buffers stay the kernel's until their CQEs come, so wait for those first (see
+ * the Ownership paragraph above). */
 void ur_destroy(struct ur *u);
 
 /* Queue a read (write != 0: a write) of len bytes at off of fd into buf, with tag:

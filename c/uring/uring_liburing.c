@@ -166,7 +166,7 @@ static void lib_close(struct ur_backend *b)
     if (b == NULL)
         return;
     if (b->ready)
-        io_uring_queue_exit(&b->ring); /* unmaps and closes the ring */
+        io_uring_queue_exit(&b->ring); /* unmaps and closes the ring; waits for no request in flight */
     free(b);
 }
 

@@ -201,7 +201,8 @@ static void raw_close(struct ur_backend *b)
     if (b->sq_map != NULL)
         munmap(b->sq_map, b->sq_map_len);
     if (b->fd >= 0)
-        close(b->fd); /* the last reference: the kernel tears the ring down, cancelling what is in flight */
+        close(b->fd); /* the last reference: the kernel tears the ring down later, in a worker; it
+                       * does not wait for requests in flight, so their buffers must outlive this */
     free(b);
 }
 

@@ -360,6 +360,7 @@ def _uring_probe(sqpoll: bool) -> ReadFn:
                                   "seccomp profile or sysctl kernel.io_uring_disabled; see make doctor")
             raise OSError(-err, f"ur_create: {os.strerror(-err)}")
         pending: dict[int, asyncio.Future[int]] = {}
+        tasks: list[asyncio.Future[int]] = []
         done = (UringDone * plan.concurrency)()
         fd = efd = -1
         try:
@@ -373,6 +374,8 @@ def _uring_probe(sqpoll: bool) -> ReadFn:
                 while (n := lib.ur_reap(ring, done, len(done))) > 0:
                     for cqe in done[:n]:
                         fut = pending.pop(cqe.tag)
+                        if fut.done():
+                            continue   # its worker was cancelled: the read is over, nobody waits for it
                         if cqe.res < 0:
                             fut.set_exception(OSError(-cqe.res, os.strerror(-cqe.res)))
                         else:
@@ -412,11 +415,20 @@ def _uring_probe(sqpoll: bool) -> ReadFn:
                         got += step
                     n += got
                 return n
-            return await gather_sum([worker(k, s) for k, s in enumerate(plan.stripes())])
+            tasks = [asyncio.ensure_future(worker(k, s)) for k, s in enumerate(plan.stripes())]
+            return sum(await asyncio.gather(*tasks))
         finally:
             if efd >= 0:
                 loop.remove_reader(efd)
-            lib.ur_destroy(ring)   # closes the eventfd too; nothing is in flight unless a read failed
+            for task in tasks:
+                task.cancel()   # after a failed read: no worker may queue again on a ring that goes
+            # Closing the ring does not wait for its reads, and each one writes into its worker's
+            # mmap: wait for every read still in flight (after a failure) before the ring goes.
+            while pending and lib.ur_submit(ring, len(pending)) >= 0:
+                on_cqes()
+            if not pending:
+                lib.ur_destroy(ring)   # closes the eventfd too
+            # else the wait itself failed: leak the ring rather than close it under the kernel's reads
             if fd >= 0:
                 os.close(fd)
     return read_uring

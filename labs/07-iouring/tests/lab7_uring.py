@@ -8,7 +8,10 @@ never passed. O_DIRECT is asked for the same way.
 """
 from __future__ import annotations
 
+import os
+import select
 import subprocess
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,8 +148,47 @@ def resume(stdin: IO[bytes] | None) -> None:
             pass   # it had already ended
 
 
-def thread_cpu_seconds(pid: int, tid: int) -> float:
-    """utime + stime of one thread (/proc/PID/task/TID/stat), in seconds."""
-    with open(f"/proc/{pid}/task/{tid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / proc.CLOCK_TICKS
+def thread_sched(pid: int, tid: int) -> tuple[float, float]:
+    """Seconds one thread spent on a CPU and waiting for one (runnable), from /proc/PID/task/TID/schedstat.
+
+    Their sum is the time it *wanted* a CPU: a spinning thread wants it all the time, however
+    busy the machine is (then it mostly waits); a sleeping one wants none.
+    """
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        on_cpu, waiting = f.read().split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+# --- requests kept in flight on purpose: writes into a pipe that nobody reads yet -------------
+
+BLOCK = 65536        # uring_cat's default request size, and what a pipe holds (16 pages)
+
+
+def settled(p: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Let the program react to what the test did: wait until it sleeps again, or has ended."""
+    proc.wait_until(lambda: p.poll() is not None or proc.state(p.pid) == "S", timeout=timeout)
+    time.sleep(0.1)   # a program about to leave gets the time to do it (errs towards passing)
+
+
+def read_pipe_slowly(p: subprocess.Popen[bytes], reader: int, timeout: float = 60) -> int:
+    """Read the pipe to its end, one pipeful at a time, letting the program react after each.
+
+    Each read makes room for exactly one more waiting write (the pipe holds one request),
+    so a program that gives up waiting too early has ended before the next pipeful comes.
+    Returns the bytes that came out. Under load it only gets slower: it never reads ahead.
+    """
+    piped, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        settled(p)
+        ready, _, _ = select.select([reader], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(reader, 1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return piped    # the program closed its end: it has ended
+        piped += len(chunk)
+    raise AssertionError(f"the pipe did not reach its end in {timeout:g} s ({piped} bytes came out): uring_cat "
+                         "neither ended nor kept writing")

@@ -12,13 +12,18 @@ paused, and in perf. By hand:
 """
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from lab7_uring import (APIS, BLOCKS, TRACE, DataFile, cat_argv, check_copy, check_read, enters, file_reads,
-                        parse_report, require_uring, resume, run, said, thread_cpu_seconds, traced, wait_for_pause)
+from lab7_order import problems
+from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, DataFile, cat_argv, check_copy, check_read, enters, file_reads,
+                        parse_report, read_pipe_slowly, require_uring, resume, run, said, thread_sched, traced,
+                        wait_for_pause)
 
 from grading.plugin import Impl
 from xray import Unavailable, perf, proc, strace
@@ -91,15 +96,22 @@ def test_one_io_uring_enter_per_batch(impl: Impl, data: DataFile, api: str) -> N
 def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api: str) -> None:
     """--reactor: the eventfd registered with the ring, epoll_wait woken, the eventfd read, never a wait in the ring."""
     tr = traced(impl, data, "--api", api, "--reactor")
-    report = check_read(tr, data, f"uring_cat --api {api} --reactor")
     main = tr.main_tid
+    # The mechanism first: a reactor that never wakes ends in a timeout, which names no cause.
     efds = [c.retval for c in tr.named("eventfd2") if (c.retval or -1) >= 0]
-    assert efds, "no eventfd was created"
+    assert efds, f"no eventfd was created: {said(tr)}"
     efd = efds[0]
     registered = [c for c in tr.named("io_uring_register") if "IORING_REGISTER_EVENTFD" in c.args and c.retval == 0]
     assert registered and f"[{efd}]" in registered[0].args, (
         f"no io_uring_register(..., IORING_REGISTER_EVENTFD, [{efd}], 1) that succeeded: the kernel does not "
-        f"know the eventfd (calls: {[c.args for c in tr.named('io_uring_register')]})")
+        f"know the eventfd, so it never bumps it and epoll_wait never wakes (calls: "
+        f"{[c.args for c in tr.named('io_uring_register')]}): register it in ops->register_eventfd")
+    taken = sum(max(c.retval or 0, 0) for c in enters(tr))
+    assert taken > 0, (
+        f"{len(enters(tr))} io_uring_enter, {taken} SQEs taken: without SQPOLL nobody reads the SQ ring until you "
+        "call io_uring_enter, so no request ever started. In the reactor, submit still enters the ring (to_submit "
+        "new SQEs, wait_nr 0): only SQPOLL's poller takes SQEs without a system call")
+    report = check_read(tr, data, f"uring_cat --api {api} --reactor")
     woken = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == main and (c.retval or 0) > 0]
     assert woken, "the main thread was never woken from epoll_wait: the eventfd never became readable"
     drains = [c for c in tr.named("read") if c.tid == main and c.fd == efd and c.retval == 8]
@@ -131,19 +143,25 @@ def test_sqpoll_needs_no_io_uring_enter(impl: Impl, data: DataFile, api: str) ->
 @pytest.mark.hint("sqpoll")
 @pytest.mark.parametrize("api", APIS)
 def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile, api: str) -> None:
-    """Paused after --sqpoll: /proc/PID/task has iou-sqp-PID, and it burns CPU while the main thread sleeps."""
+    """Paused after --sqpoll: /proc/PID/task has iou-sqp-PID, and it spins while the main thread sleeps.
+
+    Spinning is judged by the time the poller was runnable (on a CPU, or waiting for one: schedstat), not by
+    the CPU it got: on a busy machine a spinning thread waits for its turn most of the time, but it still
+    wants the CPU all along; a sleeping poller wants none of it.
+    """
     require_uring()
     argv = cat_argv(impl, data, "--api", api, "--sqpoll", "--reactor", "--sq-idle-ms", "8000", "--pause")
-    burned: list[float] = []
+    wanted: list[tuple[float, float, float]] = []   # per window: share runnable, seconds on a CPU, waiting
     with proc.launch(argv, cwd=data.dir, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         pause = wait_for_pause(lambda: p.pid, p.readline)
         pollers = [t for t in pause.threads if t.name.startswith("iou-sqp-")]
         if pause.reached and pollers:
-            for _ in range(3):   # a busy machine gets two more tries; the poller spins for 8 s
-                before = thread_cpu_seconds(p.pid, pollers[0].tid)
+            for _ in range(3):   # two more windows if one was short; the poller spins for 8 s
+                (cpu0, wait0), t0 = thread_sched(p.pid, pollers[0].tid), time.monotonic()
                 time.sleep(0.5)
-                burned.append(thread_cpu_seconds(p.pid, pollers[0].tid) - before)
-                if burned[-1] >= 0.05:
+                (cpu1, wait1), t1 = thread_sched(p.pid, pollers[0].tid), time.monotonic()
+                wanted.append(((cpu1 - cpu0 + wait1 - wait0) / (t1 - t0), cpu1 - cpu0, wait1 - wait0))
+                if wanted[-1][0] >= 0.5:
                     break
         resume(p.stdin)
         out, err = p.communicate(timeout=15)
@@ -153,9 +171,11 @@ def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile
     assert pause.reached, f"uring_cat never printed its 'paused:' line: {said(ended)}"
     assert pollers, (f"/proc/{pause.pid}/task at the pause: {pause.names()}: no iou-sqp-{pause.pid}; was the ring made "
                      "with IORING_SETUP_SQPOLL?")
-    assert max(burned) >= 0.05, (
-        f"{pollers[0].name} used {burned} s of CPU per 0.5 s while the main thread slept in read(): the poller "
-        "should spin until --sq-idle-ms passes")
+    share, cpu, waiting = max(wanted)
+    assert share >= 0.5, (
+        f"{pollers[0].name} wanted a CPU {share:.0%} of the time while the main thread slept in read() (on one "
+        f"{cpu:.3f} s, waiting for one {waiting:.3f} s, per window of 0.5 s): the poller should spin until "
+        "--sq-idle-ms passes (IORING_SETUP_SQPOLL with sq_thread_idle)")
 
 
 @pytest.mark.hint("iou-wrk")
@@ -242,3 +262,67 @@ def test_the_kernels_error_comes_in_the_cqe(impl: Impl, data: DataFile, api: str
     assert tr.returncode == 1 and "CQE" in last and "res -22" in last, (
         f"the kernel's EINVAL should come back in the CQE (res -22) and stop uring_cat with exit code 1: the "
         f"CQE's res must reach settle() unchanged. It said: {said(tr)}")
+
+
+@pytest.mark.hint("order")
+def test_raw_ring_orders_its_indices(impl: Impl) -> None:
+    """uring_raw.c's source: SQ tail stored with release, CQ tail loaded with acquire, CQ head stored with release,
+    SQ head loaded with acquire, a full fence before SQPOLL's flags are read.
+
+    The one test that reads your source rather than running it, because nothing can be seen at run time:
+    on x86 a plain store is already a release and a plain load an acquire for the CPU, so a ring without
+    atomics reads every byte here, under any load; on ARM the kernel could take a half-written SQE, or we a
+    half-written CQE. (Comments are ignored; lab7_order.py says exactly what counts.)
+    """
+    found = problems(impl.root / "c" / "uring" / "uring_raw.c")
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.hint("drain")
+@pytest.mark.parametrize("api", APIS)
+def test_ring_outlives_its_requests(impl: Impl, data: DataFile, copy_path: Path, api: str) -> None:
+    """--write into a pipe nobody reads, stopped at the first write: the writes still in flight are waited for.
+
+    A pipe holds one 64 KiB request, so after the first write the others wait in the kernel, in flight, for
+    as long as the test likes; --stop-after 1 then stops uring_cat as a failed request would. Closing the
+    ring does not wait for requests in flight (the kernel cancels or finishes them later, on its own, into
+    memory already freed), so uring_cat must drain them first. The test reads the pipe one request at a
+    time, letting uring_cat react after each: every byte the writes in flight carried must come out.
+    """
+    require_uring(direct=False)
+    os.mkfifo(copy_path)
+    reader = os.open(copy_path, os.O_RDONLY | os.O_NONBLOCK)   # a reader exists: uring_cat's open does not block
+    if fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, BLOCK) != BLOCK:   # one request per pipeful, whatever the default
+        os.close(reader)
+        raise Unavailable(f"this machine would not make a pipe of {BLOCK} bytes (fs.pipe-user-pages-soft?)")
+    args = ["--api", api, "--buffered", "--write", copy_path.name, "--batch", "1", "--stop-after", "1"]
+    try:
+        with proc.launch(cat_argv(impl, data, *args), cwd=data.dir, stderr=subprocess.STDOUT) as p:
+            lines: list[str] = []
+            while not any("stopped on purpose" in line for line in lines):
+                try:
+                    line = p.readline(30)
+                except TimeoutError:
+                    line = ""
+                if not line:
+                    break
+                lines.append(line)
+            stop = [line for line in lines if "stopped on purpose" in line]
+            assert stop, (f"uring_cat {' '.join(args)} never said 'stopped on purpose' at its first write "
+                          "completion; it said:\n" + "\n".join(lines))
+            piped = read_pipe_slowly(p, reader)
+            p.wait(timeout=20)
+            rest = (p.lines.rest() + (p.stdout.read() if p.stdout else b"").decode(errors="replace")).strip()
+    finally:
+        os.close(reader)
+    in_flight = int(re.search(r"(\d+) requests still in flight", stop[0]).group(1))   # type: ignore[union-attr]
+    carried = (in_flight + 1) * BLOCK   # and the first write's bytes, which wait in the pipe
+    assert piped == carried, (
+        f"uring_cat stopped with {in_flight} writes in flight, waiting for room in the pipe: with the first they "
+        f"carried {carried} bytes, but {piped} came out before uring_cat closed the pipe: it closed the ring without "
+        "waiting for them, and the kernel then cancels or finishes them on its own, reading a buffer already "
+        "freed. drain() must wait for every request in flight (ur_submit(cat.u, cat.u->in_flight), ur_reap) "
+        f"before the ring and the buffer go. It said: {rest}")
+    assert p.returncode == 1 and "drain" not in rest, (
+        f"after the stop, uring_cat should end with exit code 1 once its requests are done, not "
+        f"{p.returncode}: {rest}")
