@@ -117,17 +117,17 @@ def test_read_blocking_bad_fd_raises_ebadf() -> None:
     assert info.value.errno == errno.EBADF, f"expected OSError(EBADF), got {info.value!r}"
 
 
-def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count the calls of libc.NAME made from now on (your code calls them as libc.NAME); the
-    list's length is the count. A call that is not made cannot be undone by a wrong count."""
-    real = getattr(libc, name)
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
+    """Record the calls of owner.NAME made from now on (libc.aio_return, posixaio.aio._deliver: your
+    code looks them up by that name when it calls them): the thread each ran on, in order."""
+    real = getattr(owner, name)
     calls: list[int] = []
 
     def counted(*args: Any) -> Any:
         calls.append(threading.get_native_id())
         return real(*args)
 
-    monkeypatch.setattr(libc, name, counted)
+    monkeypatch.setattr(owner, name, counted)
     return calls
 
 
@@ -135,7 +135,8 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
 def test_pread_in_asyncio_returns_the_bytes(data: DataFile, fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """await posixaio.pread(...) x 32 in one loop: the right bytes; glibc's threads ran the callback, not the loop's;
     aio_return exactly once per request (a second call on the same aiocb is undefined behaviour)."""
-    returns = count_calls(monkeypatch, "aio_return")
+    returns = record_calls(monkeypatch, libc, "aio_return")
+    delivered = record_calls(monkeypatch, posixaio.aio, "_deliver")
     loop_tid: list[int] = []
 
     async def main() -> list[bytes]:
@@ -144,7 +145,17 @@ def test_pread_in_asyncio_returns_the_bytes(data: DataFile, fd: int, monkeypatch
         return list(await asyncio.gather(*(posixaio.pread(fd, 4096, off) for off in offsets)))
 
     before = len(posixaio.callback_threads())
-    got = run_async(main)
+    try:
+        got = run_async(main)
+    except AssertionError:
+        check_delivered_on(loop_tid[0], delivered)   # the likeliest reason it hung, said plainly
+        raise
+    wait_for_callbacks_to_end(before, 32)   # every notification handled: then count the calls
+    check_delivered_on(loop_tid[0], delivered)
+    assert len(returns) <= 32, (
+        f"aio_return was called {len(returns)} times for 32 preads: a second aio_return on the same aiocb is "
+        "undefined (glibc has already given the request back). Does pread poll _outcome while _deliver "
+        "collects it too? Collect once, in _deliver, and just await the Future in pread")
     for i, chunk in enumerate(got):
         off = i * 65536 + 7
         assert chunk == data.content[off:off + 4096], f"pread(fd, 4096, {off}) returned the wrong bytes"
@@ -152,19 +163,24 @@ def test_pread_in_asyncio_returns_the_bytes(data: DataFile, fd: int, monkeypatch
     assert len(tids) >= 32, f"the SIGEV_THREAD callback ran {len(tids)} times for 32 preads"
     assert loop_tid[0] not in tids, "the callback ran on the event loop's thread"
     assert posixaio.in_flight() == 0, f"{posixaio.in_flight()} requests still in flight after all completed"
-    assert len(returns) <= 32, (
-        f"aio_return was called {len(returns)} times for 32 preads: a second aio_return on the same aiocb is "
-        "undefined (glibc has already given the request back). Does pread poll _outcome while _deliver "
-        "collects it too? Collect once, in _deliver, and just await the Future in pread")
 
 
-def wait_for_a_callback_to_end(before: int, seconds: float = 5.0) -> None:
-    """Wait until the SIGEV_THREAD callback number `before` + 1 has run and its thread has ended
-    (glibc's notification thread exits when the callback returns: /proc/self/task says so)."""
+def check_delivered_on(loop_tid: int, delivered: list[int]) -> None:
+    elsewhere = [tid for tid in delivered if tid != loop_tid]
+    assert not elsewhere, (
+        f"_deliver ran {len(elsewhere)} of {len(delivered)} times on glibc's threads, not on the event loop's: "
+        "a Future belongs to its loop's thread, and completing it from another thread does not even wake "
+        "the loop. In _notified, hand over with req.loop.call_soon_threadsafe(_deliver, req)")
+
+
+def wait_for_callbacks_to_end(before: int, count: int = 1, seconds: float = 5.0) -> None:
+    """Wait until `count` more SIGEV_THREAD callbacks (after the first `before`) have run and
+    their threads have ended (glibc's notification thread exits when the callback returns:
+    /proc/self/task says so). Gives up quietly after `seconds`: the test's checks then fail."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        tids = posixaio.callback_threads()
-        if len(tids) > before and not os.path.exists(f"/proc/self/task/{tids[before]}"):
+        tids = posixaio.callback_threads()[before:before + count]
+        if len(tids) == count and not any(os.path.exists(f"/proc/self/task/{tid}") for tid in tids):
             return
         time.sleep(0.001)   # releases the GIL: the callback's thread needs it
 
@@ -183,7 +199,7 @@ def test_pread_notified_before_aio_read_returns(data: DataFile, fd: int, monkeyp
         before = len(posixaio.callback_threads())
         ret = real_aio_read(aiocb)
         if ret == 0:
-            wait_for_a_callback_to_end(before)
+            wait_for_callbacks_to_end(before)
         return int(ret)
 
     monkeypatch.setattr(libc, "aio_read", aio_read_then_wait_for_the_callback)
