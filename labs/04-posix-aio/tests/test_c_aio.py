@@ -64,7 +64,8 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
         f"aio_error was called {counts['aio_error']} times for {n} requests: something polls "
         "instead of sleeping in aio_suspend")
     shortest, expired = counts["aio_suspend_shortest_ms"], counts["aio_suspend_expired"]
-    assert expired == 0 and not 0 <= shortest < WAIT_MS, (
+    # Any timeout near the caller's is fine (a pa_wait may compute what is left of it); a poll's is tiny.
+    assert expired == 0 and not 0 <= shortest < WAIT_MS // 10, (
         f"{expired} of {counts['aio_suspend']} aio_suspend calls ran out of time, and the shortest timeout "
         f"given was {shortest} ms while aio_cat asked pa_wait for {WAIT_MS} ms: pa_wait polls. Pass "
         "aio_suspend the caller's timeout (NULL for timeout_ms < 0) and let glibc wake it when a request is done")
