@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,9 +62,7 @@ def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
 def run_cat(impl: Impl, data: DataFile, *args: str, spy: Path | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run aio_cat in the data directory (with aio_spy.so preloaded if spy is a file to write)."""
-    env = dict(os.environ)
-    if spy is not None:
-        env.update(LD_PRELOAD=str(impl.bin("aio_spy.so")), AIO_SPY_OUT=str(spy))
+    env = spy_env(impl, spy) if spy is not None else dict(os.environ)
     try:
         return subprocess.run(cat_argv(impl, data, *args), cwd=data.dir, env=env, capture_output=True,
                               text=True, timeout=timeout)
@@ -75,8 +74,23 @@ def run_cat(impl: Impl, data: DataFile, *args: str, spy: Path | None = None,
 def spy_counts(path: Path) -> dict[str, int]:
     """The counts aio_spy.so wrote at exit: {"aio_read": 33, "lio_listio": 0, ...}."""
     assert path.exists(), "aio_spy.so wrote nothing: did the program crash before exit?"
-    words = path.read_text().split()
-    return {words[i]: int(words[i + 1]) for i in range(1, len(words) - 1, 2)}
+    for line in reversed(path.read_text().splitlines()):
+        words = line.split()
+        counts = {words[i]: int(words[i + 1]) for i in range(1, len(words) - 1, 2)}
+        # Under strace the preload reaches strace too, which writes a line of zeros: skip it.
+        if any(counts[name] for name in ("aio_read", "aio_write", "lio_listio")):
+            return counts
+    raise AssertionError(f"aio_spy.so saw no aio_read, aio_write or lio_listio: {path.read_text()!r}")
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV, SIGRTMIN, SIGRTMIN+3...: the name a learner can look up."""
+    if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}" if number > signal.SIGRTMIN else "SIGRTMIN"
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def explain(proc: subprocess.CompletedProcess[str] | strace.Trace) -> str:
@@ -84,13 +98,21 @@ def explain(proc: subprocess.CompletedProcess[str] | strace.Trace) -> str:
     of it is all a learner sees in the summary), then everything."""
     said = proc.stderr.strip().splitlines()
     first = said[-1] if said else "(nothing on stderr)"
+    if proc.returncode < 0:   # subprocess's way of saying "killed by this signal"
+        first = f"killed by {signal_name(-proc.returncode)}; {first}"
     return (f"{first} [exit code {proc.returncode}]\nstdout:\n{proc.stdout.strip()}\n"
             f"stderr:\n{proc.stderr.strip()}")
 
 
 # --- reading an strace of a program that reads the data file -------------------------------
 
-TRACE = "openat,open,pread64,pwrite64,read,epoll_wait,epoll_pwait,signalfd,signalfd4,rt_sigqueueinfo,rt_tgsigqueueinfo"
+TRACE = ("openat,open,pread64,pwrite64,read,epoll_wait,epoll_pwait,signalfd,signalfd4,rt_sigqueueinfo,"
+         "rt_tgsigqueueinfo,nanosleep,clock_nanosleep")
+
+
+def spy_env(impl: Impl, spy: Path) -> dict[str, str]:
+    """The environment that preloads aio_spy.so, which writes its counts to `spy` at exit."""
+    return dict(os.environ, LD_PRELOAD=str(impl.bin("aio_spy.so")), AIO_SPY_OUT=str(spy))
 
 
 def traced(argv: Sequence[str], data: DataFile, env: dict[str, str] | None = None) -> strace.Trace:
@@ -113,3 +135,19 @@ def io_on(tr: strace.Trace, names: tuple[str, ...], fds: set[int], since: float)
         if c.start >= since and c.fd in fds:
             found.append(c)
     return found
+
+
+def sleeps(tr: strace.Trace, tid: int) -> list[strace.Call]:
+    """The nanosleep/clock_nanosleep calls of thread tid: usleep, sleep, Python's time.sleep.
+
+    A thread that waits for a request to finish never needs one: it sleeps where the
+    completion wakes it (aio_suspend, epoll_wait). A sleep of a fixed time is a poll.
+    """
+    return [c for c in tr.named("nanosleep", "clock_nanosleep") if c.tid == tid]
+
+
+def timed_out_polls(tr: strace.Trace, tid: int) -> list[strace.Call]:
+    """The epoll_wait calls of thread tid that were given a time limit and returned 0: woken by
+    the clock, with nothing to do. An event loop whose waits all end by an event has none."""
+    waits = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == tid]
+    return [c for c in waits if c.retval == 0 and c.arg(3) not in ("0", "-1")]

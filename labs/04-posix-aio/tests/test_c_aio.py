@@ -14,11 +14,14 @@ import os
 from pathlib import Path
 
 import pytest
-from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, requests, run_cat, spy_counts, traced)
+from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, requests, run_cat, sleeps, spy_counts,
+                      spy_env, traced)
 
 from grading.plugin import Impl
+from xray import strace
 
 MODES = ["suspend", "thread", "reactor"]
+WAIT_MS = 10000   # the timeout aio_cat gives pa_wait (its WAIT_MS): a wait that long means something is broken
 
 
 def check_data(proc_text: str, data: DataFile, what: str) -> None:
@@ -41,21 +44,37 @@ def test_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
 
 @pytest.mark.hint("pa-wait")
 def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> None:
-    """--notify suspend sleeps in aio_suspend (counted by aio_spy.so), it does not spin on aio_error."""
+    """--notify suspend sleeps in aio_suspend until glibc wakes it: no spinning on aio_error, no timeouts, no usleep.
+
+    aio_spy.so counts the aio.h calls (and how aio_suspend was used); strace sees the
+    main thread's sleeps. Both are counts of what the program did, not of how long it took,
+    so a busy machine changes nothing: a request that takes longer only means a longer
+    sleep in aio_suspend, never a timeout (aio_cat asks pa_wait for 10 s).
+    """
     spy = tmp_path / "spy.txt"
-    proc = run_cat(impl, data, "--notify", "suspend", spy=spy)
-    assert proc.returncode == 0, f"aio_cat failed: {explain(proc)}"
+    tr = traced(cat_argv(impl, data, "--notify", "suspend"), data, env=spy_env(impl, spy))
+    assert tr.returncode == 0, f"aio_cat failed: {explain(tr)}"
     counts = spy_counts(spy)
-    assert counts["aio_read"] == requests(data), (
-        f"aio_read was called {counts['aio_read']} times for {requests(data)} chunks (pa_submit)")
+    n = requests(data)
+    assert counts["aio_read"] == n, f"aio_read was called {counts['aio_read']} times for {n} chunks (pa_submit)"
     assert counts["aio_suspend"] >= 1, (
         f"aio_suspend was never called, aio_error {counts['aio_error']} times: pa_wait must sleep in "
         "aio_suspend, not poll aio_error in a loop")
-    assert counts["aio_error"] <= 20 * requests(data), (
-        f"aio_error was called {counts['aio_error']} times for {requests(data)} requests: something polls "
+    assert counts["aio_error"] <= 20 * n, (
+        f"aio_error was called {counts['aio_error']} times for {n} requests: something polls "
         "instead of sleeping in aio_suspend")
-    assert counts["aio_return"] == requests(data), (
-        f"aio_return was called {counts['aio_return']} times for {requests(data)} requests: exactly once "
+    shortest, expired = counts["aio_suspend_shortest_ms"], counts["aio_suspend_expired"]
+    # Any timeout near the caller's is fine (a pa_wait may compute what is left of it); a poll's is tiny.
+    assert expired == 0 and not 0 <= shortest < WAIT_MS // 10, (
+        f"{expired} of {counts['aio_suspend']} aio_suspend calls ran out of time, and the shortest timeout "
+        f"given was {shortest} ms while aio_cat asked pa_wait for {WAIT_MS} ms: pa_wait polls. Pass "
+        "aio_suspend the caller's timeout (NULL for timeout_ms < 0) and let glibc wake it when a request is done")
+    naps = sleeps(tr, tr.main_tid)
+    assert not naps, (
+        f"the main thread slept {len(naps)} times in {naps[0].name} (usleep/nanosleep) for {n} requests: "
+        "pa_wait polls. Sleep in aio_suspend instead: glibc's thread wakes it the moment a request is done")
+    assert counts["aio_return"] == n, (
+        f"aio_return was called {counts['aio_return']} times for {n} requests: exactly once "
         "each, when aio_error stops saying EINPROGRESS (pa_result)")
 
 
@@ -163,10 +182,26 @@ def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
     assert not [c for c in io_on(tr, ("pread64", "read"), fds, opened) if c.tid == main], (
         "the main thread read the file itself")
     report = parse_report(tr.stdout)
+    check_drains(tr, sfds[0].retval or 0, report.count("signals", r"in (\d+) reactor wake-ups"))
     signals = report.count("signals", r"^(\d+) in")
     assert signals == requests(data), (f"{signals} signals read from the signalfd for {requests(data)} requests: "
                                       "one SIGRTMIN per request (pa_notify_signal), each read once "
                                       "(pa_signal_drain returns how many it read)")
+
+
+def check_drains(tr: strace.Trace, sfd: int, wakeups: int) -> None:
+    """Every wake-up of the reactor drains the signalfd: its last read() there says EAGAIN.
+
+    Counted in the trace, not timed: how many completions are pending at a wake-up
+    depends on the machine's speed, but a drain that stops before EAGAIN is always seen.
+    """
+    reads = [c for c in tr.named("read") if c.tid == tr.main_tid and c.fd == sfd]
+    got = sum(1 for c in reads if (c.retval or 0) > 0)
+    emptied = sum(1 for c in reads if c.errno == "EAGAIN")
+    assert wakeups > 0 and emptied >= wakeups, (
+        f"the reactor woke {wakeups} times and read {got} signals from the signalfd, but only {emptied} of "
+        "those wake-ups read it until EAGAIN: pa_signal_drain stops after one signal and leaves the rest "
+        "queued, so the reactor wakes once per signal. Read struct signalfd_siginfo in a loop until EAGAIN")
 
 
 @pytest.mark.hint("lio-listio")
