@@ -112,8 +112,13 @@ bool check_cancel(void)
     }
     atomic_store(&release, 1);
     if (!st_run_until(rx, &st_done_total, 4, "jobs (A running; B and C cancelled; D queued after C was "
-                      "cancelled) ended"))
+                      "cancelled) ended")) {
+        if (d.done_calls == 0 && a.done_calls == 1 && b.done_calls == 1 && c.done_calls == 1)
+            st_fail("job D, submitted right after the last queued job C was cancelled, never ended: C was "
+                    "unlinked but the queue's tail still pointed at it, so D was hung on a removed job. When "
+                    "the job you unlink is the tail, the tail becomes the job before it");
         goto out;
+    }
     struct st_job *all[4] = { &a, &b, &c, &d };
     int want_status[4] = { 0, -ECANCELED, -ECANCELED, 0 };
     for (int i = 0; i < 4; i++) {
