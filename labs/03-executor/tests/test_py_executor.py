@@ -96,11 +96,11 @@ def settled(pool: ThreadPool, timeout: float = 5.0) -> bool:
     A worker that sleeps there has posted its last job: what it wrote to the wake-up fd is
     written. Waiting for that, not for a fixed time, keeps the tests right on a busy machine.
     (It looks at the Condition's waiters, a CPython detail: a pool that waits some other way
-    just gets the whole timeout.)
+    just gets half a second.)
     """
     waiters = getattr(pool._work_ready, "_waiters", None)
     if waiters is None:
-        time.sleep(timeout)
+        time.sleep(0.5)
         return False
     return proc.wait_until(lambda: len(waiters) >= pool.workers and pool.queued() == 0, timeout)
 
