@@ -30,7 +30,22 @@ bool st_wait_for(atomic_int *flag, int want, double timeout_s)
     return true;
 }
 
-int st_count_workers(void)
+/* Is the thread `tid` (a name in /proc/self/task) asleep: state S in its stat? */
+static bool thread_sleeps(const char *tid)
+{
+    char path[300], stat[512] = "";
+    snprintf(path, sizeof(path), "/proc/self/task/%s/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool got = fgets(stat, sizeof(stat), f) != NULL;
+    fclose(f);
+    const char *end = got ? strrchr(stat, ')') : NULL; /* the name may hold spaces and parentheses */
+    return end != NULL && end[1] == ' ' && end[2] == 'S';
+}
+
+/* How many threads named tp-worker-N this process has; only those asleep if asleep_only. */
+static int count_workers(bool asleep_only)
 {
     int n = 0;
     DIR *dir = opendir("/proc/self/task");
@@ -41,13 +56,32 @@ int st_count_workers(void)
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue; /* "." and "..", or a thread that just ended */
-        if (fgets(name, sizeof(name), f) != NULL && strncmp(name, "tp-worker-", 10) == 0)
+        if (fgets(name, sizeof(name), f) != NULL && strncmp(name, "tp-worker-", 10) == 0 &&
+            (!asleep_only || thread_sleeps(e->d_name)))
             n++;
         fclose(f);
     }
     if (dir != NULL)
         closedir(dir);
     return n;
+}
+
+int st_count_workers(void)
+{
+    return count_workers(false);
+}
+
+/* Wait (at most 2 s) until all n workers sleep, twice in a row 20 ms apart: idle, they wait on
+ * the condition variable. A worker that has not got there yet sees `stopping` by itself, so a
+ * tp_destroy that wakes only one worker would go unnoticed on a busy machine. */
+static void wait_workers_asleep(int n)
+{
+    double end = st_now() + 2;
+    int calm = 0;
+    while (calm < 2 && st_now() < end) {
+        calm = count_workers(true) == n ? calm + 1 : 0;
+        st_sleep_ms(20);
+    }
 }
 
 bool st_workers_gone(void)
@@ -147,6 +181,8 @@ bool check_create(void)
     } else {
         ok = true;
     }
+    if (ok)
+        wait_workers_asleep(3); /* then tp_destroy must wake every one of them */
     st_destroy(pool);
     if (ok && !st_workers_gone())
         ok = st_fail("after tp_destroy %d workers are still alive: stop and join every one", st_count_workers());

@@ -112,8 +112,13 @@ bool check_cancel(void)
     }
     atomic_store(&release, 1);
     if (!st_run_until(rx, &st_done_total, 4, "jobs (A running; B and C cancelled; D queued after C was "
-                      "cancelled) ended"))
+                      "cancelled) ended")) {
+        if (d.done_calls == 0 && a.done_calls == 1 && b.done_calls == 1 && c.done_calls == 1)
+            st_fail("job D, submitted right after the last queued job C was cancelled, never ended: C was "
+                    "unlinked but the queue's tail still pointed at it, so D was hung on a removed job. When "
+                    "the job you unlink is the tail, the tail becomes the job before it");
         goto out;
+    }
     struct st_job *all[4] = { &a, &b, &c, &d };
     int want_status[4] = { 0, -ECANCELED, -ECANCELED, 0 };
     for (int i = 0; i < 4; i++) {
@@ -233,6 +238,13 @@ bool check_destroy_pending(void)
             ok = st_fail("tp_submit failed");
     ok = ok && (st_wait_for(&started, 2, 2) || st_fail("the 2 workers did not start 2 of the %d jobs within 2 s", N));
     st_destroy(doomed); /* while the 2 are in the middle of their 500 ms */
+    int unfinished = atomic_load(&started); /* works begun; a joined worker has ended its own */
+    for (int i = 0; i < N; i++)
+        unfinished -= jobs[i].work_runs;
+    if (ok && unfinished > 0)
+        ok = st_fail("tp_destroy returned while %d of the running jobs were still in their work: it must wait "
+                     "for them (pthread_join every worker: a worker finishes its job and posts it before it "
+                     "exits), or the pool is freed under their feet", unfinished);
     int ran = 0, cancelled = 0;
     for (int i = 0; ok && i < N; i++) {
         struct st_job *j = &jobs[i];

@@ -9,6 +9,7 @@ idle pool costs nothing.
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import fcntl
@@ -17,6 +18,7 @@ import os
 import random
 import re
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -86,6 +88,36 @@ def watched_fds(loop: EventLoop) -> set[int]:
 
 def new_threads(before: set[int | None]) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+
+
+def settled(pool: ThreadPool, timeout: float = 5.0) -> bool:
+    """Wait until every worker of pool is back asleep on the pool's condition (True), at most timeout s.
+
+    A worker that sleeps there has posted its last job: what it wrote to the wake-up fd is
+    written. Waiting for that, not for a fixed time, keeps the tests right on a busy machine.
+    (It looks at the Condition's waiters, a CPython detail: a pool that waits some other way
+    just gets half a second.)
+    """
+    waiters = getattr(pool._work_ready, "_waiters", None)
+    if waiters is None:
+        time.sleep(0.5)
+        return False
+    return proc.wait_until(lambda: len(waiters) >= pool.workers and pool.queued() == 0, timeout)
+
+
+def pending_writes(fd: int) -> tuple[int, str]:
+    """What the workers wrote to the loop's wake-up fd and the loop has not read yet, without reading it.
+
+    An eventfd shows its counter in /proc/self/fdinfo (eventfd-count, in hex): the sum of the
+    writes since the last read, so N writes of 1 show as N. A pipe holds the bytes written
+    (FIONREAD counts them). Returns the number and its unit.
+    """
+    info = proc.fdinfo(os.getpid(), fd)
+    if "eventfd-count" in info:
+        return int(info["eventfd-count"], 16), "writes of 1 (the eventfd's counter)"
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0], "bytes in the pipe"
 
 
 def shutdown_within(pool: ThreadPool, seconds: float) -> bool:
@@ -256,14 +288,15 @@ def test_futures_are_completed_on_the_loop_thread_only(loop: EventLoop, pool: Th
 
 
 @pytest.mark.hint("py-coalesce")
-def test_jobs_that_finish_together_cost_one_wakeup(loop: EventLoop, pool: ThreadPool) -> None:
-    """12 jobs finish while the loop is busy: one wake-up delivers all of them."""
+def test_jobs_that_finish_together_cost_one_write_and_one_wakeup(loop: EventLoop, pool: ThreadPool) -> None:
+    """12 jobs finish while the loop is busy: the workers write the eventfd once, and one wake-up delivers all 12."""
     before = watched_fds(loop)
     turns = spy_select(loop)
 
     lock = threading.Lock()
     finished = [0]
     all_done = threading.Event()
+    seen: list[tuple[int, str]] = []
 
     def job(i: int) -> int:
         with lock:
@@ -274,14 +307,23 @@ def test_jobs_that_finish_together_cost_one_wakeup(loop: EventLoop, pool: Thread
 
     async def scenario() -> list[int]:
         futures = [run_in_executor(loop, pool, job, i) for i in range(12)]
-        # Block the loop's thread on purpose until every job has run, plus a moment for the
-        # workers to post them: the loop cannot look at its eventfd meanwhile.
+        # Block the loop's thread on purpose until every job has run and been posted: the
+        # loop cannot look at its eventfd meanwhile, so every write the workers make piles up.
         all_done.wait(5)
-        time.sleep(0.1)
+        settled(pool)
+        for fd in watched_fds(loop) - before:
+            seen.append(pending_writes(fd))
         return await gather(*futures)
 
     results = run(loop, scenario())
     assert results == [i * 1000 for i in range(12)], f"results: {results}"
+    writes, unit = max(seen, default=(0, "writes"))
+    assert writes >= 1, "12 jobs finished, but nothing was written to the loop's wake-up fd: post() must write it"
+    most = 8 if unit.startswith("bytes") else 1     # one write of up to 8 bytes into a pipe
+    assert writes <= most, (
+        f"12 jobs finished while the loop was busy, and the workers wrote its wake-up fd for each: {writes} "
+        f"{unit}, expected 1. A worker that finds the done-queue not empty has nothing to say (the loop is "
+        "already woken for the first job): in post(), write the eventfd only if the queue was empty")
     wake_fds = watched_fds(loop) - before
     wakeups = [t for t in turns if set(t.fds) & wake_fds]
     assert len(wakeups) == 1, (
@@ -312,7 +354,7 @@ def test_a_job_that_finishes_during_a_wakeup_is_not_lost(loop: EventLoop, pool: 
             armed[0] = False
             gate.set()
             second_ran.wait(5)
-            time.sleep(0.1)              # the worker posts it (and writes the eventfd if the queue was empty)
+            settled(pool)                # the worker posts it (and writes the eventfd if the queue was empty)
 
     real_eventfd_read, real_read = os.eventfd_read, os.read
 
@@ -714,9 +756,31 @@ def test_idle_loop_and_idle_pool_make_no_system_calls(impl: Impl, data_file: Pat
     printed = [c for c in tr.named("write") if c.fd == 1 and "bytes in" in c.args]
     assert printed, f"no write of the result line to stdout in the trace (calls seen: {tr.summary()})"
     idle_from = printed[0].end + 0.3
-    busy = [c for c in tr.calls if idle_from <= c.start <= idle_from + 1.0 and c.name not in ("clone", "clone3")]
+    idle_to = idle_from + 1.0
+    busy = [c for c in tr.calls if idle_from <= c.start <= idle_to and c.name not in ("clone", "clone3")]
     assert len(busy) <= 2, (
         f"{len(busy)} system calls began during one idle second, e.g. "
         f"{[(('loop' if c.tid == tr.main_tid else 'worker'), c.name, c.args[:40]) for c in busy[:6]]}: "
         "an idle worker must sleep in Condition.wait() without a timeout (one futex wait), and the loop in "
         "one epoll_wait; nothing may wake up to check")
+    # A wait with a long timeout (5 s) makes no call within the second, but it is a poll all the
+    # same: the call each worker sleeps in through the idle second must have no timeout at all.
+    workers = set(tr.threads_created)
+    asleep = [c for c in tr.calls if c.tid in workers and c.start < idle_from
+              and (c.duration is None or c.end > idle_to)]
+    timed = [c for c in asleep if _wait_timeout(c)]
+    assert not timed, (
+        f"{len(timed)} of {len(workers)} idle workers slept through the idle second in a wait with a timeout "
+        f"(e.g. {timed[0].name} with {_wait_timeout(timed[0])}). Such a worker "
+        "polls: it wakes up on its own, finds nothing and sleeps again, for ever, every idle pool. "
+        "Call Condition.wait() with no timeout: only notify() should wake an idle worker")
+
+
+def _wait_timeout(call: strace.Call) -> str:
+    """The timeout of a call a thread sleeps in, as strace printed it; "" when it has none."""
+    if call.name == "futex":
+        timeout = call.arg(3)         # futex(uaddr, op, val, timeout, ...): NULL is "for ever"
+        return "" if timeout in ("", "NULL") else timeout
+    if call.name in ("nanosleep", "clock_nanosleep"):
+        return call.args[:60]         # a sleep is nothing but a timeout
+    return ""
