@@ -240,6 +240,49 @@ def test_mysocket_ping_roundtrip(impl, tls_files, tls_echo):
            f"errors {run.stderr.strip()[-600:]!r}")
 
 
+@pytest.mark.hint("mysocket-send-receive")
+def test_mysocket_receive_gives_up_after_its_timeout(tls_files, tls_echo):
+    """receive(timeout=0.3) when the server says nothing raises TimeoutError after ~0.3 s, and the connection lives on."""
+    from nonblock.mysocket import MySocket
+
+    timeout, patience = 0.3, 5.0
+
+    async def scenario() -> tuple[str, float, str]:
+        loop = asyncio.get_running_loop()
+        my_sock = MySocket("127.0.0.1", tls_echo, client_context(tls_files))
+        await my_sock.connect()
+        started = loop.time()
+        # Nothing was sent, so the echo server has nothing to say.
+        receiving = asyncio.ensure_future(my_sock.receive(timeout))
+        done, _ = await asyncio.wait({receiving}, timeout=patience)
+        took = loop.time() - started
+        if not done:
+            receiving.cancel()
+            await asyncio.wait({receiving})
+            outcome = "still waiting"
+        elif isinstance(receiving.exception(), TimeoutError):
+            outcome = "TimeoutError"
+        elif receiving.exception() is not None:
+            raise receiving.exception()   # NotImplementedError and the like: reported by run_scenario
+        else:
+            outcome = f"returned {receiving.result()!r}"
+        # After a time-out the conversation goes on: the next echo still arrives.
+        await my_sock.send("ping")
+        echo, problem = await collect(my_sock, want=4)
+        await my_sock.close()
+        return outcome, took, problem or echo
+
+    outcome, took, after = run_scenario(scenario)
+    expect(outcome != "still waiting", f"receive(timeout={timeout}) was still waiting {patience:.0f} s later, while the server "
+                            "said nothing: wait for the queue under asyncio.wait_for(…, timeout)")
+    expect(outcome == "TimeoutError",
+           f"receive(timeout={timeout}) with nothing to receive {outcome} after {took:.2f} s: it should raise "
+           "TimeoutError once the timeout has run out")
+    expect(took >= 0.8 * timeout, f"receive(timeout={timeout}) gave up after only {took:.3f} s: wait the whole timeout")
+    expect(after == "ping", f"after the time-out, the echo of 'ping' came back as {after!r}: a time-out must not "
+                            "end the conversation (nor lose what arrives next)")
+
+
 @pytest.mark.hint("mysocket-utf8")
 def test_mysocket_utf8_split_between_reads(tls_files):
     """A character whose UTF-8 bytes arrive in two separate reads comes out whole."""
