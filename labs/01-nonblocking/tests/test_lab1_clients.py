@@ -542,6 +542,7 @@ def test_py_waits_honour_their_timeout(which):
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
+        work: Callable[[], Any]
         if which == "recv_some":   # nothing is ever sent to a: it never becomes readable
             work = functools.partial(sockets.recv_some, a, 100, timeout)
         else:                      # nobody reads b: a's buffer fills up and stays full
