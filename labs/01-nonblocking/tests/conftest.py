@@ -1,4 +1,5 @@
-"""Lab 1's grader fixtures: the slow server the clients talk to, and a TLS echo server with its test CA.
+"""Lab 1's grader fixtures: the slow server the clients talk to, a TLS echo server with its test CA,
+and the implementation's nb.c as a shared library, to call its functions one at a time.
 
 Both servers are reference code (not the learner's files), so a fixture that starts
 them can only break when the machine does; the learner's code runs in the tests.
@@ -6,6 +7,8 @@ them can only break when the machine does; the learner's code runs in the tests.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,3 +65,24 @@ def tls_echo(impl, tls_files: TLSFiles) -> Iterator[int]:
     argv = impl.python("nonblock.tls_echo", "--port", "0", "--cert", str(tls_files.server))
     with proc.launch(argv, env=impl.env(), stderr=subprocess.DEVNULL) as server:
         yield _port_of(server.readline(timeout=15), "nonblock.tls_echo")
+
+
+@pytest.fixture(scope="module")
+def nb_lib(impl, tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """The implementation's c/nonblock/nb.c compiled into a shared library, loaded with ctypes.
+
+    nb_client only ever calls nb_wait in a process with no signal handler, so EINTR never
+    happens there; from Python a test can call nb_wait with signals arriving. It is built
+    with the same flags as c/Makefile (the program build has already shown it compiles).
+    """
+    source = impl.root / "c" / "nonblock" / "nb.c"
+    library = tmp_path_factory.mktemp("nb") / "libnb.so"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("cannot run here: no C compiler (cc) on PATH: run `make setup`")
+    subprocess.run([compiler, "-std=c11", "-D_GNU_SOURCE", "-O2", "-fPIC", "-shared", "-o", str(library),
+                    str(source)], check=True, capture_output=True, timeout=60)
+    lib = ctypes.CDLL(str(library))
+    lib.nb_wait.argtypes = [ctypes.c_int, ctypes.c_short, ctypes.c_int]
+    lib.nb_wait.restype = ctypes.c_int
+    return lib

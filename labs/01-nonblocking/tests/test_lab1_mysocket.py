@@ -38,6 +38,15 @@ def client_context(tls_files) -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls_files.ca))
 
 
+def queued_seconds() -> float:
+    """How long the calling thread has waited for a CPU while ready to run, so far (0.0 when unknown)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def run_scenario(scenario: Callable[[], Awaitable[Any]], limit: float = 20.0) -> Any:
     """Run scenario() in a fresh event loop, in a thread of its own, and return its result.
 
@@ -146,11 +155,14 @@ def test_mysocket_connect_does_not_block_the_loop(tls_files):
         gaps: list[float] = []
 
         async def heartbeat() -> None:
-            last = loop.time()
+            # Each gap between two ticks, less the time the loop's thread waited for a CPU
+            # meanwhile: on a busy machine that wait is the machine's doing, not connect()'s.
+            last, queued = loop.time(), queued_seconds()
             while True:
                 await asyncio.sleep(0.01)
-                gaps.append(loop.time() - last)
-                last = loop.time()
+                now, now_queued = loop.time(), queued_seconds()
+                gaps.append((now - last) - (now_queued - queued))
+                last, queued = now, now_queued
 
         beat = asyncio.create_task(heartbeat())
         await asyncio.sleep(0.05)
@@ -164,6 +176,8 @@ def test_mysocket_connect_does_not_block_the_loop(tls_files):
             raise
         except Exception as err:   # whatever a wrong connect() raises: reported below
             outcome = f"{type(err).__name__}: {err}"
+        # Let the heartbeat wake once more: a stall that ends just now is its last, longest gap.
+        await asyncio.sleep(0.05)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
@@ -224,6 +238,49 @@ def test_mysocket_ping_roundtrip(impl, tls_files, tls_echo):
     expect(run.returncode == 0 and "<< ping" in run.stdout,
            f"no TLS round trip: exit status {run.returncode}, printed {run.stdout.strip()!r}, "
            f"errors {run.stderr.strip()[-600:]!r}")
+
+
+@pytest.mark.hint("mysocket-send-receive")
+def test_mysocket_receive_gives_up_after_its_timeout(tls_files, tls_echo):
+    """receive(timeout=0.3) when the server says nothing raises TimeoutError after ~0.3 s, and the connection lives on."""
+    from nonblock.mysocket import MySocket
+
+    timeout, patience = 0.3, 5.0
+
+    async def scenario() -> tuple[str, float, str]:
+        loop = asyncio.get_running_loop()
+        my_sock = MySocket("127.0.0.1", tls_echo, client_context(tls_files))
+        await my_sock.connect()
+        started = loop.time()
+        # Nothing was sent, so the echo server has nothing to say.
+        receiving = asyncio.ensure_future(my_sock.receive(timeout))
+        done, _ = await asyncio.wait({receiving}, timeout=patience)
+        took = loop.time() - started
+        if not done:
+            receiving.cancel()
+            await asyncio.wait({receiving})
+            outcome = "still waiting"
+        elif isinstance(receiving.exception(), TimeoutError):
+            outcome = "TimeoutError"
+        elif receiving.exception() is not None:
+            raise receiving.exception()   # NotImplementedError and the like: reported by run_scenario
+        else:
+            outcome = f"returned {receiving.result()!r}"
+        # After a time-out the conversation goes on: the next echo still arrives.
+        await my_sock.send("ping")
+        echo, problem = await collect(my_sock, want=4)
+        await my_sock.close()
+        return outcome, took, problem or echo
+
+    outcome, took, after = run_scenario(scenario)
+    expect(outcome != "still waiting", f"receive(timeout={timeout}) was still waiting {patience:.0f} s later, while the server "
+                            "said nothing: wait for the queue under asyncio.wait_for(…, timeout)")
+    expect(outcome == "TimeoutError",
+           f"receive(timeout={timeout}) with nothing to receive {outcome} after {took:.2f} s: it should raise "
+           "TimeoutError once the timeout has run out")
+    expect(took >= 0.8 * timeout, f"receive(timeout={timeout}) gave up after only {took:.3f} s: wait the whole timeout")
+    expect(after == "ping", f"after the time-out, the echo of 'ping' came back as {after!r}: a time-out must not "
+                            "end the conversation (nor lose what arrives next)")
 
 
 @pytest.mark.hint("mysocket-utf8")
