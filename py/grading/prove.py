@@ -34,8 +34,8 @@ def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | Non
     ref_outcome = ref["outcome"] if ref else "missing"
     starter_outcome = starter["outcome"] if starter else "missing"
     smoke = bool(ref and ref.get("smoke"))
-    if ref_outcome == "skipped":
-        return f"skipped on the reference: {ref['message'] if ref else ''}", None
+    if ref_outcome in ("skipped", "unjudged"):
+        return f"{ref_outcome} on the reference: {ref['message'] if ref else ''}", None
     if ref_outcome != "passed":
         return f"does not pass on the reference ({ref_outcome}: {ref['message'] if ref else ''})", False
     if smoke:
@@ -44,7 +44,7 @@ def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | Non
         return "passes on the reference, fails on the starter", True
     if starter_outcome == "passed":
         return "PASSES ON THE STARTER: the grader does not check the learner's code", False
-    if starter_outcome == "skipped":
+    if starter_outcome in ("skipped", "unjudged"):
         return f"skipped on the starter: {starter['message'] if starter else ''}", None
     if starter_outcome == "not run":
         return "did not run on the starter (an earlier test crashed or hung the session): not proven", False

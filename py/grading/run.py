@@ -199,12 +199,12 @@ def learner_paths(lab: Lab, compiler_output: str) -> str:
 
 
 def _line(name: str, record: dict[str, Any]) -> str:
-    mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-"}.get(record["outcome"], "?")
+    mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "unjudged": "?"}.get(record["outcome"], "?")
     if record.get("smoke"):
         mark = "·"  # a check of the talk's own code: shown, but not part of the learner's score
     text = f"  {mark} {name:<58} {record['duration']:6.2f}s"
-    if record["outcome"] == "skipped":
-        text += f"  skipped: {record['message']}"
+    if record["outcome"] in ("skipped", "unjudged"):
+        text += f"  {record['outcome']}: {record['message']}"
     elif record["outcome"] in ("failed", "error"):
         text += f"\n      {record['message']}"
     return text
@@ -240,6 +240,7 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
     not_run = [n for n, t in scored.items() if t["outcome"] == "not run"]
     passed = sum(t["outcome"] == "passed" for t in scored.values())
     skipped = sum(t["outcome"] == "skipped" for t in scored.values())
+    unjudged = [n for n, t in scored.items() if t["outcome"] == "unjudged"]
     total = len(scored)
     talk = len(graded.tests) - total
     if graded.problem:
@@ -249,6 +250,7 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
             n.split("::")[-1] for n in not_run[:8]) + (" …" if len(not_run) > 8 else ""))
     summary = (f"\n{lab.name}: {passed}/{total} passed" + (f", {skipped} skipped" if skipped else "")
                + (f", {len(not_run)} not run" if not_run else "")
+               + (f", {len(unjudged)} not judged (the machine was too busy: run again)" if unjudged else "")
                + (f" (· = {talk} checks of the talk's own code, not scored)" if talk else ""))
     print(f"{summary}  ({graded.seconds:.1f} s)")
     done = passed > 0 and passed + skipped == total and not graded.problem and not failed
@@ -268,6 +270,9 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
     if not failed:
         if graded.problem:
             print(f"{lab.name} is not done: the grading itself went wrong (✗ above).")
+        elif unjudged:
+            print(f"{lab.name} is not done yet: {len(unjudged)} tests could not judge on a machine this busy "
+                  "(? above). Run again.")
         elif total and skipped == total:
             print(f"{lab.name} could not be graded here: every test was skipped (the reasons are above; "
                   "`make doctor` says what this machine lacks).")

@@ -300,3 +300,12 @@ def test_status_json_records_each_test_and_hint_knows_a_finished_lab(workshop: P
     hint = subprocess.run([sys.executable, "-m", "grading.run", "hint", "1"], cwd=workshop, env=env,
                           capture_output=True, text=True, timeout=60)
     assert "lab1 is done ✓" in hint.stdout and "Hint 1" not in hint.stdout, hint.stdout
+
+
+def test_a_test_too_busy_to_judge_is_not_a_pass(workshop: Path) -> None:
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    grader.write_text("from grading.plugin import too_busy\n\ndef test_fine():\n    pass\n\n"
+                      "def test_timed():\n    too_busy('the reference itself would have been too slow')\n")
+    ran = make_lab(workshop)
+    assert ran.returncode == 1 and "1 not judged" in ran.stdout and "Run again" in ran.stdout, ran.stdout
+    assert "done ✓" not in ran.stdout
