@@ -152,15 +152,22 @@ def test_clients_that_vanish_do_not_kill_the_server(server: EchoServer) -> None:
         check_echo(srv.address, who="a client arriving after others vanished")
 
 
+# How long the flood's clients may wait for an answer. A correct server answers all 80 in a
+# few milliseconds (flood returns as soon as every client has one); the margin is for a busy
+# machine, where the server may not be scheduled for a while.
+FLOOD_WAIT = 5.0
+
+
 @pytest.mark.hint("emfile")
 def test_out_of_fds_it_neither_dies_nor_spins_and_recovers(server: EchoServer) -> None:
-    """With RLIMIT_NOFILE 48 and 80 clients: alive, serving, ~0 CPU; new clients served once fds free up."""
+    """With RLIMIT_NOFILE 48 and 80 clients: alive, serving, ~0 CPU, the rest refused (closed, not
+    left hanging); new clients served once fds free up, and no accepted fd left open."""
     with start_server(server.argv, env=server.env, nofile=48) as srv:
-        crowd = flood(srv.address, 80, wait=2.0)
+        crowd = flood(srv.address, 80, wait=FLOOD_WAIT)
         try:
             srv.assert_alive("when it ran out of file descriptors (accept failed with EMFILE)")
             assert crowd.echoed, (
-                f"80 clients arrived at a server allowed 48 fds: none got an echo within 2 s "
+                f"80 clients arrived at a server allowed 48 fds: none got an echo within {FLOOD_WAIT:g} s "
                 f"({len(crowd.refused)} refused, {len(crowd.waiting)} no answer)")
             cpu = srv.cpu_seconds()
             time.sleep(1.0)
@@ -170,6 +177,11 @@ def test_out_of_fds_it_neither_dies_nor_spins_and_recovers(server: EchoServer) -
                 "accept fails with EMFILE, the client stays queued, the listening socket stays readable, "
                 "epoll_wait returns at once, forever. Refuse the client (the spare-fd trick) or stop "
                 "watching the listening socket for a while")
+            assert not crowd.waiting, (
+                f"80 clients arrived at a server allowed 48 fds: {len(crowd.echoed)} got their echo, "
+                f"{len(crowd.refused)} were refused, and {len(crowd.waiting)} got neither an echo nor a refusal "
+                f"within {FLOOD_WAIT:g} s: they hang. A client that cannot be served must see its connection "
+                "closed: refuse_one accepts it on the spare fd and closes that fd at once")
             got = echo_on(crowd.socks[crowd.echoed[0]], b"still there?\n", timeout=2)
             assert got == b"still there?\n", (
                 f"out of fds, a client that was already connected sent a line and got {got!r}: "
@@ -185,6 +197,23 @@ def test_out_of_fds_it_neither_dies_nor_spins_and_recovers(server: EchoServer) -
             except AssertionError:
                 if time.monotonic() > deadline:
                     raise
+        leaked = _sockets_left_open(srv.pid, keep=1)
+        assert not leaked, (
+            f"every client has left, yet the server still holds {len(leaked)} socket(s) besides the listening "
+            f"one (fds {leaked[:8]} in /proc/PID/fd): an accepted connection that is never closed. Close the fd "
+            "of every client you refuse or drop")
+
+
+def _sockets_left_open(pid: int, keep: int, patience: float = 3.0) -> list[int]:
+    """The server's socket fds beyond the `keep` it holds for good (its listening socket), once
+    it has had `patience` seconds to notice that its clients closed (a busy machine may take a
+    while to schedule it); [] as soon as it is down to `keep`."""
+    deadline = time.monotonic() + patience
+    while True:
+        fds = proc.sockets(pid)
+        if len(fds) <= keep or time.monotonic() > deadline:
+            return fds[keep:] if len(fds) > keep else []
+        time.sleep(0.05)
 
 
 @pytest.mark.hint("idle-cpu")
@@ -205,6 +234,7 @@ def test_idle_server_uses_no_cpu(server: EchoServer) -> None:
 # ---- how it does it: one run under strace per server ----
 
 READS = ("read", "readv", "recv", "recvfrom", "recvmsg")
+SENDS = ("write", "send", "sendto")   # all three have the length as their third argument
 WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 
 
@@ -284,19 +314,24 @@ def traced(request: pytest.FixtureRequest, impl: Impl) -> TracedRun:
     return _traced_scenario(_server(request.param, impl))
 
 
-def _client_reads(tr: strace.Trace) -> list[strace.Call]:
-    """The read-like calls on sockets returned by accept (until they are closed)."""
+def _client_calls(tr: strace.Trace, names: tuple[str, ...]) -> list[strace.Call]:
+    """The calls named `names` on sockets returned by accept (until they are closed)."""
     clients: set[int] = set()
-    reads = []
+    found = []
     for call in tr.calls:
         fd = call.fd
         if call.name in ("accept", "accept4") and call.retval is not None and call.retval >= 0:
             clients.add(call.retval)
         elif call.name == "close" and fd is not None:
             clients.discard(fd)
-        elif call.name in READS and fd in clients:
-            reads.append(call)
-    return reads
+        elif call.name in names and fd in clients:
+            found.append(call)
+    return found
+
+
+def _client_reads(tr: strace.Trace) -> list[strace.Call]:
+    """The read-like calls on sockets returned by accept (until they are closed)."""
+    return _client_calls(tr, READS)
 
 
 @pytest.mark.hint("epoll-wait")
@@ -348,3 +383,53 @@ def test_runs_one_thread(traced: TracedRun) -> None:
         "point is one thread for all the clients")
     names = [t.name for t in traced.threads]
     assert len(names) == 1, f"with clients connected, the server had {len(names)} threads: {names}"
+
+
+@pytest.mark.hint("epoll-ctl-cost")
+def test_epoll_ctl_only_when_interest_changes(traced: TracedRun) -> None:
+    """epoll_ctl(EPOLL_CTL_MOD) only around a send that left echo pending: none for an echo sent whole.
+
+    A MOD is worth its syscall when the interest really changes: to RX_WRITABLE when a
+    send left part of the echo behind, back to RX_READABLE once it has drained. So there
+    can be at most two per send that could not take everything; the count is exact, and
+    does not depend on how fast the machine is.
+    """
+    tr = traced.check()
+    messages = [c for c in _client_reads(tr) if c.retval is not None and c.retval > 0]
+    blocked = [c for c in _client_calls(tr, SENDS) if _left_something(c)]
+    mods, unchanged = _interest_changes(tr)
+    assert mods <= 2 * len(blocked), (
+        f"{len(messages)} echoed messages cost {mods} epoll_ctl(EPOLL_CTL_MOD) calls ({unchanged} of them asked "
+        f"for the events already registered), though only {len(blocked)} send(s) left echo pending: at most "
+        f"{2 * len(blocked)} were needed. Each MOD is a syscall on every message; call rx_mod only when the "
+        "interest changes (compare with c->events)")
+
+
+def _left_something(send: strace.Call) -> bool:
+    """Did this send leave part of its buffer unsent (EAGAIN, or fewer bytes than asked)?"""
+    if send.errno in ("EAGAIN", "EWOULDBLOCK"):
+        return True
+    asked = send.arg(2)
+    return send.retval is not None and send.retval >= 0 and asked.isdigit() and send.retval < int(asked)
+
+
+def _interest_changes(tr: strace.Trace) -> tuple[int, int]:
+    """(EPOLL_CTL_MOD calls, those of them that set the events the fd already had)."""
+    registered: dict[str, str] = {}    # fd -> its events, as strace printed them
+    mods = unchanged = 0
+    for call in tr.named("epoll_ctl"):
+        op, fd, events = call.arg(1), call.arg(2), _events(call.arg(3))
+        if op == "EPOLL_CTL_ADD":
+            registered[fd] = events
+        elif op == "EPOLL_CTL_DEL":
+            registered.pop(fd, None)
+        elif op == "EPOLL_CTL_MOD":
+            mods += 1
+            unchanged += registered.get(fd) == events
+            registered[fd] = events
+    return mods, unchanged
+
+
+def _events(event: str) -> str:
+    """'EPOLLIN|EPOLLOUT' out of strace's '{events=EPOLLIN|EPOLLOUT, data={...}}'."""
+    return event.removeprefix("{").split(",", 1)[0].removeprefix("events=")
