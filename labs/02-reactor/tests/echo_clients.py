@@ -104,9 +104,15 @@ def runnable_seconds(pid: int) -> float:
     is not (on a loaded laptop it may get a quarter of a core), so "how much CPU did it
     burn" would let a spinning server pass exactly when the machine is busy. A server
     that sleeps in epoll_wait is runnable only for the moments it has work. From
-    /proc/PID/schedstat: nanoseconds on a CPU, nanoseconds waiting in the run queue."""
-    with open(f"/proc/{pid}/schedstat") as f:
-        ran, waited = f.read().split()[:2]
+    /proc/PID/schedstat: nanoseconds on a CPU, nanoseconds waiting in the run queue. A kernel
+    built without it (no CONFIG_SCHED_INFO) leaves only the CPU time to go by."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+    except FileNotFoundError:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise
+        return proc.cpu_seconds(pid)
     return (int(ran) + int(waited)) / 1e9
 
 
