@@ -55,7 +55,8 @@ class Activity:
         return self.runnable > self.seconds / 2
 
     def __str__(self) -> str:
-        return (f"runnable {self.runnable:.2f} s of {self.seconds:.2f} s ({self.cpu:.2f} s on a CPU, the rest "
+        on_cpu = min(self.cpu, self.runnable)   # CPU time counts in 10 ms ticks: it may overshoot a little
+        return (f"runnable {self.runnable:.2f} s of {self.seconds:.2f} s ({on_cpu:.2f} s on a CPU, the rest "
                 "waiting for one)")
 
 
