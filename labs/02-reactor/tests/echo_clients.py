@@ -93,6 +93,28 @@ class Server:
     def cpu_seconds(self) -> float:
         return proc.cpu_seconds(self.pid)
 
+    def runnable_seconds(self) -> float:
+        return runnable_seconds(self.pid)
+
+
+def runnable_seconds(pid: int) -> float:
+    """Seconds pid's main thread has been runnable so far: on a CPU, or waiting for one.
+
+    A loop that spins is runnable all the time, however busy the machine is; its CPU time
+    is not (on a loaded laptop it may get a quarter of a core), so "how much CPU did it
+    burn" would let a spinning server pass exactly when the machine is busy. A server
+    that sleeps in epoll_wait is runnable only for the moments it has work. From
+    /proc/PID/schedstat: nanoseconds on a CPU, nanoseconds waiting in the run queue. A kernel
+    built without it (no CONFIG_SCHED_INFO) leaves only the CPU time to go by."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+    except FileNotFoundError:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise
+        return proc.cpu_seconds(pid)
+    return (int(ran) + int(waited)) / 1e9
+
 
 def _limit_fds(nofile: int | None) -> None:
     """preexec_fn: runs in the child before exec, sets its RLIMIT_NOFILE."""
