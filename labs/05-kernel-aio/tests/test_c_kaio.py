@@ -3,19 +3,23 @@
 The first tests check the result (every byte, with both APIs, O_DIRECT and buffered); the
 others check the mechanism under strace -f: io_setup/io_submit/io_getevents on the main
 thread and no thread created at all, the file opened with O_DIRECT, a misaligned request
-refused before any io_submit, never more than --depth requests in flight, the eventfd in
-the reactor. The last ones measure the talk's caveats on this machine. By hand:
+refused before any io_submit (and, unchecked, the kernel's EINVAL handed back), never more
+than --depth requests in flight, the eventfd in the reactor; and in /proc/PID/fdinfo while
+reads are in flight (kaio_cat --pause): the file still O_DIRECT, the eventfd non-blocking.
+The last ones measure the talk's caveats on this machine. By hand:
 
     cd build/data && ../bin/kaio_cat kaio-lab5.bin --reactor
     strace -f -e trace=io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
+    ../bin/kaio_cat kaio-lab5.bin --reactor --pause     # then: grep flags /proc/PID/fdinfo/*
     ../bin/kaio_caveats kaio-lab5.bin
 """
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
-from lab5_kaio import DataFile, cat_argv, check_data, explain, file_opens, parse_report, run, traced
+from lab5_kaio import DataFile, Paused, cat_argv, check_data, explain, file_opens, parse_report, paused, run, traced
 
 from grading.plugin import Impl
 
@@ -87,6 +91,22 @@ def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args:
         "sees it (which would only answer EINVAL)")
 
 
+@pytest.mark.hint("kernel-error")
+@pytest.mark.parametrize("api", APIS)
+def test_kernel_error_reaches_the_caller(impl: Impl, data: DataFile, api: str) -> None:
+    """--offset 100 --unchecked: the kernel answers EINVAL in each io_event (res=-22); ka_reap hands it back, kaio_cat fails."""
+    args = ["--api", api, "--offset", "100", "--unchecked"]
+    tr = traced(cat_argv(impl, data, *args), data)
+    answers = [c for c in tr.named("io_getevents", "io_pgetevents") if "res=-22," in c.args]
+    assert answers, (f"strace shows no io_event with res=-22 (EINVAL), the kernel's answer to a misaligned O_DIRECT "
+                     f"read that ka_check did not stop: {explain(tr)}")
+    said = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else "(nothing on stderr)"
+    assert tr.returncode == 1 and "Invalid argument" in said, (
+        f"the kernel answered res=-22 (EINVAL) in {len(answers)} io_getevents, but kaio_cat {' '.join(args)} "
+        f"ended with exit code {tr.returncode} and said {said!r}: the error never reached it. ka_reap hands back "
+        "res as a signed long, -errno for a failed request (libaio's io_event.res is unsigned: cast it to long)")
+
+
 def in_flight(tr_calls: list[tuple[float, int]]) -> int:
     """The most requests in flight, replaying (time, +taken or -reaped) in order."""
     now = worst = 0
@@ -99,9 +119,13 @@ def in_flight(tr_calls: list[tuple[float, int]]) -> int:
 @pytest.mark.hint("depth")
 @pytest.mark.parametrize("api", APIS)
 def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None:
-    """--depth 5 --batch 3: no io_submit carries more than 3 iocbs, never more than 5 in flight (strace and report)."""
-    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3"), data)
-    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3")
+    """--depth 5 --batch 3 --slots 16: 16 queued, no io_submit carries more than 3 iocbs, never more than 5 in flight.
+
+    --slots 16 lets kaio_cat queue more requests than the depth, so only ka_submit keeps the
+    bound (strace's io_submit/io_getevents replayed, and the program's own count).
+    """
+    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3", "--slots", "16"), data)
+    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3 --slots 16")
     submits = tr.named("io_submit")
     sizes = [int(c.arg(1)) for c in submits]
     assert sizes and max(sizes) <= 3, f"io_submit was asked for {max(sizes, default=0)} iocbs at once; --batch is 3"
@@ -110,8 +134,11 @@ def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None
     events = [(c.start + (c.duration or 0), c.retval or 0) for c in submits]
     events += [(c.start + (c.duration or 0), -(c.retval or 0)) for c in tr.named("io_getevents", "io_pgetevents")]
     worst = in_flight(events)
-    assert 3 < worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
-                            "io_getevents); with --depth 5 it must never exceed 5, and should reach it")
+    assert worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
+                        "io_getevents) with --depth 5 and 16 queued: ka_submit must never let more than the depth go; "
+                        "the room left is depth - in_flight")
+    assert worst > 3, (f"strace shows at most {worst} requests in flight with --depth 5 and 16 queued: the depth "
+                       "should be reached (submit again while there is room and something queued)")
     mine = int(report.number("scheduling", r"max in flight (\d+)"))
     assert mine <= 5, f"the program's own count says {mine} in flight at once (depth 5)"
 
@@ -181,6 +208,50 @@ def test_reactor_wakes_on_eventfd(impl: Impl, data: DataFile, api: str) -> None:
         f"{len(sleepers)} io_getevents with min_nr > 0: in the reactor the only place to sleep is epoll_wait; "
         "once the eventfd fired, reap with min_nr=0")
     assert report.number("reactor", r"(\d+) completions") == -(-data.size // 65536)
+
+
+def flags_in_flight(impl: Impl, data: DataFile, which: str, *args: str) -> tuple[int, dict[int, int], Paused]:
+    """kaio_cat ARGS --pause: how many requests were in flight, and the fdinfo flags of the fds `which` picks."""
+    seen = paused(impl, data, *args)
+    what = " ".join(args)
+    assert seen.reached and seen.ended is not None, (
+        f"kaio_cat {what} --pause ended before any request was in flight: {explain(seen.ended) if seen.ended else ''}")
+    n = int(re.search(r"(\d+) requests in flight", seen.said[-1]).group(1))  # type: ignore[union-attr]
+    fds = seen.file_fds(data) if which == "file" else seen.eventfds()
+    assert fds, (f"no {which} fd open while kaio_cat {what} had {n} reads in flight (open fds: {seen.fds})"
+                 + ("; ka_use_eventfd makes one" if which == "eventfd" else ""))
+    return n, {fd: seen.flags[fd] for fd in fds}, seen
+
+
+@pytest.mark.hint("o-direct")
+@pytest.mark.parametrize("api", APIS)
+def test_file_stays_o_direct_in_flight(impl: Impl, data: DataFile, api: str) -> None:
+    """Paused with reads in flight (--pause): every fd of the file still has O_DIRECT (/proc/PID/fdinfo flags)."""
+    n, flags, seen = flags_in_flight(impl, data, "file", "--api", api)
+    for fd, f in flags.items():
+        assert f & os.O_DIRECT, (
+            f"fd {fd} of {data.name} has flags 0{f:o} while {n} reads are in flight: O_DIRECT (0{os.O_DIRECT:o}) "
+            "is gone, something cleared it after open (fcntl F_SETFL?). The reads then go through the page cache "
+            "and io_submit does each one itself (caveat 1): keep O_DIRECT, and let ka_check refuse what it cannot do")
+    assert seen.ended is not None
+    check_data(seen.ended, data, f"kaio_cat --api {api} --pause")
+
+
+@pytest.mark.hint("eventfd")
+@pytest.mark.parametrize("api", APIS)
+def test_eventfd_is_nonblocking(impl: Impl, data: DataFile, api: str) -> None:
+    """Paused with reads in flight (--reactor --pause): the eventfd is O_NONBLOCK and close-on-exec (/proc/PID/fdinfo)."""
+    n, flags, seen = flags_in_flight(impl, data, "eventfd", "--api", api, "--reactor")
+    for fd, f in flags.items():
+        assert f & os.O_NONBLOCK, (
+            f"the eventfd (fd {fd}) has flags 0{f:o} with {n} reads in flight: no O_NONBLOCK (0{os.O_NONBLOCK:o}), "
+            "so its read with the counter at 0 would put the reactor's only thread to sleep outside epoll_wait: "
+            "eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
+        assert f & os.O_CLOEXEC, (
+            f"the eventfd (fd {fd}) has flags 0{f:o}: no close-on-exec (0{os.O_CLOEXEC:o}), a program this one "
+            "starts would inherit it: eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
+    assert seen.ended is not None
+    check_data(seen.ended, data, f"kaio_cat --api {api} --reactor --pause")
 
 
 def caveats(impl: Impl, data: DataFile) -> dict[str, str]:
