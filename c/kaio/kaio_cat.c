@@ -198,7 +198,7 @@ static void on_completion(struct rx *rx, int fd, unsigned events, void *arg)
     (void)events;
     (void)arg;
     cat.wakeups++;
-    cat.where = "reading the eventfd (ka_eventfd_drain)";
+    cat.where = "reading the eventfd (ka_eventfd_drain: an eventfd is read 8 bytes at a time, a uint64_t)";
     long n = ka_eventfd_drain(cat.k);
     int ret = n < 0 ? (int)n : 0;
     /* min_nr 0: only what is done now; never sleep in io_getevents inside a callback. */
@@ -235,9 +235,9 @@ static int run_blocking(void)
         if (ret == 0) {
             /* Nothing in WAIT_MS although ka.c counts requests in flight: it counts some the
              * kernel never took, or reaped ones it did not subtract. */
-            static char where[160];
+            static char where[200];
             snprintf(where, sizeof(where), "io_getevents waited %d s for one of the %d requests ka.c counts in "
-                     "flight, and none came (counted but never taken by io_submit?)", WAIT_MS / 1000, cat.k->in_flight);
+                     "flight, and none came: counted in flight but never taken by io_submit, or reaped and not subtracted?", WAIT_MS / 1000, cat.k->in_flight);
             cat.where = where;
             return -ETIMEDOUT;
         }

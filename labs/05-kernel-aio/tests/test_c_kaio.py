@@ -168,6 +168,11 @@ def test_eagain_then_recovery(impl: Impl, data: DataFile, api: str) -> None:
     assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
     line = parse_report(proc.stdout).lines.get("caveat 3", "")
     assert "none (EAGAIN)" in line, f"the second io_submit into a full context should fail with EAGAIN: {line!r}"
+    eagain = re.search(r"partial \d+, eagain (\d+);", line)
+    assert eagain and int(eagain.group(1)) >= 1, (
+        f"the second ka_submit into a full context took none, but ka_io_submit counted {eagain and eagain.group(1)} "
+        f"EAGAIN: ops->submit did not hand back -EAGAIN ({line!r}). syscall(2) returns -1 and sets errno: return "
+        "-errno; libaio returns -errno itself and does not set errno: return what it returned")
     m = re.search(r"(\d+) of 256 done", line)
     assert m and m.group(1) == "256", f"not every read finished after requeueing: {line!r}"
 
