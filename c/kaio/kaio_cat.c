@@ -139,6 +139,13 @@ static int settle(const struct ka_done *d)
         return (int)d->res;
     }
     size_t got = (size_t)d->res;
+    if (got > c.len) {
+        /* The kernel never returns more than asked: a -errno was turned into a count. */
+        fprintf(stderr, "kaio_cat: a read of %zu bytes at offset %lld came back with res %ld, more than asked: "
+                "a -errno kept in an unsigned variable?\n", c.len, (long long)c.off, d->res);
+        cat.where = NULL;
+        return -EIO;
+    }
     cat.bytes += (long)got;
     if (got == c.len)
         return 0;

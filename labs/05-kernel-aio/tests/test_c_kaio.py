@@ -281,8 +281,23 @@ def test_caveat1_buffered_io_submit_blocks(impl: Impl, data: DataFile) -> None:
         seen.append((single, batch))
         if single >= 3 and batch >= 2:
             return
-    pytest.fail(f"buffered/O_DIRECT io_submit time ratios (single 4 MiB, batch of 64): {seen}; expected >= 3 and "
-                ">= 2: buffered io_submit should wait for the disk, O_DIRECT only queue the request", pytrace=False)
+    submit, read = direct_times(lines.get("caveat 1 single", ""))
+    if submit >= read / 2:
+        pytest.fail(f"buffered/O_DIRECT io_submit time ratios (single 4 MiB, batch of 64): {seen}, expected >= 3 and "
+                    f">= 2: the O_DIRECT io_submit took {submit:.6f} s of the {read:.6f} s its read needed, so it did "
+                    "the read itself, as a buffered one does. Is the file still O_DIRECT when the iocb is submitted?",
+                    pytrace=False)
+    pytest.fail(f"the machine was too busy to judge this: run again. Buffered/O_DIRECT io_submit time ratios (single "
+                f"4 MiB, batch of 64): {seen}, expected >= 3 and >= 2, although the O_DIRECT io_submit only queued "
+                f"its read ({submit:.6f} s of the {read:.6f} s it took), as it should. (A RAM-backed disk, where "
+                "both are instant, never shows it.)", pytrace=False)
+
+
+def direct_times(line: str) -> tuple[float, float]:
+    """From `caveat 1 single`: the O_DIRECT io_submit's time, and the time its read took to complete."""
+    m = re.search(r"O_DIRECT io_submit ([0-9.]+) s.*completed ([0-9.]+) s after", line)
+    assert m is not None, f"kaio_caveats printed no O_DIRECT times: {line!r}"
+    return float(m.group(1)), float(m.group(2))
 
 
 @pytest.mark.hint("caveat-metadata")
@@ -294,5 +309,9 @@ def test_caveat2_allocating_write_blocks(impl: Impl, data: DataFile) -> None:
         seen.append(ratio(line))
         if seen[-1] >= 1.5:
             return
-    pytest.fail(f"allocating/overwriting io_submit time ratios: {seen}; expected >= 1.5: the write into new blocks "
-                "waits for the filesystem's metadata inside io_submit", pytrace=False)
+    # Every write was checked by kaio_caveats (res = all its bytes): the learner's part is right,
+    # only the timing did not show, which a busy machine (or a filesystem that allocates
+    # lazily) does.
+    pytest.fail(f"the machine was too busy to judge this: run again. Allocating/overwriting io_submit time ratios: "
+                f"{seen}, expected >= 1.5 (the write into new blocks waits for the filesystem's metadata inside "
+                "io_submit); every write itself was right", pytrace=False)
