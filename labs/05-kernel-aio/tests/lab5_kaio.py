@@ -60,10 +60,8 @@ SYSCALLS = {
                 441: "epoll_pwait2"},
 }
 
-# What each of them, never ending or made again and again, most likely means here.
-WHY = {
-    "io_submit": ("io_submit was called again and again with no io_getevents between: after EAGAIN (the context "
-                  "is full) ka_submit must stop and return; only a ka_reap makes room"),
+# What each of them most likely means here, when the program sleeps in it for ever...
+ASLEEP = {
     "io_getevents": ("io_getevents waits for completions that cannot come: min_nr larger than what the kernel really "
                      "has in flight (requests counted in flight that io_submit never took?)"),
     "epoll_wait": ("epoll_wait waits for an eventfd nobody bumps: every iocb must name it (IOCB_FLAG_RESFD and "
@@ -71,12 +69,19 @@ WHY = {
     "read": ("a read that waits: reading an eventfd whose counter is 0 blocks, unless it was made with "
              "EFD_NONBLOCK"),
 }
+# ... or makes it again and again, never sleeping.
+SPINNING = {
+    "io_submit": ("io_submit was called again and again with no io_getevents between: after EAGAIN (the context "
+                  "is full) ka_submit must stop and return; only a ka_reap makes room"),
+    "epoll_wait": ("epoll_wait returned at once, again and again: the eventfd stays readable while its counter is "
+                   "not read back to 0 (ka_eventfd_drain reads it)"),
+}
 SAME = {"io_pgetevents": "io_getevents", "epoll_pwait": "epoll_wait", "epoll_pwait2": "epoll_wait",
         "pread64": "read"}
 
 
-def why(call: str) -> str:
-    return WHY.get(SAME.get(call, call), "")
+def why(call: str, spinning: bool) -> str:
+    return (SPINNING if spinning else ASLEEP).get(SAME.get(call, call), "")
 
 
 def syscall_now(pid: int) -> str:
@@ -135,7 +140,7 @@ def what_it_does(pid: int, looks: int = 40) -> str:
         top, n = calls.most_common(1)[0] if calls else ("", 0)
         doing = (f"it was asleep inside {top} in {n} of {seen} looks" if top
                  else f"it was in state {states.most_common(1)[0][0]} in most of {seen} looks")
-    cause = why(top)
+    cause = why(top, states["R"] > seen // 2)
     return doing + (f": {cause}" if cause else "")
 
 
@@ -145,17 +150,18 @@ def what_it_did(tr: strace.Trace) -> str:
     if not calls:
         return "strace saw no system call of it"
     last = calls[-1]
-    if last.duration is None:
-        doing = f"it was asleep inside {last.name}({last.args[:100]}), which never returned"
+    if last.duration is None or last.result.startswith("?") or "ERESTART" in last.result:
+        # Still inside it, or interrupted by the grader's SIGTERM: it slept there.
+        doing = f"it was asleep inside {last.name}({last.args[:100]}) when it was stopped"
+        cause = why(last.name, spinning=False)
     else:
         same = 0
         for c in reversed(calls):
             if (c.name, c.result) != (last.name, last.result):
                 break
             same += 1
-        answer = last.errno or last.result
-        doing = f"its last {same} system calls were all {last.name} answering {answer}"
-    cause = why(last.name)
+        doing = f"its last {same} system calls were all {last.name} answering {last.errno or last.result}"
+        cause = why(last.name, spinning=same > 1)
     return doing + (f": {cause}" if cause else "")
 
 
