@@ -214,8 +214,12 @@ class Paused:
     said: list[str] = field(default_factory=list)       # stdout up to the "paused:" line
     reached: bool = False                               # it paused (False: it ended or stalled first)
     fds: dict[int, str] = field(default_factory=dict)   # fd -> what it points at (/proc/PID/fd)
-    flags: dict[int, int] = field(default_factory=dict) # fd -> open-file flags (/proc/PID/fdinfo)
+    info: dict[int, dict[str, str]] = field(default_factory=dict)   # fd -> /proc/PID/fdinfo/FD
     ended: subprocess.CompletedProcess[str] | None = None   # the whole run, after Enter
+
+    def flags(self, fd: int) -> int:
+        """The open-file flags of fd (test with os.O_DIRECT, os.O_NONBLOCK, ...)."""
+        return int(self.info[fd]["flags"], 8)
 
     def file_fds(self, data: DataFile) -> list[int]:
         return [fd for fd, target in self.fds.items() if os.path.basename(target) == data.name]
@@ -242,7 +246,7 @@ def paused(impl: Impl, data: DataFile, *args: str, timeout: float = 30) -> Pause
             seen.said.append(line)
             if line.startswith("paused:"):
                 seen.fds = proc.fds(p.pid)
-                seen.flags = {fd: proc.fd_flags(p.pid, fd) for fd in seen.fds}
+                seen.info = {fd: proc.fdinfo(p.pid, fd) for fd in seen.fds}
                 seen.reached = True
         try:
             out, err = p.communicate(b"\n", timeout=timeout)
