@@ -227,6 +227,23 @@ static void on_completion(struct rx *rx, int fd, unsigned events, void *arg)
     }
 }
 
+/* ka_reap(min_nr 1, WAIT_MS) returned none after `waited` seconds: say why it cannot be. */
+static int nothing_reaped(double waited)
+{
+    static char where[240];
+    if (waited < WAIT_MS / 2000.0)
+        /* Asked to wait, it did not: a poll. */
+        snprintf(where, sizeof(where), "io_getevents returned no event after %.6f s, although asked to wait up to "
+                 "%d s for at least 1 (min_nr or the timeout did not reach it)", waited, WAIT_MS / 1000);
+    else
+        /* Nothing in WAIT_MS although ka.c counts requests in flight. */
+        snprintf(where, sizeof(where), "io_getevents waited %d s for one of the %d requests ka.c counts in flight, "
+                 "and none came: counted in flight but never taken by io_submit, or reaped and not subtracted?",
+                 WAIT_MS / 1000, cat.k->in_flight);
+    cat.where = where;
+    return -ETIMEDOUT;
+}
+
 static int run_blocking(void)
 {
     while (busy()) {
@@ -236,18 +253,12 @@ static int run_blocking(void)
         pause_in_flight();
         if (cat.k->in_flight == 0)
             continue;
+        double t0 = ka_now();
         ret = reap(1, WAIT_MS);
         if (ret < 0)
             return ret;
-        if (ret == 0) {
-            /* Nothing in WAIT_MS although ka.c counts requests in flight: it counts some the
-             * kernel never took, or reaped ones it did not subtract. */
-            static char where[200];
-            snprintf(where, sizeof(where), "io_getevents waited %d s for one of the %d requests ka.c counts in "
-                     "flight, and none came: counted in flight but never taken by io_submit, or reaped and not subtracted?", WAIT_MS / 1000, cat.k->in_flight);
-            cat.where = where;
-            return -ETIMEDOUT;
-        }
+        if (ret == 0)
+            return nothing_reaped(ka_now() - t0);
     }
     return 0;
 }
