@@ -22,6 +22,7 @@ import pytest
 from lab5_kaio import DataFile, Paused, cat_argv, check_data, explain, file_opens, parse_report, paused, run, traced
 
 from grading.plugin import Impl
+from xray.strace import Trace
 
 APIS = ["raw", "libaio"]
 
@@ -107,36 +108,47 @@ def test_kernel_error_reaches_the_caller(impl: Impl, data: DataFile, api: str) -
         "res as a signed long, -errno for a failed request (libaio's io_event.res is unsigned: cast it to long)")
 
 
-def in_flight(tr_calls: list[tuple[float, int]]) -> int:
-    """The most requests in flight, replaying (time, +taken or -reaped) in order."""
+def replay(tr: Trace, depth: int) -> tuple[int, list[tuple[int, int]]]:
+    """Replay strace's io_submit (+taken) and io_getevents (-reaped) in order.
+
+    Returns the most requests in flight at once, and for each io_submit (how many iocbs it
+    asked for, the room left under the depth just before it).
+    """
+    steps = [(c.end, +1, c) for c in tr.named("io_submit")]
+    steps += [(c.end, -1, c) for c in tr.named("io_getevents", "io_pgetevents")]
     now = worst = 0
-    for _, delta in sorted(tr_calls):
-        now += delta
+    submits = []
+    for _, sign, c in sorted(steps, key=lambda step: step[0]):
+        if sign > 0:
+            submits.append((int(c.arg(1)), depth - now))
+        now += sign * max(c.retval or 0, 0)   # a failed call (-1) took or returned nothing
         worst = max(worst, now)
-    return worst
+    return worst, submits
 
 
 @pytest.mark.hint("depth")
 @pytest.mark.parametrize("api", APIS)
 def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None:
-    """--depth 5 --batch 3 --slots 16: 16 queued, no io_submit carries more than 3 iocbs, never more than 5 in flight.
+    """--depth 5 --batch 3 --slots 16: 16 queued, io_submit carries min(3, room left), never more than 5 in flight.
 
     --slots 16 lets kaio_cat queue more requests than the depth, so only ka_submit keeps the
-    bound (strace's io_submit/io_getevents replayed, and the program's own count).
+    bound (strace's io_submit/io_getevents replayed, and the program's own count). How full
+    each batch can be depends on how many completions one io_getevents brings, which a busy
+    disk changes: so each io_submit is judged against the room it had, not by a share.
     """
     tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3", "--slots", "16"), data)
     report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3 --slots 16")
-    submits = tr.named("io_submit")
-    sizes = [int(c.arg(1)) for c in submits]
+    worst, submits = replay(tr, depth=5)
+    sizes = [asked for asked, _ in submits]
     assert sizes and max(sizes) <= 3, f"io_submit was asked for {max(sizes, default=0)} iocbs at once; --batch is 3"
-    assert sum(s > 1 for s in sizes) >= len(sizes) // 2, (
-        f"io_submit sizes {sizes}: most calls should carry a batch of several iocbs, not one each")
-    events = [(c.start + (c.duration or 0), c.retval or 0) for c in submits]
-    events += [(c.start + (c.duration or 0), -(c.retval or 0)) for c in tr.named("io_getevents", "io_pgetevents")]
-    worst = in_flight(events)
     assert worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
                         "io_getevents) with --depth 5 and 16 queued: ka_submit must never let more than the depth go; "
                         "the room left is depth - in_flight")
+    # The last two may find the queue nearly empty (the end of the file): not judged.
+    short = [(asked, room) for asked, room in submits[:-2] if asked < min(3, room)]
+    assert not short, (
+        f"{len(short)} of {len(submits)} io_submit calls carried fewer iocbs than could go, as (asked, room under "
+        f"the depth): {short[:6]}; with 16 queued, each call takes min(--batch 3, the room left): batch them")
     assert worst > 3, (f"strace shows at most {worst} requests in flight with --depth 5 and 16 queued: the depth "
                        "should be reached (submit again while there is room and something queued)")
     mine = int(report.number("scheduling", r"max in flight (\d+)"))
