@@ -1,7 +1,8 @@
 /* kaio_cat: read a file with Linux kernel AIO (io_submit), O_DIRECT, one thread, and report how. */
 /*
  * Usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]
- *                      [--block BYTES] [--ctx N] [--reactor] [--offset O] [--buffer-offset K]
+ *                      [--block BYTES] [--ctx N] [--slots N] [--reactor] [--offset O]
+ *                      [--buffer-offset K] [--unchecked] [--pause]
  *
  * Reads FILE into memory with up to --depth (8) requests of --block (64 KiB) bytes in
  * flight, at most --batch (4) iocbs per io_submit, and prints its CRC-32 (the number
@@ -12,11 +13,17 @@
  *   --buffered          through the page cache: io_submit then does the read itself
  *   --ctx N             io_setup(N): the context's size (default: depth). A tiny context
  *                       with a big depth shows io_submit taking fewer than asked, then EAGAIN
+ *   --slots N           requests prepared at once, queued or in flight (default: depth).
+ *                       More slots than --depth: ka_submit alone keeps the depth bound
  *   --reactor           completions bump an eventfd that sits in the lab-2 reactor: the
  *                       thread sleeps in epoll_wait and reaps with io_getevents(min_nr=0)
  *   --offset O          start reading at O (not a multiple of the alignment: refused)
  *   --buffer-offset K   read into memory K bytes past an aligned address (refused if K is
  *                       not a multiple of the memory alignment)
+ *   --unchecked         skip ka_check: a misaligned request goes to the kernel, whose only
+ *                       answer is EINVAL in the request's io_event (exit status 1)
+ *   --pause             once the first requests are in flight, print "paused: ..." and wait
+ *                       for a line on stdin: time to look at /proc/PID/fdinfo
  *
  * A request whose offset, length or buffer breaks the O_DIRECT alignment is refused
  * here, before any io_submit, with exit status 2 and the rule it breaks.
@@ -61,6 +68,8 @@ struct cat {
     long wakeups;                   /* reactor callbacks */
     int error;                      /* a -errno met in a reactor callback */
     int refused;                    /* ka_check said no: the message is printed */
+    int unchecked;                  /* --unchecked: ka_check is not asked */
+    int pause;                      /* --pause: stop once, with requests in flight */
     const char *where;              /* the step that failed, for the message */
 };
 
@@ -78,7 +87,7 @@ static int queue(int slot, off_t off, size_t len)
     char why[256];
     void *buf = cat.data + (off - cat.start);
     cat.where = "checking alignment (ka_check in ka.c)";
-    int ret = ka_check(&cat.al, cat.direct, buf, off, len, why, sizeof(why));
+    int ret = cat.unchecked ? 0 : ka_check(&cat.al, cat.direct, buf, off, len, why, sizeof(why));
     if (ret == -EINVAL) {
         fprintf(stderr, "kaio_cat: refused before io_submit: %s\n", why);
         cat.refused = 1;
@@ -130,6 +139,13 @@ static int settle(const struct ka_done *d)
         return (int)d->res;
     }
     size_t got = (size_t)d->res;
+    if (got > c.len) {
+        /* The kernel never returns more than asked: a -errno was turned into a count. */
+        fprintf(stderr, "kaio_cat: a read of %zu bytes at offset %lld came back with res %ld, more than asked: "
+                "a -errno kept in an unsigned variable?\n", c.len, (long long)c.off, d->res);
+        cat.where = NULL;
+        return -EIO;
+    }
     cat.bytes += (long)got;
     if (got == c.len)
         return 0;
@@ -163,6 +179,20 @@ static int reap(int min_nr, int timeout_ms)
     return got;
 }
 
+/* --pause: the first time requests are in flight, say so and wait for a line on stdin,
+ * while a grader looks at /proc/PID/fdinfo (the file's flags, the eventfd's). */
+static void pause_in_flight(void)
+{
+    char line[64];
+    if (!cat.pause || cat.k->in_flight == 0)
+        return;
+    cat.pause = 0;
+    printf("paused: pid %d, %d requests in flight; look at /proc/%d/fdinfo, then press Enter\n", (int)getpid(),
+           cat.k->in_flight, (int)getpid());
+    while (fgets(line, sizeof(line), stdin) != NULL && strchr(line, '\n') == NULL)
+        continue;
+}
+
 static int busy(void)
 {
     return cat.next < cat.size || cat.k->in_flight > 0 || cat.k->nqueued > 0;
@@ -175,7 +205,7 @@ static void on_completion(struct rx *rx, int fd, unsigned events, void *arg)
     (void)events;
     (void)arg;
     cat.wakeups++;
-    cat.where = "reading the eventfd (ka_eventfd_drain)";
+    cat.where = "reading the eventfd (ka_eventfd_drain: an eventfd is read 8 bytes at a time, a uint64_t)";
     long n = ka_eventfd_drain(cat.k);
     int ret = n < 0 ? (int)n : 0;
     /* min_nr 0: only what is done now; never sleep in io_getevents inside a callback. */
@@ -197,19 +227,38 @@ static void on_completion(struct rx *rx, int fd, unsigned events, void *arg)
     }
 }
 
+/* ka_reap(min_nr 1, WAIT_MS) returned none after `waited` seconds: say why it cannot be. */
+static int nothing_reaped(double waited)
+{
+    static char where[240];
+    if (waited < WAIT_MS / 2000.0)
+        /* Asked to wait, it did not: a poll. */
+        snprintf(where, sizeof(where), "io_getevents returned no event after %.6f s, although asked to wait up to "
+                 "%d s for at least 1 (min_nr or the timeout did not reach it)", waited, WAIT_MS / 1000);
+    else
+        /* Nothing in WAIT_MS although ka.c counts requests in flight. */
+        snprintf(where, sizeof(where), "io_getevents waited %d s for one of the %d requests ka.c counts in flight, "
+                 "and none came: counted in flight but never taken by io_submit, or reaped and not subtracted?",
+                 WAIT_MS / 1000, cat.k->in_flight);
+    cat.where = where;
+    return -ETIMEDOUT;
+}
+
 static int run_blocking(void)
 {
     while (busy()) {
         int ret = refill();
         if (ret < 0)
             return ret;
+        pause_in_flight();
         if (cat.k->in_flight == 0)
             continue;
+        double t0 = ka_now();
         ret = reap(1, WAIT_MS);
         if (ret < 0)
             return ret;
         if (ret == 0)
-            return -ETIMEDOUT;
+            return nothing_reaped(ka_now() - t0);
     }
     return 0;
 }
@@ -230,6 +279,8 @@ static int run_reactor(void)
     if (ret < 0)
         goto out;
     ret = refill();
+    if (ret == 0)
+        pause_in_flight();
     while (ret == 0 && busy()) {
         ret = rx_run_once(rx, WAIT_MS); /* the one place this thread sleeps: epoll_wait */
         if (ret == 0) {
@@ -247,14 +298,15 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]\n"
-                    "                     [--block BYTES] [--ctx N] [--reactor] [--offset O] [--buffer-offset K]\n");
+                    "                     [--block BYTES] [--ctx N] [--slots N] [--reactor] [--offset O]\n"
+                    "                     [--buffer-offset K] [--unchecked] [--pause]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     const struct ka_ops *ops = &ka_raw_ops;
-    int depth = 8, batch = 4, nr_events = 0, reactor = 0, fd = -1, status = 1, ret;
+    int depth = 8, batch = 4, nr_events = 0, slots = 0, reactor = 0, fd = -1, status = 1, ret;
     long block = 64 * 1024, buffer_offset = 0;
     void *mem = NULL;
     cat.direct = 1;
@@ -268,6 +320,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--direct")) cat.direct = 1;
         else if (!strcmp(a, "--buffered")) cat.direct = 0;
         else if (!strcmp(a, "--reactor")) reactor = 1;
+        else if (!strcmp(a, "--unchecked")) cat.unchecked = 1;
+        else if (!strcmp(a, "--pause")) cat.pause = 1;
+        else if (!strcmp(a, "--slots") && v) slots = atoi(argv[++i]);
         else if (!strcmp(a, "--depth") && v) depth = atoi(argv[++i]);
         else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--ctx") && v) nr_events = atoi(argv[++i]);
@@ -277,8 +332,10 @@ int main(int argc, char **argv)
         else if (a[0] != '-' && cat.name == NULL) cat.name = a;
         else usage();
     }
+    if (slots == 0)
+        slots = depth;
     if (cat.name == NULL || depth < 1 || depth > KA_MAX_SLOTS || batch < 1 || block < 1 || cat.start < 0 ||
-        buffer_offset < 0 || buffer_offset > 4096)
+        buffer_offset < 0 || buffer_offset > 4096 || slots < depth || slots > KA_MAX_SLOTS)
         usage();
     if (nr_events == 0)
         nr_events = depth;
@@ -303,8 +360,8 @@ int main(int argc, char **argv)
         fail("statx (what does O_DIRECT need here?)", ret);
         goto out;
     }
-    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d%s\n", ops->name,
-           cat.direct ? "O_DIRECT" : "buffered", depth, batch, cat.block, nr_events, reactor ? ", reactor" : "");
+    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", ops->name,
+           cat.direct ? "O_DIRECT" : "buffered", depth, batch, cat.block, nr_events, slots, reactor ? ", reactor" : "");
     printf("alignment: memory %zu, offset %zu (%s)\n", cat.al.mem, cat.al.off, cat.al.source);
     /* Room for whole blocks past the end (each read asks for a full block), aligned for
      * O_DIRECT: posix_memalign, since malloc only promises 16 bytes. */
@@ -316,7 +373,7 @@ int main(int argc, char **argv)
     }
     cat.data = (char *)mem + buffer_offset;
 
-    ret = ka_create(&cat.k, ops, fd, nr_events, depth, depth, batch);
+    ret = ka_create(&cat.k, ops, fd, nr_events, slots, depth, batch);
     if (ret < 0) {
         fail(ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)" : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
         goto out;

@@ -33,6 +33,7 @@
 #define LOOP_WAIT_MS 10000
 
 static const struct ka_ops *ops = &ka_raw_ops;
+static long short_write = -1; /* the res of a write that came back short, for the message */
 
 static int fail(const char *what, int err)
 {
@@ -77,9 +78,15 @@ static int one_round(int fd, int write, char *buf, size_t len, int n, double *su
         ret = ka_reap(k, 1, done, 64, LOOP_WAIT_MS);
         if (ret == 0)
             ret = -ETIMEDOUT;
-        for (int i = 0; i < ret; i++)
+        for (int i = 0; i < ret; i++) {
+            if (done[i].res >= 0 && write && (size_t)done[i].res != len) {
+                /* Every byte of a write lands (a read of a new file would find 0). */
+                short_write = done[i].res;
+                done[i].res = -EIO;
+            }
             if (done[i].res < 0)
                 ret = (int)done[i].res;
+        }
         got += ret > 0 ? ret : 0;
     }
     if (done_s != NULL)
@@ -152,6 +159,11 @@ static int caveat2(const char *name, char *buf, int repeat)
             err = one_round(fd, 1, buf, MIB, 1, &tover[r], NULL);
         close(fd);
         unlink(path);
+        if (err < 0 && short_write >= 0) {
+            fprintf(stderr, "kaio_caveats: caveat 2: a write of 1 MiB completed with res %ld: was it prepared as a "
+                    "write (IOCB_CMD_PWRITE, io_prep_pwrite) when ka_queue's write is set?\n", short_write);
+            return 1;
+        }
         if (err < 0)
             return fail("caveat 2: an O_DIRECT write", err);
     }

@@ -3,21 +3,26 @@
 The first tests check the result (every byte, with both APIs, O_DIRECT and buffered); the
 others check the mechanism under strace -f: io_setup/io_submit/io_getevents on the main
 thread and no thread created at all, the file opened with O_DIRECT, a misaligned request
-refused before any io_submit, never more than --depth requests in flight, the eventfd in
-the reactor. The last ones measure the talk's caveats on this machine. By hand:
+refused before any io_submit (and, unchecked, the kernel's EINVAL handed back), never more
+than --depth requests in flight, the eventfd in the reactor; and in /proc/PID/fdinfo while
+reads are in flight (kaio_cat --pause): the file still O_DIRECT, the eventfd non-blocking.
+The last ones measure the talk's caveats on this machine. By hand:
 
     cd build/data && ../bin/kaio_cat kaio-lab5.bin --reactor
     strace -f -e trace=io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
+    ../bin/kaio_cat kaio-lab5.bin --reactor --pause     # then: grep flags /proc/PID/fdinfo/*
     ../bin/kaio_caveats kaio-lab5.bin
 """
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
-from lab5_kaio import DataFile, cat_argv, check_data, explain, file_opens, parse_report, run, traced
+from lab5_kaio import DataFile, Paused, cat_argv, check_data, explain, file_opens, parse_report, paused, run, traced
 
 from grading.plugin import Impl
+from xray.strace import Trace
 
 APIS = ["raw", "libaio"]
 
@@ -87,31 +92,65 @@ def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args:
         "sees it (which would only answer EINVAL)")
 
 
-def in_flight(tr_calls: list[tuple[float, int]]) -> int:
-    """The most requests in flight, replaying (time, +taken or -reaped) in order."""
+@pytest.mark.hint("kernel-error")
+@pytest.mark.parametrize("api", APIS)
+def test_kernel_error_reaches_the_caller(impl: Impl, data: DataFile, api: str) -> None:
+    """--offset 100 --unchecked: the kernel answers EINVAL in each io_event (res=-22); ka_reap hands it back, kaio_cat fails."""
+    args = ["--api", api, "--offset", "100", "--unchecked"]
+    tr = traced(cat_argv(impl, data, *args), data)
+    answers = [c for c in tr.named("io_getevents", "io_pgetevents") if "res=-22," in c.args]
+    assert answers, (f"strace shows no io_event with res=-22 (EINVAL), the kernel's answer to a misaligned O_DIRECT "
+                     f"read that ka_check did not stop: {explain(tr)}")
+    said = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else "(nothing on stderr)"
+    assert tr.returncode == 1 and "Invalid argument" in said, (
+        f"the kernel answered res=-22 (EINVAL) in {len(answers)} io_getevents, but kaio_cat {' '.join(args)} "
+        f"ended with exit code {tr.returncode} and said {said!r}: the error never reached it. ka_reap hands back "
+        "res as a signed long, -errno for a failed request (libaio's io_event.res is unsigned: cast it to long)")
+
+
+def replay(tr: Trace, depth: int) -> tuple[int, list[tuple[int, int]]]:
+    """Replay strace's io_submit (+taken) and io_getevents (-reaped) in order.
+
+    Returns the most requests in flight at once, and for each io_submit (how many iocbs it
+    asked for, the room left under the depth just before it).
+    """
+    steps = [(c.end, +1, c) for c in tr.named("io_submit")]
+    steps += [(c.end, -1, c) for c in tr.named("io_getevents", "io_pgetevents")]
     now = worst = 0
-    for _, delta in sorted(tr_calls):
-        now += delta
+    submits = []
+    for _, sign, c in sorted(steps, key=lambda step: step[0]):
+        if sign > 0:
+            submits.append((int(c.arg(1)), depth - now))
+        now += sign * max(c.retval or 0, 0)   # a failed call (-1) took or returned nothing
         worst = max(worst, now)
-    return worst
+    return worst, submits
 
 
 @pytest.mark.hint("depth")
 @pytest.mark.parametrize("api", APIS)
 def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None:
-    """--depth 5 --batch 3: no io_submit carries more than 3 iocbs, never more than 5 in flight (strace and report)."""
-    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3"), data)
-    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3")
-    submits = tr.named("io_submit")
-    sizes = [int(c.arg(1)) for c in submits]
+    """--depth 5 --batch 3 --slots 16: 16 queued, io_submit carries min(3, room left), never more than 5 in flight.
+
+    --slots 16 lets kaio_cat queue more requests than the depth, so only ka_submit keeps the
+    bound (strace's io_submit/io_getevents replayed, and the program's own count). How full
+    each batch can be depends on how many completions one io_getevents brings, which a busy
+    disk changes: so each io_submit is judged against the room it had, not by a share.
+    """
+    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3", "--slots", "16"), data)
+    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3 --slots 16")
+    worst, submits = replay(tr, depth=5)
+    sizes = [asked for asked, _ in submits]
     assert sizes and max(sizes) <= 3, f"io_submit was asked for {max(sizes, default=0)} iocbs at once; --batch is 3"
-    assert sum(s > 1 for s in sizes) >= len(sizes) // 2, (
-        f"io_submit sizes {sizes}: most calls should carry a batch of several iocbs, not one each")
-    events = [(c.start + (c.duration or 0), c.retval or 0) for c in submits]
-    events += [(c.start + (c.duration or 0), -(c.retval or 0)) for c in tr.named("io_getevents", "io_pgetevents")]
-    worst = in_flight(events)
-    assert 3 < worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
-                            "io_getevents); with --depth 5 it must never exceed 5, and should reach it")
+    assert worst <= 5, (f"strace shows up to {worst} requests in flight (taken by io_submit, not yet returned by "
+                        "io_getevents) with --depth 5 and 16 queued: ka_submit must never let more than the depth go; "
+                        "the room left is depth - in_flight")
+    # The last two may find the queue nearly empty (the end of the file): not judged.
+    short = [(asked, room) for asked, room in submits[:-2] if asked < min(3, room)]
+    assert not short, (
+        f"{len(short)} of {len(submits)} io_submit calls carried fewer iocbs than could go, as (asked, room under "
+        f"the depth): {short[:6]}; with 16 queued, each call takes min(--batch 3, the room left): batch them")
+    assert worst > 3, (f"strace shows at most {worst} requests in flight with --depth 5 and 16 queued: the depth "
+                       "should be reached (submit again while there is room and something queued)")
     mine = int(report.number("scheduling", r"max in flight (\d+)"))
     assert mine <= 5, f"the program's own count says {mine} in flight at once (depth 5)"
 
@@ -141,6 +180,11 @@ def test_eagain_then_recovery(impl: Impl, data: DataFile, api: str) -> None:
     assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
     line = parse_report(proc.stdout).lines.get("caveat 3", "")
     assert "none (EAGAIN)" in line, f"the second io_submit into a full context should fail with EAGAIN: {line!r}"
+    eagain = re.search(r"partial \d+, eagain (\d+);", line)
+    assert eagain and int(eagain.group(1)) >= 1, (
+        f"the second ka_submit into a full context took none, but ka_io_submit counted {eagain and eagain.group(1)} "
+        f"EAGAIN: ops->submit did not hand back -EAGAIN ({line!r}). syscall(2) returns -1 and sets errno: return "
+        "-errno; libaio returns -errno itself and does not set errno: return what it returned")
     m = re.search(r"(\d+) of 256 done", line)
     assert m and m.group(1) == "256", f"not every read finished after requeueing: {line!r}"
 
@@ -183,6 +227,55 @@ def test_reactor_wakes_on_eventfd(impl: Impl, data: DataFile, api: str) -> None:
     assert report.number("reactor", r"(\d+) completions") == -(-data.size // 65536)
 
 
+def flags_in_flight(impl: Impl, data: DataFile, which: str, *args: str) -> tuple[int, dict[int, int], Paused]:
+    """kaio_cat ARGS --pause: how many requests were in flight, and the fdinfo flags of the fds `which` picks."""
+    seen = paused(impl, data, *args)
+    what = " ".join(args)
+    assert seen.reached and seen.ended is not None, (
+        f"kaio_cat {what} --pause ended before any request was in flight: {explain(seen.ended) if seen.ended else ''}")
+    n = int(re.search(r"(\d+) requests in flight", seen.said[-1]).group(1))  # type: ignore[union-attr]
+    fds = seen.file_fds(data) if which == "file" else seen.eventfds()
+    assert fds, (f"no {which} fd open while kaio_cat {what} had {n} reads in flight (open fds: {seen.fds})"
+                 + ("; ka_use_eventfd makes one" if which == "eventfd" else ""))
+    return n, {fd: seen.flags(fd) for fd in fds}, seen
+
+
+@pytest.mark.hint("o-direct")
+@pytest.mark.parametrize("api", APIS)
+def test_file_stays_o_direct_in_flight(impl: Impl, data: DataFile, api: str) -> None:
+    """Paused with reads in flight (--pause): every fd of the file still has O_DIRECT (/proc/PID/fdinfo flags)."""
+    n, flags, seen = flags_in_flight(impl, data, "file", "--api", api)
+    for fd, f in flags.items():
+        assert f & os.O_DIRECT, (
+            f"fd {fd} of {data.name} has flags 0{f:o} while {n} reads are in flight: O_DIRECT (0{os.O_DIRECT:o}) "
+            "is gone, something cleared it after open (fcntl F_SETFL?). The reads then go through the page cache "
+            "and io_submit does each one itself (caveat 1): keep O_DIRECT, and let ka_check refuse what it cannot do")
+    assert seen.ended is not None
+    check_data(seen.ended, data, f"kaio_cat --api {api} --pause")
+
+
+@pytest.mark.hint("eventfd")
+@pytest.mark.parametrize("api", APIS)
+def test_eventfd_is_nonblocking(impl: Impl, data: DataFile, api: str) -> None:
+    """Paused with reads in flight (--reactor --pause): the eventfd is O_NONBLOCK, close-on-exec, a counter (fdinfo)."""
+    n, flags, seen = flags_in_flight(impl, data, "eventfd", "--api", api, "--reactor")
+    for fd, f in flags.items():
+        assert f & os.O_NONBLOCK, (
+            f"the eventfd (fd {fd}) has flags 0{f:o} with {n} reads in flight: no O_NONBLOCK (0{os.O_NONBLOCK:o}), "
+            "so its read with the counter at 0 would put the reactor's only thread to sleep outside epoll_wait: "
+            "eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
+        assert f & os.O_CLOEXEC, (
+            f"the eventfd (fd {fd}) has flags 0{f:o}: no close-on-exec (0{os.O_CLOEXEC:o}), a program this one "
+            "starts would inherit it: eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
+        # Linux >= 6.6 says it in fdinfo; older kernels do not, and this check then has nothing to read.
+        assert seen.info[fd].get("eventfd-semaphore", "0") == "0", (
+            f"the eventfd (fd {fd}) is a semaphore (EFD_SEMAPHORE in fdinfo): each read takes 1 from its counter "
+            "instead of all the completions since the last read, so the reactor wakes once per completion, and "
+            "again with nothing to reap: eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
+    assert seen.ended is not None
+    check_data(seen.ended, data, f"kaio_cat --api {api} --reactor --pause")
+
+
 def caveats(impl: Impl, data: DataFile) -> dict[str, str]:
     proc = run(impl, "kaio_caveats", data, "--repeat", "5", timeout=60)
     assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
@@ -205,8 +298,23 @@ def test_caveat1_buffered_io_submit_blocks(impl: Impl, data: DataFile) -> None:
         seen.append((single, batch))
         if single >= 3 and batch >= 2:
             return
-    pytest.fail(f"buffered/O_DIRECT io_submit time ratios (single 4 MiB, batch of 64): {seen}; expected >= 3 and "
-                ">= 2: buffered io_submit should wait for the disk, O_DIRECT only queue the request", pytrace=False)
+    submit, read = direct_times(lines.get("caveat 1 single", ""))
+    if submit >= read / 2:
+        pytest.fail(f"buffered/O_DIRECT io_submit time ratios (single 4 MiB, batch of 64): {seen}, expected >= 3 and "
+                    f">= 2: the O_DIRECT io_submit took {submit:.6f} s of the {read:.6f} s its read needed, so it did "
+                    "the read itself, as a buffered one does. Is the file still O_DIRECT when the iocb is submitted?",
+                    pytrace=False)
+    pytest.fail(f"the machine was too busy to judge this: run again. Buffered/O_DIRECT io_submit time ratios (single "
+                f"4 MiB, batch of 64): {seen}, expected >= 3 and >= 2, although the O_DIRECT io_submit only queued "
+                f"its read ({submit:.6f} s of the {read:.6f} s it took), as it should. (A RAM-backed disk, where "
+                "both are instant, never shows it.)", pytrace=False)
+
+
+def direct_times(line: str) -> tuple[float, float]:
+    """From `caveat 1 single`: the O_DIRECT io_submit's time, and the time its read took to complete."""
+    m = re.search(r"O_DIRECT io_submit ([0-9.]+) s.*completed ([0-9.]+) s after", line)
+    assert m is not None, f"kaio_caveats printed no O_DIRECT times: {line!r}"
+    return float(m.group(1)), float(m.group(2))
 
 
 @pytest.mark.hint("caveat-metadata")
@@ -218,5 +326,9 @@ def test_caveat2_allocating_write_blocks(impl: Impl, data: DataFile) -> None:
         seen.append(ratio(line))
         if seen[-1] >= 1.5:
             return
-    pytest.fail(f"allocating/overwriting io_submit time ratios: {seen}; expected >= 1.5: the write into new blocks "
-                "waits for the filesystem's metadata inside io_submit", pytrace=False)
+    # Every write was checked by kaio_caveats (res = all its bytes): the learner's part is right,
+    # only the timing did not show, which a busy machine (or a filesystem that allocates
+    # lazily) does.
+    pytest.fail(f"the machine was too busy to judge this: run again. Allocating/overwriting io_submit time ratios: "
+                f"{seen}, expected >= 1.5 (the write into new blocks waits for the filesystem's metadata inside "
+                "io_submit); every write itself was right", pytrace=False)
