@@ -175,8 +175,9 @@ class File:
         holds are waited for (the kernel keeps its own reference to the file meanwhile)."""
         if self._closed:
             return
+        self._check_owner(asyncio.get_running_loop())
         self._closed = True
-        # Only the engine of the loop this file last used can hold its requests (_submit).
+        # Only the engine of the loop that owns this file can hold its requests (_submit).
         engine = self._engine_cache
         if engine is not None and not engine.closed:
             engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
@@ -202,6 +203,19 @@ class File:
         return f"<kernaio.File {self.name!r} mode={self.mode!r} direct={self.direct} backend={self.backend!r} {state}>"
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _check_owner(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A File belongs to the event loop that used it, as long as that loop is open: its
+        queued requests live in that loop's engine, where no other thread may touch them, and
+        closing the fd from elsewhere would let them reach the kernel with a number the next
+        open() reuses. RuntimeError when another loop tries; once the owner is closed, the
+        next loop to use the file owns it."""
+        engine = self._engine_cache
+        owner = engine.loop if engine is not None and not engine.closed else None
+        if owner is not None and owner is not loop and not owner.is_closed():
+            raise RuntimeError(f"kernaio: {self.name!r} belongs to another event loop (the one that used it "
+                               "first, still open): a kernaio.File is used and closed by one loop; open the "
+                               "file again in each thread or loop that needs it")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -233,6 +247,7 @@ class File:
             # The first request on this loop: find (or make) its engine. A closed one (its
             # loop closed or collected, or the parent's in a fork()ed child) is never
             # reused, so a new loop that inherits a dead one's id() gets its own.
+            self._check_owner(loop)
             engine = self._engine_cache = _engine.for_loop(loop, self.backend)
         request.future = future = loop.create_future()
         engine.start(request)

@@ -167,11 +167,13 @@ out:
     return result;
 }
 
-/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting: at
- * most limit events (0: all of them). Drains the eventfd first (so it is readable again
- * only for new completions), then io_getevents with a zero timeout. When it returns
- * exactly limit events, more may be left in the ring with the eventfd already drained:
- * the caller must call reap again (kernaio's engine does, one loop iteration later).
+/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting, in the
+ * context's own list of completions not taken yet (the same list every call: the caller
+ * deletes what it delivered, and what it did not deliver is still there next time). It
+ * holds at most limit (0: no limit). Drains the eventfd first (so it is readable again
+ * only for new completions), then io_getevents with a zero timeout. When the list holds
+ * exactly limit, more may be left in the ring with the eventfd already drained: the
+ * caller must call reap again (kernaio's engine does, one loop iteration later).
  * res is the byte count, or -errno of the I/O; data is bytes for OP_READ_NEW that
  * succeeded, else None. The slots are free again and their buffers released. OSError if
  * a syscall fails. */
@@ -233,7 +235,7 @@ static PyObject *Context_close(ContextObject *self, PyObject *Py_UNUSED(ignored)
 
 static PyMethodDef Context_methods[] = {
     {"submit", (PyCFunction)Context_submit, METH_O, "submit(requests) -> how many the kernel took (one io_submit)"},
-    {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> [(token, res, data)] of completed requests"},
+    {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> the list of completions not taken yet: [(token, res, data)]"},
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},

@@ -42,7 +42,7 @@ typedef struct {
     Py_ssize_t length;  /* bytes to move: 0..KERNAIO_MAX_IO, never more than the buffer */
     int op;             /* OP_* */
     int fd;
-    char submitted;     /* the Python side's mark: the kernel took it (io_cancel may find it) */
+    char submitted;     /* the kernel took it (set by submit itself; io_cancel may find it) */
 } RequestObject;
 
 /* Add the type kernaio._kernaio.Request to module and to st, and st's method names. 0, or
@@ -87,6 +87,11 @@ struct slot_table {
     pid_t pid;          /* the process that made the context: a fork()ed child must not use it */
     const char *what;   /* "AIO context" or "io_uring context": named in error messages */
     PyTypeObject *request_type; /* the module's Request type (a strong reference) */
+    PyObject *done;     /* completions the kernel handed over that the caller has not taken yet:
+                           a list of (token, res, data); reap returns it, the caller deletes what
+                           it delivered. Kept here, not in a list per call: the kernel hands a
+                           completion over once, and an exception (KeyboardInterrupt) between
+                           reap and the caller's delivery must not lose it. */
 };
 
 /* How both context objects begin: the object header, then the table. Each context type's
@@ -141,8 +146,8 @@ void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took
 int slots_reap_limit(PyObject *args, Py_ssize_t *limit);
 
 /* Drain the eventfd (GIL released), so that it turns readable again only for completions
- * that come after this call, and return a new empty list for reap's results. NULL with an
- * exception (OSError, MemoryError). */
+ * that come after this call, and return the table's list of completions not taken yet (a new
+ * reference to t->done) for reap to append to. NULL with an exception (OSError). */
 PyObject *slots_drain(struct slot_table *t);
 
 /* The kernel has finished slot i with result res (a byte count, or -errno). The slot leaves

@@ -74,6 +74,11 @@ PyObject *slots_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const ch
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
+    t->done = PyList_New(0);
+    if (t->done == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     t->capacity = capacity;
     for (int i = capacity - 1; i >= 0; i--)
         t->free_list[t->nfree++] = i; /* pop order 0, 1, 2, ... */
@@ -132,6 +137,10 @@ static int slot_prepare(struct slot_table *t, int i, PyObject *req)
         /* The slot takes its own export of the request's buffer: the kernel's pin, which the
          * GC never drops (slots_clear may drop the token, the Request, in a cycle). */
         RequestObject *r = (RequestObject *)req;
+        if (r->submitted) { /* twice in the kernel would be two DMAs into one buffer */
+            PyErr_SetString(PyExc_ValueError, "kernaio: this request was submitted already");
+            return -1;
+        }
         token = req;
         buf = r->view.obj != NULL ? r->view.obj : Py_None;
         op = r->op;
@@ -220,6 +229,13 @@ fail:
 void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took)
 {
     t->in_flight += (int)took;
+    /* Marked here, in C, in the same call as io_submit: Python code between the two could
+     * be interrupted (KeyboardInterrupt), leaving a request the kernel holds looking queued. */
+    for (Py_ssize_t k = 0; k < took; k++) {
+        PyObject *req = PySequence_Fast_GET_ITEM(b->seq, k);
+        if (PyObject_TypeCheck(req, t->request_type))
+            ((RequestObject *)req)->submitted = 1;
+    }
     for (Py_ssize_t k = took; k < b->n; k++)
         slot_release(t, b->slot[k]);
     PyMem_Free(b->slot);
@@ -252,7 +268,7 @@ PyObject *slots_drain(struct slot_table *t)
      * eventfd was readable); EINTR: the counter is still there, the next reap takes it. */
     if (nread < 0 && errno != EAGAIN && errno != EINTR)
         return PyErr_SetFromErrno(PyExc_OSError);
-    return PyList_New(0);
+    return Py_NewRef(t->done);
 }
 
 int slots_finish(struct slot_table *t, int i, long long res, PyObject *list)
@@ -309,6 +325,7 @@ void slots_close(struct slot_table *t)
 void slots_free(struct slot_table *t)
 {
     Py_CLEAR(t->request_type);
+    Py_CLEAR(t->done);
     PyMem_Free(t->slots);
     PyMem_Free(t->free_list);
     t->slots = NULL;
@@ -321,6 +338,7 @@ int slots_traverse(PyObject *self, visitproc visit, void *arg)
     const struct slot_table *t = &((SlotsObject *)self)->table;
     Py_VISIT(Py_TYPE(self)); /* a heap type is referenced by its instances */
     Py_VISIT(t->request_type);
+    Py_VISIT(t->done);
     for (int i = 0; t->slots != NULL && i < t->capacity; i++)
         Py_VISIT(t->slots[i].token);
     return 0;
@@ -331,6 +349,8 @@ int slots_clear(PyObject *self)
     struct slot_table *t = &((SlotsObject *)self)->table;
     for (int i = 0; t->slots != NULL && i < t->capacity; i++)
         Py_CLEAR(t->slots[i].token); /* reap will hand back None for these */
+    if (t->done != NULL && PyList_SetSlice(t->done, 0, PyList_GET_SIZE(t->done), NULL) < 0)
+        PyErr_Clear(); /* emptying a list only fails without memory; the cycle then stays */
     return 0;
 }
 

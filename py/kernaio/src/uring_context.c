@@ -135,7 +135,10 @@ static unsigned ring_submit(UringObject *self, unsigned prepared, int *err)
         ret = io_uring_submit(ring); /* one io_uring_enter(to_submit = prepared) */
         Py_END_ALLOW_THREADS
         self->busy = 0;
-        if (ret != -EINTR || PyErr_CheckSignals() < 0)
+        /* EINTR: again, without running Python's signal handlers here: their exception
+         * (KeyboardInterrupt) would make submit fail with requests the kernel may have taken.
+         * They run as soon as submit returns. */
+        if (ret != -EINTR)
             break;
     }
     *err = ret < 0 ? ret : 0;
@@ -180,7 +183,7 @@ static PyObject *Uring_submit(UringObject *self, PyObject *requests)
     PyObject *result = NULL;
     if (took > 0 || err == 0 || err == -EAGAIN || err == -EBUSY)
         result = PyLong_FromSsize_t(took);  /* EAGAIN, EBUSY: the kernel is short of memory now */
-    else if (!PyErr_Occurred()) {            /* (a signal handler's exception is already set) */
+    else {
         errno = -err;
         PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -189,13 +192,15 @@ static PyObject *Uring_submit(UringObject *self, PyObject *requests)
     return result;
 }
 
-/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting: at most
- * limit completions (0: all of them). Drains the eventfd first (so it is readable again
- * only for new completions), then reads CQEs from the CQ ring in our memory: no system
- * call. When it returns exactly limit, more may be left in the ring with the eventfd
- * already drained: the caller must call reap again (kernaio's engine does, one loop
- * iteration later). res is the byte count, or -errno; data is bytes for OP_READ_NEW that
- * succeeded, else None. The slots are free again and their buffers released. */
+/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting, in the
+ * context's own list of completions not taken yet (the same list every call: the caller
+ * deletes what it delivered). It holds at most limit (0: no limit). Drains the eventfd
+ * first (so it is readable again only for new completions), then reads CQEs from the CQ
+ * ring in our memory: no system call. When the list holds exactly limit, more may be left
+ * in the ring with the eventfd already drained: the caller must call reap again
+ * (kernaio's engine does, one loop iteration later). res is the byte count, or -errno;
+ * data is bytes for OP_READ_NEW that succeeded, else None. The slots are free again and
+ * their buffers released. */
 static PyObject *Uring_reap(UringObject *self, PyObject *args)
 {
     struct slot_table *t = &self->base.table;
@@ -335,7 +340,7 @@ static PyObject *Uring_close(UringObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef Uring_methods[] = {
     {"submit", (PyCFunction)Uring_submit, METH_O, "submit(requests) -> how many the kernel took (one io_uring_enter)"},
-    {"reap", (PyCFunction)Uring_reap, METH_VARARGS, "reap(limit=0) -> [(token, res, data)] of completed requests"},
+    {"reap", (PyCFunction)Uring_reap, METH_VARARGS, "reap(limit=0) -> the list of completions not taken yet: [(token, res, data)]"},
     {"cancel", (PyCFunction)Uring_cancel, METH_O, "cancel(token) -> True if an IORING_OP_ASYNC_CANCEL was submitted"},
     {"close", (PyCFunction)Uring_close, METH_NOARGS, "close(): wait for requests in flight, then io_uring_queue_exit"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
