@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from reveal.analyze import Lane, Row, ms
 from reveal.run import Config
+from xray.causes import memory_filesystem
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -62,11 +63,14 @@ def table(rows: list[Row], config: Config) -> str:
     out = [line(header), "  ".join("-" * w for w in widths)]
     for row, values in zip(rows, cells):
         out += [line(values), f"    why: {row.reason}"]
+    memory = memory_filesystem(config.data_file.parent)
+    source = (f"from {memory}, in memory: no device is read here, so no row waits for a disk and the O_DIRECT rows "
+              "are not measured (set LAB_DATA_DIR to a directory on a disk)" if memory else "from a cold page cache")
     title = textwrap.fill(
         f"make reveal: the \"async\" file APIs of this machine (Linux {platform.release()}). Each one reads "
         f"{config.blocks} blocks of {config.block_size >> 20} MiB of {config.data_file.name}, "
-        f"{config.concurrency} at a time, in a shuffled order, from a cold page cache. A loop-thread I/O call of {config.stall_ms:g} ms or more "
-        "is a stall.", 118)
+        f"{config.concurrency} at a time, in a shuffled order, {source}. A loop-thread I/O call of "
+        f"{config.stall_ms:g} ms or more is a stall.", 118)
     return "\n".join([title, "", *out, "", VERDICTS]) + "\n"
 
 
