@@ -1,7 +1,9 @@
 /* Your copy of c/reactor/rx_echo.c: edit it, then run `make lab2`. (Generated; see docs/ARCHITECTURE.md.) */
 /* rx_echo: an echo server on the rx reactor — one thread, a thousand clients, no call that blocks. */
 /*
- * Usage: rx_echo [--port N]        N = 0 (the default) lets the kernel pick a free port.
+ * Usage: rx_echo [--port N] [--stall-timeout-ms MS]
+ *        N = 0 (the default) lets the kernel pick a free port; MS (default 30000, 0: never)
+ *        is how long a client may leave its echo unread before it is dropped.
  * Prints "listening on 127.0.0.1:PORT" and echoes every byte back until killed. By hand:
  *     build/bin/rx_echo --port 7000 &
  *     nc 127.0.0.1 7000              (type lines; each comes back)
@@ -14,6 +16,11 @@
  *     keeps the kernel from killing the whole server with SIGPIPE for it.
  *   - more clients than file descriptors: accept() fails with EMFILE, the listening
  *     socket stays readable, and a naive loop spins at 100% CPU. We refuse politely.
+ *   - many clients that send and never read: backpressure bounds OUR memory (16 KiB each),
+ *     but not the kernel's: each such connection keeps its socket buffers full (megabytes
+ *     each; 300 of them drove this machine's TCP memory to its tcp_mem limit and slowed
+ *     every other connection). A client whose echo has waited unread for the stall timeout
+ *     is dropped, which gives that memory back.
  */
 #include "rx.h"
 
@@ -33,6 +40,7 @@
 
 struct server {
     struct rx *rx;
+    uint64_t stall_ms;  /* drop a client whose echo has waited this long unread; 0: never */
     int lfd;            /* the listening socket (non-blocking) */
     int spare;          /* /dev/null held in reserve, spent to refuse a newcomer on EMFILE; -1 if lost */
     int error;          /* the -errno that stopped the server; 0 while all is well */
@@ -44,6 +52,7 @@ struct client {
     int fd;             /* the connection (non-blocking) */
     unsigned events;    /* what we asked the reactor for: RX_READABLE, or RX_WRITABLE while echo is pending */
     size_t off, len;    /* buf[off..len) is echo the kernel has not taken yet */
+    int64_t stall;      /* the stall timer's id while echo is pending; 0: none */
     char buf[BUF_SIZE];
 };
 
@@ -73,6 +82,8 @@ static void fail(struct server *srv, int err, const char *where)
 /* Forget a client: unregister, close, free. Called from the client's own callback. */
 static void client_close(struct client *c)
 {
+    if (c->stall > 0)
+        rx_timer_del(c->srv->rx, c->stall);
     rx_del(c->srv->rx, c->fd); /* before close: the fd number is reused at once by accept */
     close(c->fd);
     free(c);
@@ -106,6 +117,34 @@ static int client_read(struct client *c)
     return -ENOSYS;
 }
 
+/* The stall timer: the client left its echo unread for srv->stall_ms. Drop it: its socket
+ * buffers, full in both directions, are kernel memory every other connection needs. */
+static void on_stalled(struct rx *rx, int64_t id, void *arg)
+{
+    struct client *c = arg;
+    (void)rx;
+    (void)id;
+    c->stall = 0; /* a one-shot timer is gone once it fires */
+    client_close(c);
+}
+
+/* Arm the stall timer while echo is pending (RX_WRITABLE), disarm it once it has drained. */
+static int watch_stall(struct client *c)
+{
+    struct server *srv = c->srv;
+    if ((c->events & RX_WRITABLE) && c->stall == 0 && srv->stall_ms > 0) {
+        int64_t id = rx_timer_add(srv->rx, srv->stall_ms, 0, on_stalled, c);
+        if (id < 0)
+            return (int)id;
+        c->stall = id;
+    }
+    else if (!(c->events & RX_WRITABLE) && c->stall > 0) {
+        rx_timer_del(srv->rx, c->stall);
+        c->stall = 0;
+    }
+    return 0;
+}
+
 /* The reactor's callback for every client fd. */
 static void on_client(struct rx *rx, int fd, unsigned events, void *arg)
 {
@@ -121,6 +160,8 @@ static void on_client(struct rx *rx, int fd, unsigned events, void *arg)
         verdict = client_read(c);
         where = "client_read";
     }
+    if (verdict == KEEP && (verdict = watch_stall(c)) < 0)
+        where = "rx_timer_add(stall)";
     if (verdict < 0)
         fail(c->srv, verdict, where);
     else if (verdict == DROP)
@@ -228,6 +269,7 @@ static int listen_on(int port)
 int main(int argc, char **argv)
 {
     int port = 0;
+    long stall_ms = 30000;
     for (int i = 1; i < argc; i++) {
         char *end = NULL;
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
@@ -237,11 +279,16 @@ int main(int argc, char **argv)
                 continue;
             }
         }
-        fprintf(stderr, "usage: %s [--port N]\n", argv[0]);
+        else if (strcmp(argv[i], "--stall-timeout-ms") == 0 && i + 1 < argc) {
+            stall_ms = strtol(argv[++i], &end, 10);
+            if (*end == '\0' && stall_ms >= 0)
+                continue;
+        }
+        fprintf(stderr, "usage: %s [--port N] [--stall-timeout-ms MS]\n", argv[0]);
         return 2;
     }
 
-    struct server srv = { .lfd = -1, .spare = -1 };
+    struct server srv = { .lfd = -1, .spare = -1, .stall_ms = (uint64_t)stall_ms };
     int status = 1;
     int ret = rx_create(&srv.rx);
     if (ret < 0) {
