@@ -25,6 +25,7 @@ Environment:
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -105,6 +106,7 @@ def impl() -> Impl:
 
 
 TOO_BUSY = "the machine was too busy to judge this"
+MESSAGE_LINES = 12   # of a failure message shown by the runner; the log has all of it
 
 
 def too_busy(why: str) -> NoReturn:
@@ -176,8 +178,14 @@ def _short(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
-    first = text.strip().splitlines()[0] if text.strip() else "failed"
-    return first.removeprefix("Failed: ")  # pytest.fail()'s own prefix says nothing to a learner
+    lines = text.strip().splitlines() or ["failed"]
+    # The whole message the test wrote (a program's output after "failed (exit 1):" included),
+    # up to pytest's own introspection of the assert statement, which says nothing new.
+    kept = [lines[0]] + [line for line in itertools.takewhile(
+        lambda line: not line.lstrip().startswith(("assert ", "+  where", "+    where")), lines[1:])]
+    if len(kept) > MESSAGE_LINES:   # the first line, then the end, where a traceback says what failed
+        kept = [kept[0], f"… ({len(kept) - MESSAGE_LINES + 1} lines: the log has them)", *kept[2 - MESSAGE_LINES:]]
+    return "\n".join(kept).removeprefix("Failed: ")  # pytest.fail()'s own prefix says nothing to a learner
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

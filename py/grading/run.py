@@ -206,7 +206,7 @@ def _line(name: str, record: dict[str, Any]) -> str:
     if record["outcome"] in ("skipped", "unjudged"):
         text += f"  {record['outcome']}: {record['message']}"
     elif record["outcome"] in ("failed", "error"):
-        text += f"\n      {record['message']}"
+        text += "".join(f"\n      {line}" for line in record["message"].splitlines())
     return text
 
 

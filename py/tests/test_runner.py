@@ -309,3 +309,14 @@ def test_a_test_too_busy_to_judge_is_not_a_pass(workshop: Path) -> None:
     ran = make_lab(workshop)
     assert ran.returncode == 1 and "1 not judged" in ran.stdout and "Run again" in ran.stdout, ran.stdout
     assert "done ✓" not in ran.stdout
+
+
+def test_a_long_failure_message_keeps_its_end(workshop: Path) -> None:
+    """A program's output after "failed (exit 1):" is shown, with its last lines (where a
+    traceback says what failed), not cut at the colon."""
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    output = "\n".join(f"  frame {i}" for i in range(30)) + "\nValueError: the real cause"
+    grader.write_text(f"def test_program():\n    raise AssertionError('prog failed (exit 1):\\n' + {output!r})\n")
+    ran = make_lab(workshop)
+    assert "prog failed (exit 1):" in ran.stdout and "ValueError: the real cause" in ran.stdout, ran.stdout
+    assert "frame 0\n" not in ran.stdout and "lines: the log has them" in ran.stdout, ran.stdout
