@@ -76,6 +76,9 @@ def grade(lab: Lab, kind: str, select: str | None = None,
     if select:
         argv += ["-k", select]
     env = dict(os.environ, GRADE_IMPL=str(impl), PYTHONPATH=str(impl / "py"))
+    # The data files go where the READMEs say, the checkout's build/data (or the learner's
+    # LAB_DATA_DIR), not the overlay's: the overlay's xray would put them under build/grade/.
+    env.setdefault("LAB_DATA_DIR", str(DATA_DIR))
     session_began = time.time()
     outcome = run_session(argv, env, ROOT, log or STATE / f"{lab.name}.log", lab.deadline,
                           None if on_test is None else lambda nodeid, rec: on_test(short_name(nodeid), rec))

@@ -320,3 +320,15 @@ def test_a_long_failure_message_keeps_its_end(workshop: Path) -> None:
     ran = make_lab(workshop)
     assert "prog failed (exit 1):" in ran.stdout and "ValueError: the real cause" in ran.stdout, ran.stdout
     assert "frame 0\n" not in ran.stdout and "lines: the log has them" in ran.stdout, ran.stdout
+
+
+def test_graders_put_data_files_in_the_checkouts_build_data(workshop: Path) -> None:
+    """Where the lab READMEs send the learner (`cd build/data`), not under build/grade/labN/."""
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    grader.write_text("from xray.doctor import DATA_DIR\n\ndef test_where():\n"
+                      f"    assert str(DATA_DIR) == {str(workshop / 'build' / 'data')!r}, str(DATA_DIR)\n")
+    env = dict(os.environ, PYTHONPATH=str(workshop / "py"))
+    env.pop("LAB_DATA_DIR", None)
+    ran = subprocess.run([sys.executable, "-m", "grading.run", "lab", "1"], cwd=workshop, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout
