@@ -55,6 +55,10 @@ doctor: system
 lab%: setup
 	@$(PY) -m grading.run lab $* $(if $(REF),--ref) $(if $(T),-k '$(T)')
 
+## watch: grade a lab again at each save of its files (make watch LAB=N; WATCH=poll on shared folders)
+watch: setup
+	@$(PY) -m grading.watch $(or $(LAB),$(error say which lab: make watch LAB=1)) $(if $(filter poll,$(WATCH)),--poll)
+
 ## status: a progress table of every lab
 status: $(VENV)/.installed
 	@$(PY) -m grading.run status
@@ -113,4 +117,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean

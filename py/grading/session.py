@@ -137,45 +137,24 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
     outcome = Outcome()
     read_end, write_end = os.pipe()
     started = time.monotonic()
-    running: tuple[str, float] | None = None   # (nodeid, when it started)
     finished: list[float] = []                 # when pytest said its session was over
-    limits: dict[str, float] = {}                # nodeid -> pytest-timeout's limit for it
-    killed_why = stuck = ""
-    buffered = b""
+    limits: dict[str, float] = {}              # nodeid -> pytest-timeout's limit for it
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as log_file:
         pytest = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   env=dict(env, GRADE_LIVE_FD=str(write_end)), cwd=cwd, pass_fds=[write_end],
                                   start_new_session=True)
         os.close(write_end)
-        pipe_open = True
-        while pipe_open:
-            ready, _, _ = select.select([read_end], [], [], 1.0)
-            if ready:
-                chunk = os.read(read_end, 65536)
-                pipe_open = bool(chunk)
-                buffered += chunk
-                *lines, buffered = buffered.split(b"\n")
-                for line in lines:
-                    running = _event(json.loads(line), outcome, limits, running, on_test, finished)
-            now = time.monotonic()
-            limit = limits.get(running[0], 120.0) if running else 0.0
-            if running and now - running[1] > limit + grace(limit):
-                killed_why = (f"the tests hung: {_short(running[0])} was still running after "
-                              f"{now - running[1]:.0f} s (its limit is {limit:g} s)")
-            elif finished and pytest.poll() is None and now - finished[0] > EXIT_GRACE:
-                killed_why = (f"pytest did not exit {EXIT_GRACE:g} s after its last test: something the "
-                              "learner's code started keeps it alive (a thread that never ends? a "
-                              "non-daemon worker that ignores shutdown?)")
-            elif now - started > deadline:
-                killed_why = f"the tests hung: they were still running after {deadline:g} s, the lab's deadline"
-            elif pytest.poll() is not None and pipe_open:
-                # pytest has ended, yet something it started still holds the pipe: a forked child.
-                pipe_open = False
-            if killed_why:
-                stuck = where_they_wait(group_members(pytest.pid))
-                kill_group(pytest.pid)
-                break
+        try:
+            running, killed_why, stuck, buffered = _watch(pytest, read_end, outcome, limits, finished, started,
+                                                          deadline, on_test)
+        except BaseException:
+            # Ctrl-C (or any error) here: pytest runs in a session of its own, so the terminal's
+            # SIGINT never reached it. End it and whatever it started before going.
+            kill_group(pytest.pid)
+            os.close(read_end)
+            pytest.wait()
+            raise
         # What is still in the pipe (pytest may have written its last lines and exited
         # between two looks), without waiting for a writer that may never close it.
         os.set_blocking(read_end, False)
@@ -218,6 +197,47 @@ def run_session(argv: list[str], env: dict[str, str], cwd: Path, log: Path, dead
         outcome.problem = (f"pytest stopped before the tests could be judged (exit {pytest.returncode}):\n"
                            f"{tail(log, 25)}")
     return outcome
+
+
+def _watch(pytest: subprocess.Popen[bytes], read_end: int, outcome: Outcome, limits: dict[str, float],
+           finished: list[float], started: float, deadline: float,
+           on_test: Callable[[str, dict[str, Any]], None] | None
+           ) -> tuple[tuple[str, float] | None, str, str, bytes]:
+    """Read the plugin's events until pytest's pipe closes, or stop the session when it runs
+    past a limit. Returns (the test running at the end, why the session was stopped or "",
+    where its processes waited, what is left unparsed in the pipe's buffer)."""
+    running: tuple[str, float] | None = None   # (nodeid, when it started)
+    killed_why = stuck = ""
+    buffered = b""
+    pipe_open = True
+    while pipe_open:
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        if ready:
+            chunk = os.read(read_end, 65536)
+            pipe_open = bool(chunk)
+            buffered += chunk
+            *lines, buffered = buffered.split(b"\n")
+            for line in lines:
+                running = _event(json.loads(line), outcome, limits, running, on_test, finished)
+        now = time.monotonic()
+        limit = limits.get(running[0], 120.0) if running else 0.0
+        if running and now - running[1] > limit + grace(limit):
+            killed_why = (f"the tests hung: {_short(running[0])} was still running after "
+                          f"{now - running[1]:.0f} s (its limit is {limit:g} s)")
+        elif finished and pytest.poll() is None and now - finished[0] > EXIT_GRACE:
+            killed_why = (f"pytest did not exit {EXIT_GRACE:g} s after its last test: something the "
+                          "learner's code started keeps it alive (a thread that never ends? a "
+                          "non-daemon worker that ignores shutdown?)")
+        elif now - started > deadline:
+            killed_why = f"the tests hung: they were still running after {deadline:g} s, the lab's deadline"
+        elif pytest.poll() is not None and pipe_open:
+            # pytest has ended, yet something it started still holds the pipe: a forked child.
+            pipe_open = False
+        if killed_why:
+            stuck = where_they_wait(group_members(pytest.pid))
+            kill_group(pytest.pid)
+            break
+    return running, killed_why, stuck, buffered
 
 
 def _short(nodeid: str) -> str:
