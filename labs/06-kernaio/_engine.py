@@ -164,8 +164,9 @@ class Engine:
             self.queue.popleft()
 
     def _put_back(self) -> None:
-        """Return what is in hand, and neither submitted nor ended, to the front of the queue."""
-        queued = set(map(id, self.queue)) if len(self._in_hand) else set()
+        """Return what is in hand, and neither submitted nor ended, to the front of the queue.
+        (After an interrupt a request can be in both: never put it in twice.)"""
+        queued = {id(r) for r in self.queue}    # usually empty: _take emptied the queue
         back = [r for r in self._in_hand if not r.submitted and not r.future.done() and id(r) not in queued]
         self.queue.extendleft(reversed(back))
         self._in_hand.clear()

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grading.labs import Lab, all_labs, find_lab, repo_root
-from grading.overlay import IGNORED
+from grading.overlay import make_overlay
 
 ROOT = repo_root()
 HEADERS = ("mistake", "caught-by", "says")
@@ -90,10 +90,7 @@ def make_tree(mutant: Mutant, into: Path) -> str:
 
     Returns "" or why the patch does not apply.
     """
-    for part in ("c", "py"):
-        if (into / part).exists():
-            shutil.rmtree(into / part)
-        shutil.copytree(ROOT / part, into / part, ignore=IGNORED)   # keeps mtimes: built files stay newer
+    make_overlay(mutant.lab, into, "reference")   # copies keep their mtimes: built files stay newer
     if (ROOT / "build" / "bin").is_dir():
         shutil.copytree(ROOT / "build" / "bin", into / "build" / "bin", dirs_exist_ok=True)
     # The tree lies inside the checkout: without a ceiling, git apply would take the paths as

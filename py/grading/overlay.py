@@ -28,8 +28,9 @@ IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "build", "*.egg-
 def make_overlay(lab: Lab, into: Path, source: str, root: Path | None = None) -> Path:
     """Write ROOT/{c,py} into `into` with lab's files taken from `source`.
 
-    source: "learner" (the files in the lab folder) or "starter" (generated afresh from
-    the reference, as a learner first gets them). Returns `into`.
+    source: "learner" (the files in the lab folder), "starter" (generated afresh from
+    the reference, as a learner first gets them) or "reference" (none swapped: the tree a
+    known wrong solution is patched into, grading.mutants). Returns `into`.
     """
     root = root or repo_root()
     for part in ("c", "py"):
@@ -37,6 +38,8 @@ def make_overlay(lab: Lab, into: Path, source: str, root: Path | None = None) ->
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(root / part, target, ignore=IGNORED)
+    if source == "reference":
+        return into
     for ref, starter in lab.files:
         if source == "learner":
             text = (lab.dir / starter).read_text()

@@ -42,6 +42,33 @@ class Graded:
     seconds: float = 0.0
 
 
+@dataclass
+class Score:
+    """What one grading says about the learner's code: its scored tests (the talk's own
+    checks, marked smoke, are left out) by outcome, and whether the lab is done."""
+
+    passed: int
+    total: int
+    skipped: int
+    failed: list[tuple[str, dict[str, Any]]]   # (name, record), in the order they ran
+    not_run: list[str]
+    unjudged: list[str]
+    done: bool
+
+
+def score(graded: Graded) -> Score:
+    scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
+
+    def named(*outcomes: str) -> list[str]:
+        return [n for n, t in scored.items() if t["outcome"] in outcomes]
+
+    passed, skipped = len(named("passed")), len(named("skipped"))
+    failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
+    # Done: something passed, nothing failed, crashed, hung, went unjudged or did not run.
+    done = passed > 0 and passed + skipped == len(scored) and not graded.problem and not failed
+    return Score(passed, len(scored), skipped, failed, named("not run"), named("unjudged"), done)
+
+
 def short_name(nodeid: str) -> str:
     """'labs/01-x/tests/test_c.py::test_flag[poll]' -> 'test_c::test_flag[poll]'."""
     path, _, name = nodeid.partition("::")
@@ -238,13 +265,9 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
               f"(or an expression: 'nonblocking and not py'). The tests are listed by `make {lab.name}`.\n"
               f"{graded.problem}")
         return 2
-    scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
-    failed = [(n, t) for n, t in graded.tests.items() if t["outcome"] in ("failed", "error")]
-    not_run = [n for n, t in scored.items() if t["outcome"] == "not run"]
-    passed = sum(t["outcome"] == "passed" for t in scored.values())
-    skipped = sum(t["outcome"] == "skipped" for t in scored.values())
-    unjudged = [n for n, t in scored.items() if t["outcome"] == "unjudged"]
-    total = len(scored)
+    result = score(graded)
+    passed, total, skipped, failed = result.passed, result.total, result.skipped, result.failed
+    not_run, unjudged, done = result.not_run, result.unjudged, result.done
     talk = len(graded.tests) - total
     if graded.problem:
         print("\n  ✗ " + graded.problem)
@@ -256,13 +279,12 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
                + (f", {len(unjudged)} not judged (the machine was too busy: run again)" if unjudged else "")
                + (f" (· = {talk} checks of the talk's own code, not scored)" if talk else ""))
     print(f"{summary}  ({graded.seconds:.1f} s)")
-    done = passed > 0 and passed + skipped == total and not graded.problem and not failed
     if not reference and not select:  # a subset says nothing about the whole lab
         status = _load(STATE / "status.json")
         # Also for instructors: per test what happened, collected with no network and no server.
         status[lab.name] = {"passed": passed, "total": total, "done": done, "fingerprint": lab.fingerprint(),
                             "when": time.strftime("%Y-%m-%d %H:%M:%S"), "problem": graded.problem.split("\n")[0],
-                            "tests": {n: t["outcome"] for n, t in scored.items()}}
+                            "tests": {n: t["outcome"] for n, t in graded.tests.items() if not t.get("smoke")}}
         _save(STATE / "status.json", status)
     if done:
         log.unlink(missing_ok=True)

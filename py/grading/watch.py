@@ -21,10 +21,9 @@ import os
 import select
 import sys
 import time
-from pathlib import Path
 
 from grading.labs import Lab, find_lab
-from grading.run import ROOT, STATE, Graded, grade, hint_text, learner_paths
+from grading.run import ROOT, STATE, Graded, grade, hint_text, learner_paths, score
 from xray.causes import filesystem
 
 # Filesystems where inotify sees no change made from the other side of a share.
@@ -108,20 +107,20 @@ def report(lab: Lab, graded: Graded) -> str:
     if graded.build_error:
         errors = learner_paths(lab, graded.build_error).splitlines()[:20]
         return "✗ the C code does not compile:\n" + "\n".join("    " + line for line in errors)
-    scored = {n: t for n, t in graded.tests.items() if not t.get("smoke")}
-    passed = sum(t["outcome"] == "passed" for t in scored.values())
-    lines = [bar(passed, len(scored))]
+    result = score(graded)
+    lines = [bar(result.passed, result.total)]
     if graded.problem:
         lines.append("✗ " + graded.problem)
-    failed = [(n, t) for n, t in scored.items() if t["outcome"] in ("failed", "error")]
-    if failed:
-        name, first = failed[0]
+    if result.failed:
+        name, first = result.failed[0]
         lines += ["", f"✗ {name}", *("    " + line for line in first["message"].splitlines())]
         hint = hint_text(lab, first.get("hint"))
         if hint:
             lines += ["", hint]
-    elif not graded.problem and passed and passed == len(scored):
+    elif result.done:
         lines.append(f"{lab.name} is done ✓")
+    elif result.unjudged:
+        lines.append(f"{len(result.unjudged)} tests could not judge on a machine this busy: save again")
     return "\n".join(lines)
 
 
