@@ -17,9 +17,9 @@
  *     socket stays readable, and a naive loop spins at 100% CPU. We refuse politely.
  *   - many clients that send and never read: backpressure bounds OUR memory (16 KiB each),
  *     but not the kernel's: each such connection keeps its socket buffers full (megabytes
- *     each; 300 of them drove this machine's TCP memory to its tcp_mem limit and slowed
- *     every other connection). A client whose echo has waited unread for the stall timeout
- *     is dropped, which gives that memory back.
+ *     each; an audit saw 300 of them drive the kernel's TCP memory to its tcp_mem limit and
+ *     slow every other connection down). A client whose echo has waited unread for the stall
+ *     timeout is dropped, which gives that memory back.
  */
 #include "rx.h"
 
