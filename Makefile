@@ -79,9 +79,9 @@ starters: $(VENV)/.installed
 notebooks: setup
 	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
-## reveal: trace every "async" file API of this machine (threads, loop stalls, verdict) into one table
+## reveal: every "async" file API of this machine: its threads, its loop's waits for the device, a verdict (REPEAT=3: three runs side by side)
 reveal: setup
-	@$(PY) -m reveal
+	@$(PY) -m reveal $(if $(REPEAT),--repeat $(REPEAT))
 
 ## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers (C reactor, uvloop...), ~4 min
 bench: setup

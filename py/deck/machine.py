@@ -1,6 +1,7 @@
 """The deck's "your machine says" slides, written from what `make reveal` and `make bench` left in build/.
 
-    <!-- machine: reveal -->    a table: per API, what happened on a buffered and on an O_DIRECT file
+    <!-- machine: reveal -->    a table: per API, what happened on a buffered and on an O_DIRECT file (the
+                                small reads), and a line of conclusions written from it
     <!-- machine: bench -->     IOPS per API at QD 32 from build/bench/bench.json, drawn large (SVG)
 
 Without those files the marker becomes a line telling the presenter which target to run: the
@@ -15,6 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from reveal.report import conclusions
+
 MARKER = re.compile(r"^<!--\s*machine:\s*(?P<what>\w+)\s*-->\s*$")
 BENCH_QD = 32   # the queue depth the bench slide shows (make bench judges kernaio there)
 ROWS_AT_FULL_SIZE = 11   # reveal rows that fit the slide at the table's normal size
@@ -26,7 +29,8 @@ def _cell(row: dict[str, Any]) -> str:
     if verdict == "threads":
         return f"threads ×{row.get('user_threads', '?')}"
     if verdict == "blocks-loop":
-        return f"**blocks the loop** {row.get('max_stall_ms', 0):.1f} ms"
+        wait = row.get("device_wait_ms")
+        return "**waits for the disk**" + (f" {wait:.1f} ms" if isinstance(wait, (int, float)) else "")
     if verdict == "kernel-async":
         kernel = row.get("kernel_threads") or 0
         return "kernel-async" + (f" (+{kernel} kernel thr)" if kernel else "")
@@ -34,13 +38,23 @@ def _cell(row: dict[str, Any]) -> str:
     return "EINVAL (unaligned)" if "EINVAL" in reason else "n/a"
 
 
+def _headline(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows of the smallest reads (what applications do), and how they read; all rows for an older JSON."""
+    sizes = sorted({int(r["read_size"]) for r in rows if r.get("read_size")})
+    if not sizes:
+        return rows, ""
+    mine = [r for r in rows if r.get("read_size") == sizes[0]]
+    size = f"{sizes[0] >> 20} MiB" if sizes[0] >= 1 << 20 else f"{sizes[0] >> 10} KiB"
+    return mine, f"{mine[0].get('reads', '?')} reads of {size}, cold cache"
+
+
 def reveal_table(build: Path) -> str:
-    """Markdown for the reveal slide (a table, or how to get one)."""
+    """Markdown for the reveal slide (a table and what it says, or how to get one)."""
     path = build / "reveal" / "reveal.json"
     if not path.is_file():
         return ("*Nothing measured here yet.* Run **`make reveal`** (about a minute), then `make slides`:\n"
                 "this slide becomes a table of every \"async\" file API of your machine.")
-    rows: list[dict[str, Any]] = json.loads(path.read_text())
+    rows, how = _headline(json.loads(path.read_text()))
     modes = list(dict.fromkeys(str(r["file_mode"]) for r in rows))
     cells: dict[str, dict[str, str]] = {}
     for r in rows:
@@ -55,7 +69,9 @@ def reveal_table(build: Path) -> str:
         lines.append(f"| {api} | " + " | ".join(by_mode.get(m, "–") for m in modes) + " |")
     if len(cells) > ROWS_AT_FULL_SIZE:   # more probes than fit at the normal size: a smaller font
         lines = ['<div class="dense">', "", *lines, "", "</div>"]
-    lines.append(f'\n<div class="src">build/reveal/reveal.json (make reveal{kernel})</div>')
+    lines.append("\n" + conclusions(rows))
+    source = f"build/reveal/reveal.json (make reveal{kernel}{'; ' + how if how else ''})"
+    lines.append(f'\n<div class="src">{escape(source)}</div>')
     return "\n".join(lines)
 
 

@@ -1,21 +1,23 @@
 """Run one probe with a 1 ms heartbeat beside it: `python -m reveal.probe API MODE FILE`.
 
-    python -m reveal.probe "aiofiles" buffered reveal-64MiB.bin --block-size 4194304 --blocks 16
+    python -m reveal.probe "aiofiles" buffered reveal-64MiB.bin --block-size 4194304 --blocks 16 --passes 3
 
-It drops the file's pages from the page cache (posix_fadvise DONTNEED: no root needed,
-so the reads really go to the disk), starts the event loop the probe needs (asyncio, or
-the lab's miniloop), runs a heartbeat coroutine that asks to sleep 1 ms again and again
-and notes how late it wakes, runs the probe, and prints a line with its pid, then ONE
-JSON line:
+Each pass drops the file's pages from the page cache (posix_fadvise DONTNEED: no root
+needed, so the reads really go to the disk), starts a new event loop of the kind the
+probe needs (asyncio, or the lab's miniloop), runs a heartbeat coroutine that asks to
+sleep 1 ms again and again and notes how late it wakes, and runs the probe's reads. The
+probe prints a line with its pid first, then ONE JSON line:
 
     reveal.probe pid 4242
-    {"api": ..., "mode": ..., "pid": 4242, "loop_tid": 4242, "t_start": 1700000000.1,
-     "t_end": 1700000000.3, "bytes": 67108864, "heartbeat_max_late_ms": 0.4,
-     "heartbeat_ticks": 180, "unavailable": null}
+    {"api": ..., "mode": ..., "pid": 4242, "loop_tid": 4242, "unavailable": null, "error": null,
+     "passes": [{"t_start": 1700000000.1, "t_end": 1700000000.3, "m_start": 9852.1, "m_end": 9852.3,
+                 "bytes": 67108864, "heartbeat_max_late_ms": 0.4, "heartbeat_ticks": 180}, ...]}
 
-t_start and t_end are time.time(), the clock strace -ttt prints, so the caller can tell
-which traced calls happened during the reads. When the API cannot run here, "unavailable"
-says why (and the exit code is still 0: that is an answer, not a failure).
+Each pass is stamped on two clocks: t_* is time.time(), the clock strace -ttt prints; m_*
+is time.monotonic(), the clock of `perf record -k monotonic`. So the caller can tell which
+traced calls and which sleeps happened during the reads. When the API cannot run here,
+"unavailable" says why (and the exit code is still 0: that is an answer, not a failure);
+the passes stop at the first one that fails.
 
 The harness itself starts no thread: every thread strace sees belongs to the API.
 """
@@ -63,6 +65,25 @@ class Heartbeat:
             self.worst = max(self.worst, late)
 
 
+def pollers_gone(timeout: float = 0.5) -> None:
+    """Wait (a little) until the io_uring pollers of closed rings have left this process.
+
+    A ring's iou-sqp thread exits after the ring is freed, a moment after close. Waiting
+    for it keeps the next pass's kernel threads its own: otherwise the last breaths of the
+    previous pass's poller are counted again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                names.append(Path(f"/proc/self/task/{tid}/comm").read_text())
+            except OSError:
+                continue   # it just exited
+        if not any(name.startswith("iou-sqp-") for name in names):
+            return
+        time.sleep(0.005)
+
+
 def drop_cache(path: str) -> None:
     """Evict the file's clean pages from the page cache, so the next reads go to the disk."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -72,27 +93,27 @@ def drop_cache(path: str) -> None:
         os.close(fd)
 
 
-async def _measured(probe: Probe, plan: Plan, heartbeat: Heartbeat, result: dict[str, Any],
+async def _measured(probe: Probe, plan: Plan, heartbeat: Heartbeat, stamps: dict[str, Any],
                     settle: Callable[[float], Awaitable[Any]]) -> None:
-    """The reads between two time stamps (a coroutine of whichever loop runs it)."""
+    """The reads between two pairs of time stamps (a coroutine of whichever loop runs it)."""
     await settle(SETTLE)
-    result["t_start"] = time.time()
+    stamps["t_start"], stamps["m_start"] = time.time(), time.monotonic()
     try:
-        result["bytes"] = await probe.read(plan)
+        stamps["bytes"] = await probe.read(plan)
     finally:
-        result["t_end"] = time.time()
+        stamps["t_end"], stamps["m_end"] = time.time(), time.monotonic()
         heartbeat.stopped = True
 
 
 def run_on(loop: Any, sleep: Callable[[float], Awaitable[Any]], probe: Probe, plan: Plan,
-           result: dict[str, Any]) -> None:
+           stamps: dict[str, Any]) -> None:
     """Run the probe and the heartbeat on loop (asyncio's or miniloop's: they share these methods)."""
     heartbeat = Heartbeat(loop.time, sleep)
 
     async def main() -> None:
         beat = loop.create_task(heartbeat.run())
         try:
-            await _measured(probe, plan, heartbeat, result, sleep)
+            await _measured(probe, plan, heartbeat, stamps, sleep)
         finally:
             heartbeat.stopped = True
             await beat
@@ -100,22 +121,22 @@ def run_on(loop: Any, sleep: Callable[[float], Awaitable[Any]], probe: Probe, pl
     try:
         loop.run_until_complete(main())
     finally:
-        result["heartbeat_max_late_ms"] = heartbeat.worst * 1e3
-        result["heartbeat_ticks"] = heartbeat.ticks
+        stamps["heartbeat_max_late_ms"] = heartbeat.worst * 1e3
+        stamps["heartbeat_ticks"] = heartbeat.ticks
         loop.close()
 
 
-def run_asyncio(probe: Probe, plan: Plan, result: dict[str, Any]) -> None:
+def run_asyncio(probe: Probe, plan: Plan, stamps: dict[str, Any]) -> None:
     # A loop of our own rather than asyncio.run(): run()'s shutdown_default_executor starts a
     # thread to join the executor, which would count as one of the API's threads.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)   # aiofile looks the loop up with get_event_loop()
-    run_on(loop, asyncio.sleep, probe, plan, result)
+    run_on(loop, asyncio.sleep, probe, plan, stamps)
 
 
-def run_miniloop(probe: Probe, plan: Plan, result: dict[str, Any]) -> None:
+def run_miniloop(probe: Probe, plan: Plan, stamps: dict[str, Any]) -> None:
     from miniloop import EventLoop, sleep   # the lab-2 loop: the lab-3 executor runs on it
-    run_on(EventLoop(), sleep, probe, plan, result)
+    run_on(EventLoop(), sleep, probe, plan, stamps)
 
 
 RUNNERS = {"asyncio": run_asyncio, "miniloop": run_miniloop}
@@ -151,29 +172,41 @@ def unavailable_reason(err: BaseException, direct: bool) -> str | None:
     return None
 
 
-def run(api: str, mode: str, path: str, block_size: int, blocks: int, concurrency: int) -> dict[str, Any]:
-    """Run one probe; the JSON-able result (see the module docstring)."""
+def run(api: str, mode: str, path: str, block_size: int, blocks: int, concurrency: int,
+        passes: int = 1) -> dict[str, Any]:
+    """Run one probe, passes times over (see the module docstring); the JSON-able result."""
     probe = PROBES[api]
     direct = mode == "O_DIRECT"
     os.environ.update(probe.env)   # before the API is imported: caio reads CAIO_IMPL at import
     result: dict[str, Any] = {"api": api, "mode": mode, "pid": os.getpid(), "loop_tid": threading.get_native_id(),
-                              "t_start": None, "t_end": None, "bytes": None, "heartbeat_max_late_ms": None,
-                              "heartbeat_ticks": 0, "unavailable": None, "error": None}
+                              "unavailable": None, "error": None, "passes": []}
     plan = make_plan(path, direct, os.path.getsize(path), block_size, blocks, concurrency)
-    drop_cache(path)
     try:
         import_needs(probe)
-        RUNNERS[probe.loop](probe, plan, result)
-    except Exception as err:  # the row says what went wrong; the other rows go on
-        why = unavailable_reason(err, direct)
-        if why is None:
-            result["error"] = f"{type(err).__name__}: {err}"
-        else:
-            result["unavailable"] = why
-        if isinstance(err, Unsupported):   # refused before any I/O: there is nothing to measure
-            result.update(t_start=None, t_end=None, heartbeat_max_late_ms=None)
-    if result["bytes"] is not None and result["bytes"] != plan.total:
-        result["error"] = f"read {result['bytes']} bytes, expected {plan.total}"
+    except Unsupported as err:   # refused before any I/O: there is nothing to measure
+        result["unavailable"] = str(err)
+        return result
+    for n in range(passes):
+        if n:
+            pollers_gone()
+        stamps: dict[str, Any] = {"t_start": None, "t_end": None, "m_start": None, "m_end": None,
+                                  "bytes": None, "heartbeat_max_late_ms": None, "heartbeat_ticks": 0}
+        drop_cache(path)
+        try:
+            RUNNERS[probe.loop](probe, plan, stamps)
+        except Exception as err:  # the row says what went wrong; the other rows go on
+            why = unavailable_reason(err, direct)
+            if why is None:
+                result["error"] = f"{type(err).__name__}: {err}"
+            else:
+                result["unavailable"] = why
+            if not isinstance(err, Unsupported):   # Unsupported: refused before any I/O, nothing measured
+                result["passes"].append(stamps)
+            return result
+        result["passes"].append(stamps)
+        if stamps["bytes"] != plan.total:
+            result["error"] = f"read {stamps['bytes']} bytes, expected {plan.total}"
+            return result
     return result
 
 
@@ -185,12 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-size", type=int, default=4 << 20)
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--passes", type=int, default=1, help="read it all this many times, each from a cold cache")
     args = parser.parse_args(argv)
     # First line: who we are, so that the caller samples /proc/PID/task of the right process
     # (strace forks short-lived children of its own before it starts the program).
     sys.stdout.write(f"{HELLO} {os.getpid()}\n")
     sys.stdout.flush()
-    result = run(args.api, args.mode, args.file, args.block_size, args.blocks, args.concurrency)
+    result = run(args.api, args.mode, args.file, args.block_size, args.blocks, args.concurrency,
+                 args.passes)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

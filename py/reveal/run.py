@@ -1,16 +1,16 @@
-"""Run every probe twice -- once plain (the heartbeat), once under strace -f -- and fill the rows.
+"""Run every probe three ways -- plain, under strace -f, under perf -- and fill the rows.
 
-Per row (one API, one kind of file):
+Per row (one API, one kind of file, one size of read):
 
-1. a plain run (`python -m reveal.probe`, no tracer) while /proc/PID/task is sampled:
+1. a plain run (`python -m reveal.probe`, no tracer), while /proc/PID/task is sampled:
    the heartbeat's worst lateness, the reads' duration, the kernel's threads; and the
-   answer "cannot run here" when that is the answer (the traced run is then skipped);
-2. two runs under `strace -f -ttt -T` (only the I/O calls are stopped for), sampled
-   too: the threads created, the calls that moved the bytes and on which thread, the
-   longest I/O call of the loop thread (the smaller of the two runs' longest: see
-   analyze.fill_from_trace).
+   answer "cannot run here" when that is the answer (the other runs are then skipped);
+2. a run under `strace -f -ttt -T`, sampled too: the threads created, the calls that moved
+   the bytes and on which thread (analyze.fill_from_trace);
+3. a run under `perf record`, the reads done `passes` times: the loop thread's waits for
+   the device and what submitting cost it (analyze.fill_from_perf, reveal.costs).
 
-Every run starts from a cold page cache: the probe drops the file's pages first. The
+Every pass starts from a cold page cache: the probe drops the file's pages first. The
 probes run in the data directory and name the file without a directory, so strace's
 openat shows the whole name (it cuts long strings) and the descriptor can be followed.
 """
@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_trace, workers_during
+from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_perf, fill_from_trace, size_label, workers_during
+from reveal.costs import IO_CALLS, PerfRun
 from reveal.probe import HELLO
 from reveal.probes import PROBES
-from xray import Unavailable, proc, strace
+from xray import Unavailable, proc, strace, timeline
 from xray.doctor import DATA_DIR, check_o_direct
 from xray.sampler import ThreadSampler
 
@@ -38,21 +39,55 @@ MODES = ("buffered", "O_DIRECT")
 
 
 @dataclass(frozen=True)
+class Workload:
+    """One size of read: `reads` distinct blocks of `read_size` bytes, in a shuffled order."""
+
+    read_size: int
+    reads: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.reads} x {size_label(self.read_size)}"
+
+
+# Small reads are what applications do (4-64 KiB); large ones make each cost big enough to see.
+SMALL = Workload(16 << 10, 256)
+LARGE = Workload(4 << 20, 16)
+
+
+@dataclass(frozen=True)
 class Config:
-    """What every probe reads, and how. The defaults take under a minute on a 2-core VM."""
+    """What every probe reads, and how. The defaults take about a minute on a 2-core VM."""
 
     file_size: int = 64 << 20     # the data file, made once in the labs' data directory
-    block_size: int = 4 << 20     # big reads: a buffered io_submit that reads 4 MiB stalls visibly
-    blocks: int = 16              # reads per run
+    workloads: tuple[Workload, ...] = (SMALL, LARGE)
     concurrency: int = 4          # reads in flight at once
-    stall_ms: float = 1.0         # a loop-thread I/O call at least this long is a stall
-    traced_runs: int = 2          # a stall counts when it is there in every traced run
+    passes: int = 3               # passes under perf: a verdict needs more than half of them
     apis: tuple[str, ...] = ()    # only these APIs (all when empty)
 
     @property
     def data_file(self) -> Path:
         """In the labs' data directory: build/data, or $LAB_DATA_DIR (never tmpfs: O_DIRECT)."""
         return DATA_DIR / f"reveal-{self.file_size >> 20}MiB.bin"
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Why each measuring tool cannot run here (None: it can)."""
+
+    strace: str | None
+    perf: str | None
+    direct: str | None   # O_DIRECT in the data directory
+
+    @classmethod
+    def check(cls) -> Tools:
+        def problem(check: Callable[[], object]) -> str | None:
+            try:
+                check()
+            except Unavailable as err:
+                return str(err)
+            return None
+        return cls(problem(strace.check), problem(timeline.check), o_direct_problem())
 
 
 def make_data_file(config: Config) -> Path:
@@ -71,10 +106,10 @@ def make_data_file(config: Config) -> Path:
     return path
 
 
-def probe_argv(api: str, mode: str, config: Config) -> list[str]:
+def probe_argv(api: str, mode: str, workload: Workload, config: Config, passes: int = 1) -> list[str]:
     return [sys.executable, "-m", "reveal.probe", api, mode, config.data_file.name,
-            "--block-size", str(config.block_size), "--blocks", str(config.blocks),
-            "--concurrency", str(config.concurrency)]
+            "--block-size", str(workload.read_size), "--blocks", str(workload.reads),
+            "--concurrency", str(config.concurrency), "--passes", str(passes)]
 
 
 def probe_env() -> dict[str, str]:
@@ -101,10 +136,9 @@ def hello(line: str, what: str) -> int:
     return int(line.split()[-1])
 
 
-def plain_run(api: str, mode: str, config: Config) -> tuple[dict[str, Any], ThreadSampler]:
+def plain_run(argv: list[str], what: str) -> tuple[dict[str, Any], ThreadSampler]:
     """The probe without a tracer, its threads sampled from /proc while it runs."""
-    what = f"{api} {mode}"
-    with proc.launch(probe_argv(api, mode, config), cwd=DATA_DIR, env=probe_env(), stderr=subprocess.PIPE) as p:
+    with proc.launch(argv, cwd=DATA_DIR, env=probe_env(), stderr=subprocess.PIPE) as p:
         try:
             first = p.readline(timeout=60)
         except TimeoutError:
@@ -121,11 +155,18 @@ def plain_run(api: str, mode: str, config: Config) -> tuple[dict[str, Any], Thre
     return parse_result(stdout, err.decode(errors="replace"), what), sampler
 
 
-def traced_run(api: str, mode: str, config: Config) -> TracedRun:
+def measured(result: dict[str, Any], what: str) -> dict[str, Any]:
+    """result, once it is sure the traced probe read (else RuntimeError: a row cannot be judged on it)."""
+    if not result["passes"] or result["passes"][0]["t_start"] is None:
+        raise RuntimeError(f"{what}: the probe did not read: {result['error'] or result['unavailable']}")
+    if result["error"]:
+        raise RuntimeError(f"{what}: the probe failed: {result['error']}")
+    return result
+
+
+def traced_run(argv: list[str], what: str) -> TracedRun:
     """The probe under strace -f, sampled from /proc too (strace cannot see the kernel's threads)."""
-    what = f"{api} {mode} (traced)"
-    with strace.launch(probe_argv(api, mode, config), trace=TRACE, cwd=DATA_DIR, env=probe_env(),
-                       stdin=subprocess.DEVNULL) as run:
+    with strace.launch(argv, trace=TRACE, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL) as run:
         try:
             pid = hello(run.readline(timeout=60), what)
         except (TimeoutError, RuntimeError):
@@ -133,12 +174,16 @@ def traced_run(api: str, mode: str, config: Config) -> TracedRun:
             raise RuntimeError(f"{what}: the probe did not start: {trace.stderr.strip()[-300:]}") from None
         with ThreadSampler(pid) as sampler:
             trace = run.finish(timeout=180)
-    result = parse_result(trace.stdout, trace.stderr, what)
-    if result["t_start"] is None or result["t_end"] is None:
-        raise RuntimeError(f"the traced run did not read: {result['error'] or result['unavailable']}")
-    if result["error"]:
-        raise RuntimeError(f"the traced probe failed: {result['error']}")
-    return TracedRun(result, trace, workers_during(sampler.kernel_workers(), result))
+    result = measured(parse_result(trace.stdout, trace.stderr, what), what)
+    first = result["passes"][0]
+    return TracedRun(result, trace, workers_during(sampler.kernel_workers(), first["t_start"], first["t_end"]))
+
+
+def perf_run(argv: list[str], what: str) -> PerfRun:
+    """The probe under perf record, its passes each timed from the loop thread's point of view."""
+    recording = timeline.record(argv, IO_CALLS, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL)
+    result = measured(parse_result(recording.stdout, recording.stderr, what), what)
+    return PerfRun.of(result, recording.timeline)
 
 
 def o_direct_problem() -> str | None:
@@ -147,72 +192,74 @@ def o_direct_problem() -> str | None:
     return None if ok else f"{seen}; {todo}"
 
 
-def measure(api: str, mode: str, config: Config, strace_problem: str | None, direct_problem: str | None) -> Row:
+def measure(api: str, mode: str, workload: Workload, config: Config, tools: Tools) -> Row:
     """One row, measured."""
-    row = Row(api, mode)
-    if mode == "O_DIRECT" and direct_problem:
-        row.reason = direct_problem
+    row = Row(api, mode, workload.read_size, workload.reads)
+    if mode == "O_DIRECT" and tools.direct:
+        row.reason = tools.direct
         return row
-    result, sampler = plain_run(api, mode, config)
-    workers = workers_during(sampler.kernel_workers(), result) if result["t_end"] else []
-    if result["heartbeat_max_late_ms"] is not None:
-        row.heartbeat_late_ms = round(result["heartbeat_max_late_ms"], 3)
-    row.kernel_threads = len(workers)
-    row.kernel_thread_names = [w.name for w in workers]
-    if result["bytes"] is not None and result["error"] is None:
-        row.read_ms = round((result["t_end"] - result["t_start"]) * 1e3, 3)
-    row.bytes = result["bytes"]
+    what = f"{api} {mode} {workload.label}"
+    result, sampler = plain_run(probe_argv(api, mode, workload, config), what)
+    first = result["passes"][0] if result["passes"] else None
+    if first and first["t_end"] is not None:
+        workers = workers_during(sampler.kernel_workers(), first["t_start"], first["t_end"])
+        row.kernel_threads, row.kernel_thread_names = len(workers), [w.name for w in workers]
+        row.heartbeat_late_ms = round(first["heartbeat_max_late_ms"], 3)
+    if first and first["bytes"] is not None and not result["error"]:
+        row.read_ms = round((first["t_end"] - first["t_start"]) * 1e3, 3)
+        row.bytes = first["bytes"]
     if result["error"]:
         row.reason = f"the probe failed: {result['error']}"
         return row
-    if strace_problem:
-        row.user_threads = len(sampler.user_threads())
-        row.reason = (result["unavailable"] or "no strace here, so no syscalls and no stall: only the "
-                      "heartbeat and the threads seen in /proc were measured")
-        return row
-    if result["unavailable"] and result["t_start"] is None:
+    if not first:
         row.reason = result["unavailable"]   # it never started reading: nothing to trace
         return row
-    runs = [traced_run(api, mode, config) for _ in range(config.traced_runs)]
-    fill_from_trace(row, runs, config.data_file.name)
-    if len(runs[0].workers) > len(workers):
+    if tools.strace:
+        row.user_threads = len(sampler.user_threads())
+        row.reason = (result["unavailable"] or "no strace here, so no syscalls and no verdict: only the "
+                      "heartbeat and the threads seen in /proc were measured")
+        return row
+    traced = traced_run(probe_argv(api, mode, workload, config), f"{what} (strace)")
+    if len(traced.workers) > (row.kernel_threads or 0):
         # Under strace the reads take longer: a short-lived kernel worker is easier to catch there.
-        workers = runs[0].workers
-    row.kernel_threads = len(workers)
-    row.kernel_thread_names = [w.name for w in workers]
+        row.kernel_threads, row.kernel_thread_names = len(traced.workers), [w.name for w in traced.workers]
+    fill_from_trace(row, traced, config.data_file.name)
+    if tools.perf:
+        row.timed_by = "strace"
+    else:   # an EINVAL row too: its calls are shown, timed the same way as the others'
+        fill_from_perf(row, perf_run(probe_argv(api, mode, workload, config, config.passes), f"{what} (perf)"))
     if result["unavailable"]:
         # It tried and the kernel said no (O_DIRECT with an unaligned buffer): the calls it made
         # are measured and shown, but there is no verdict on reads that did not happen.
         row.reason = result["unavailable"]
         return row
-    decide(row, config.stall_ms)
+    decide(row)
     return row
 
 
-def run_all(config: Config, progress: Callable[[str], None] = print) -> list[Row]:
-    """Every row, in the table's order; progress gets one line per finished row."""
+def run_all(config: Config, progress: Callable[[str], None] = print) -> tuple[list[Row], Tools]:
+    """Every row, in the table's order (workload, API, file); progress gets one line per finished row."""
     make_data_file(config)
-    try:
-        strace.check()
-        strace_problem = None
-    except Unavailable as err:
-        strace_problem = str(err)
-        progress(f"strace cannot run here, so the table has no syscalls and no stalls: {err}")
-    direct_problem = o_direct_problem()
-    if direct_problem:
-        progress(f"O_DIRECT is not available here, so its rows are skipped: {direct_problem}")
+    tools = Tools.check()
+    if tools.strace:
+        progress(f"strace cannot run here, so the table has no syscalls and no verdicts: {tools.strace}")
+    if tools.perf:
+        progress(f"perf cannot run here, so no device wait is measured and strace times the calls: {tools.perf}")
+    if tools.direct:
+        progress(f"O_DIRECT is not available here, so its rows are skipped: {tools.direct}")
     apis = [a for a in PROBES if not config.apis or a in config.apis]
     rows: list[Row] = []
-    total = len(apis) * len(MODES)
+    total = len(apis) * len(MODES) * len(config.workloads)
     width = max(len(api) for api in apis)
-    for api in apis:
-        for mode in MODES:
-            began = time.monotonic()
-            try:
-                row = measure(api, mode, config, strace_problem, direct_problem)
-            except (RuntimeError, OSError, Unavailable) as err:   # one broken row must not stop the others
-                row = Row(api, mode, reason=f"the measurement failed: {err}")
-            rows.append(row)
-            progress(f"[{len(rows):2}/{total}] {api:<{width}}  {mode:<8}  {row.verdict:<12} "
-                     f"({time.monotonic() - began:.1f} s)")
-    return rows
+    for workload in config.workloads:
+        for api in apis:
+            for mode in MODES:
+                began = time.monotonic()
+                try:
+                    row = measure(api, mode, workload, config, tools)
+                except (RuntimeError, OSError, Unavailable) as err:   # one broken row must not stop the others
+                    row = Row(api, mode, workload.read_size, workload.reads, reason=f"the measurement failed: {err}")
+                rows.append(row)
+                progress(f"[{len(rows):2}/{total}] {workload.label:>12}  {api:<{width}}  {mode:<8}  "
+                         f"{row.verdict:<12} ({time.monotonic() - began:.1f} s)")
+    return rows, tools

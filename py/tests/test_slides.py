@@ -120,13 +120,25 @@ def test_machine_slides_without_and_with_measurements(tmp_path: Path) -> None:
     assert "make reveal" in machine.expand("reveal", tmp_path)
     assert "make bench" in machine.expand("bench", tmp_path)
     (tmp_path / "reveal").mkdir()
-    rows = [{"api": "aiofiles", "file_mode": "buffered", "verdict": "threads", "user_threads": 5},
-            {"api": "aiofiles", "file_mode": "O_DIRECT", "verdict": "unavailable", "reason": "failed with EINVAL"},
-            {"api": "caio linux", "file_mode": "buffered", "verdict": "blocks-loop", "max_stall_ms": 7.94}]
+    small = {"read_size": 16384, "reads": 256}
+    rows = [{"api": "aiofiles", "file_mode": "buffered", "verdict": "threads", "user_threads": 5, **small},
+            {"api": "aiofiles", "file_mode": "O_DIRECT", "verdict": "unavailable", "reason": "failed with EINVAL",
+             **small},
+            {"api": "caio linux", "file_mode": "buffered", "verdict": "blocks-loop", "device_wait_ms": 7.94, **small},
+            {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "kernel-async", **small},
+            {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "blocks-loop",
+             "read_size": 4 << 20, "reads": 16}]   # the large reads: not on the slide
     (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(rows))
     table = machine.expand("reveal", tmp_path)
     assert "| aiofiles | threads ×5 | EINVAL (unaligned) |" in table
-    assert "| caio linux | **blocks the loop** 7.9 ms | – |" in table and "dense" not in table
+    assert "| caio linux | **waits for the disk** 7.9 ms | – |" in table and "dense" not in table
+    assert "| kernaio (io_submit, lab 6) | – | kernel-async |" in table and "256 reads of 16 KiB" in table
+    # The conclusions are the table's: change a verdict and they change.
+    assert ("**1 API reads on threads** · **the loop waited for the disk:** caio linux (buffered) · "
+            "**no thread, no wait:** kernaio (O_DIRECT)") in table, table
+    rows[3]["verdict"] = "blocks-loop"
+    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(rows))
+    assert "waited for the disk:** caio linux (buffered), kernaio (O_DIRECT)" in machine.expand("reveal", tmp_path)
     many = [dict(rows[0], api=f"api {i}") for i in range(machine.ROWS_AT_FULL_SIZE + 1)]
     (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(many))
     assert '<div class="dense">' in machine.expand("reveal", tmp_path)

@@ -132,13 +132,19 @@ def check_strace() -> Check:
 
 
 def check_perf() -> Check:
-    from xray import Unavailable, perf
+    from xray import Unavailable, perf, timeline
     paranoid = Path("/proc/sys/kernel/perf_event_paranoid").read_text().strip()
     try:
         perf.check()  # a real `perf trace` of a child: syscall tracepoints included
     except Unavailable as err:
         return False, f"perf cannot trace here (perf_event_paranoid={paranoid})", str(err)
-    return True, f"perf works: software events and tracepoints (perf_event_paranoid={paranoid})", ""
+    try:
+        timeline.check()  # the scheduler's events machine-wide: make reveal's device waits
+    except Unavailable as err:
+        return False, (f"perf traces a program but not the scheduler machine-wide (perf_event_paranoid={paranoid}): "
+                       "make reveal cannot tell a wait for the device"), str(err)
+    return True, (f"perf works: software events, tracepoints, the scheduler machine-wide "
+                  f"(perf_event_paranoid={paranoid})"), ""
 
 
 def check_toolchain() -> Check:
