@@ -79,7 +79,7 @@ starters: $(VENV)/.installed
 notebooks: setup
 	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
-## reveal: every "async" file API of this machine: its threads, its loop's waits for the device, a verdict (REPEAT=3: three runs side by side)
+## reveal: every "async" file API of this machine, its threads and its loop's waits for the device (REPEAT=3 runs it thrice, verdicts side by side)
 reveal: setup
 	@$(PY) -m reveal $(if $(REPEAT),--repeat $(REPEAT))
 
