@@ -11,7 +11,8 @@ files. Read as code (a `code span` or a fenced block), it names:
   grader or of py/tests (so `make lab3 T=test_py` and `test_caveat1_*` count);
 - mutants: a `NAME.patch` must be in some labs/*/tests/mutants/;
 
-and, in its prose, hints: "Hint `key`" or "Hints `a`, `b`" must be sections of a lab's hints.md.
+and, in its prose, hints: "Hint `key`" or "Hints `a`, `b`" must be sections of a lab's hints.md;
+and the slide titles of a table column headed "from the slide" ("quoted") must be in slides/deck.md.
 """
 from __future__ import annotations
 
@@ -73,12 +74,32 @@ def mutant_names(root: Path) -> set[str]:
     return {path.name for path in (root / "labs").glob("*/tests/mutants/*.patch")}
 
 
+def slide_titles(text: str) -> list[str]:
+    """The quoted titles in the column headed "from the slide" of the page's Markdown tables."""
+    titles: list[str] = []
+    column: int | None = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            column = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if column is None:
+            column = next((i for i, c in enumerate(cells) if c.lower() == "from the slide"), None)
+        elif column < len(cells) and not set(cells[column]) <= set("-: "):
+            titles += re.findall(r'"([^"]+)"', cells[column])
+    return titles
+
+
 def problems_of(page: Path, root: Path, rules: set[str], tests: set[str], hints: set[str],
                 mutants: set[str]) -> list[str]:
     """What `page` names that does not exist, one sentence each."""
     where = page.relative_to(root)
     text = page.read_text()
     found: list[str] = []
+    deck = (root / "slides" / "deck.md").read_text()
+    for title in slide_titles(text):
+        if title not in deck:
+            found.append(f'{where}: "{title}": no slide of slides/deck.md says so')
     for listed in HINTS.findall(FENCE.sub("", text)):
         for key in re.findall(r"`([\w-]+)`", listed):
             if key not in hints:

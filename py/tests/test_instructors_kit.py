@@ -1,7 +1,7 @@
 """The instructors' kit (docs/instructors/) stays true to the repository, and its handout builds.
 
-- every `make TARGET`, path, grader test, mutant and hint the kit names exists (kit.refs), and a
-  renamed target, a removed file or a renamed test is caught, named with the page to fix;
+- every `make TARGET`, path, grader test, mutant, hint and slide title the kit names exists (kit.refs),
+  and a renamed target, a removed file or a renamed test is caught, named with the page to fix;
 - `make handout` is a target listed by `make help` and in README.md;
 - the handout builds to HTML that loads nothing from the network, with the network refused where
   this machine can refuse it (unshare -n, as root), and fits its page (measured when Chromium is here);
@@ -48,13 +48,15 @@ def test_a_renamed_target_is_caught(tmp_path: Path) -> None:
     assert any("`make reveal`" in p and "run-sheet.md" in p for p in found), found
 
 
-def test_a_missing_file_a_renamed_test_and_an_unknown_hint_are_caught(tmp_path: Path) -> None:
+def test_a_missing_file_test_mutant_hint_or_slide_is_caught(tmp_path: Path) -> None:
     fake = _fake_root(tmp_path)
     page = fake / refs.KIT / "run-sheet.md"
     page.write_text(page.read_text() + "\n\nSee `tools/no-such-script.sh`, `test_no_such_test` and "
-                    "`no-such-mistake.patch`. Hint `no-such-hint`.\n")
+                    "`no-such-mistake.patch`. Hint `no-such-hint`.\n\n"
+                    '| part | from the slide |\n|---|---|\n| 8 | "No such slide title" |\n')
     found = "\n".join(refs.problems(fake))
-    for name in ("tools/no-such-script.sh", "test_no_such_test", "no-such-mistake.patch", "no-such-hint"):
+    for name in ("tools/no-such-script.sh", "test_no_such_test", "no-such-mistake.patch", "no-such-hint",
+                 "No such slide title"):
         assert name in found
 
 
