@@ -12,6 +12,16 @@ PY     := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/py
 export PYTHONDONTWRITEBYTECODE := 1
 
+# OFFLINE_CACHE=DIR: a folder filled by tools/offline-cache.sh on a connected machine. Set-up then
+# installs from it with no network: apt (setup-system.sh) and pip (setup-venv.sh) read the variable,
+# and npm (the deck's `npm ci`, for make slides and make handout) its two settings below.
+ifneq ($(OFFLINE_CACHE),)
+override OFFLINE_CACHE := $(abspath $(OFFLINE_CACHE))
+export OFFLINE_CACHE
+export npm_config_cache := $(OFFLINE_CACHE)/npm
+export npm_config_offline := true
+endif
+
 .DEFAULT_GOAL := help
 
 ## help: list the targets (this text)
@@ -92,6 +102,11 @@ slides: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m deck build
 
+## handout: the instructors' one-page handout, build/handout/handout.pdf with Chromium (handout.html always)
+handout: $(VENV)/.installed
+	@tools/setup-system.sh slides
+	@$(PY) -m kit handout
+
 ## test: prove every grader test both ways and against known wrong solutions; toolkit and kernaio tests (also under ASan), notebooks, the deck
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
@@ -117,4 +132,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides handout test mutants asan ubsan tsan clean distclean

@@ -4,21 +4,29 @@
 #   tools/setup-system.sh            the packages every lab needs
 #   tools/setup-system.sh slides     also Node.js and npm, for `make slides` (and Chromium on Debian,
 #                                    optional: the deck's PDF and its screenshot check)
+#   tools/setup-system.sh --list [slides]   print the packages it would want on an empty machine,
+#                                    one per line, and install nothing (tools/offline-cache.sh uses it)
 #
 # Idempotent and quick when everything is there: it asks dpkg, and calls apt only for what is missing.
 # As root it runs apt-get itself; with password-less sudo it uses sudo; otherwise it prints the
 # exact command and stops.
+#
+# With OFFLINE_CACHE=DIR (a folder filled by tools/offline-cache.sh), apt takes the packages from the
+# local repository DIR/apt and from nothing else: no network is needed.
 set -euo pipefail
+
+list_only=false
+[[ " $* " == *" --list "* ]] && list_only=true
 
 required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
 slides_packages=()   # optional: installed when possible, like perf below
 if [[ " $* " == *" slides "* ]]; then
     # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
-    command -v node >/dev/null 2>&1 || required+=(nodejs)
-    command -v npm >/dev/null 2>&1 || required+=(npm)
+    { $list_only || ! command -v node >/dev/null 2>&1; } && required+=(nodejs)
+    { $list_only || ! command -v npm >/dev/null 2>&1; } && required+=(npm)
     # Chromium only renders the PDF and the screenshot check (a large download, about a minute):
     # Debian's package, not Ubuntu's (a snap, which does not run in containers; set CHROME_PATH there).
-    if [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1 &&
+    if { $list_only || { [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; }; } &&
         grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
         slides_packages=(chromium)
     fi
@@ -38,13 +46,18 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 # Asked of dpkg, not of PATH: a perf that is installed but off PATH is not fixed by apt again
 # (make doctor says where it is and what to add to PATH).
 perf_packages=()
-if ! command -v perf >/dev/null 2>&1 || ! perf --version >/dev/null 2>&1; then
+if $list_only || ! command -v perf >/dev/null 2>&1 || ! perf --version >/dev/null 2>&1; then
     if grep -qi ubuntu /etc/os-release 2>/dev/null; then
         wanted=(linux-tools-common "linux-tools-$(uname -r)")
     else
         wanted=(linux-perf)
     fi
-    for pkg in "${wanted[@]}"; do installed "$pkg" || perf_packages+=("$pkg"); done
+    for pkg in "${wanted[@]}"; do { $list_only || ! installed "$pkg"; } && perf_packages+=("$pkg"); done
+fi
+
+if $list_only; then
+    printf '%s\n' "${required[@]}" "${perf_packages[@]}" "${slides_packages[@]}"
+    exit 0
 fi
 
 missing=()
@@ -58,23 +71,45 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 else
     echo "setup: these system packages are missing: ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
     echo "       Install them once with:"
-    echo "           sudo apt-get update && sudo apt-get install -y ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
+    if [ -n "${OFFLINE_CACHE:-}" ]; then
+        echo "           sudo OFFLINE_CACHE=$OFFLINE_CACHE $0 $*"
+    else
+        echo "           sudo apt-get update && sudo apt-get install -y ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
+    fi
     echo "       then run make again."
     [ ${#missing[@]} -eq 0 ] && exit 0   # only optional packages are missing: go on without them
     exit 1
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+apt=(apt-get)
+if [ -n "${OFFLINE_CACHE:-}" ]; then
+    # The cache's apt/ folder is a flat repository (its Packages index written when it was filled).
+    # apt reads a sources list of that one folder: it resolves dependencies as usual, installs only
+    # what is missing, and never asks the network. The list is written here because the cache may be
+    # mounted anywhere.
+    cache=$(cd "$OFFLINE_CACHE" && pwd)
+    if [ ! -f "$cache/apt/Packages" ]; then
+        echo "setup: OFFLINE_CACHE=$OFFLINE_CACHE has no apt/Packages: fill it with tools/offline-cache.sh (with its apt part)"
+        exit 1
+    fi
+    sources=$(mktemp)
+    trap 'rm -f "$sources"' EXIT
+    echo "deb [trusted=yes] file:$cache/apt ./" > "$sources"
+    chmod 644 "$sources"
+    apt+=(-o "Dir::Etc::SourceList=$sources" -o "Dir::Etc::SourceParts=-" -o "APT::Get::List-Cleanup=0")
+    echo "setup: installing from the offline cache $cache/apt (no network)"
+fi
 echo "setup: installing system packages: ${missing[*]} ${perf_packages[*]} ${slides_packages[*]}"
-"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" "${apt[@]}" update -qq
 if [ ${#missing[@]} -gt 0 ]; then
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ${#perf_packages[@]} -gt 0 ]; then
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${perf_packages[@]}" >/dev/null 2>&1 ||
+    "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends "${perf_packages[@]}" >/dev/null 2>&1 ||
         echo "setup: perf could not be installed here (${perf_packages[*]}); the perf parts will say so and skip."
 fi
 if [ ${#slides_packages[@]} -gt 0 ]; then
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${slides_packages[@]}" >/dev/null 2>&1 ||
+    "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends "${slides_packages[@]}" >/dev/null 2>&1 ||
         echo "setup: ${slides_packages[*]} could not be installed here; make slides builds the HTML without a PDF."
 fi
