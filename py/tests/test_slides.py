@@ -72,20 +72,39 @@ def code(spec: str, root: Path) -> list[str]:
     return include.extract(include.parse(spec), root)
 
 
-def test_python_method_without_markers_or_docstring(repo: Path) -> None:
-    lines = code("py/mod.py#Loop.recv", repo)
-    assert lines[0] == "def recv(self, n: int) -> bytes:"       # dedented
-    assert not any("SOLUTION" in line or "TODO" in line or "STUB" in line or "Receive" in line for line in lines)
-    assert lines[-1] == "    return b\"\""
-    assert '"""Receive."""' in code("py/mod.py#Loop.recv doc", repo)[1]
+def test_a_lab_solution_is_refused_wherever_the_region_touches_it(repo: Path) -> None:
+    """The talk comes before the labs: no sample may show a line of a BEGIN/END SOLUTION block."""
+    for spec in ("py/mod.py#Loop.recv", "py/mod.py#Loop", "py/mod.py", "c/c.c#nb_thing", "c/c.c",
+                 'c/c.c#nb_thing from="return flags"', "c/c.c#L5-14"):
+        with pytest.raises(include.IncludeError, match=r"solution .*must not hand out a lab's answer.*`starter`"):
+            code(spec, repo)
 
 
-def test_c_function_struct_and_narrowing(repo: Path) -> None:
-    assert code("c/c.c#nb_thing", repo) == ["int nb_thing(int fd)", "{", "    int flags = fd + 1;",
-                                          "    return flags;", "}"]
+def test_the_lines_around_a_solution_block_are_shown(repo: Path) -> None:
     assert code("c/c.c#pair", repo) == ["struct pair {", "    int a;", "};"]
-    assert code('c/c.c#nb_thing from="int flags" to="return"', repo) == ["int flags = fd + 1;", "return flags;"]
     assert code("c/c.c#L2-4", repo) == ["struct pair {", "    int a;", "};"]
+    assert code('c/c.c#nb_thing to="{"', repo) == ["int nb_thing(int fd)", "{"]
+
+
+def test_starter_shows_the_todo_and_stub_not_the_answer(repo: Path) -> None:
+    """`starter` shows what the learner's starter has there, generated from the reference."""
+    assert code("py/mod.py#Loop.recv starter", repo) == [
+        "def recv(self, n: int) -> bytes:",                # dedented, docstring dropped
+        "    # TODO(lab2): try first;", "    #   then wait.", '    raise NotImplementedError("lab2: recv")']
+    assert '"""Receive."""' in code("py/mod.py#Loop.recv starter doc", repo)[1]
+    assert code("c/c.c#nb_thing starter", repo) == [
+        "int nb_thing(int fd)", "{", "    /* TODO(lab1): do it. */", "    (void)fd;", "    return -ENOSYS;", "}"]
+    assert code('c/c.c#nb_thing starter from="TODO" to="TODO"', repo) == ["/* TODO(lab1): do it. */"]
+    assert include.expand(include.parse("c/c.c#nb_thing starter"), repo).endswith(
+        '<div class="src">c/c.c · nb_thing (the starter)</div>')
+    (repo / "c" / "plain.c").write_text("int f(void)\n{\n    return 0;\n}\n")
+    with pytest.raises(include.IncludeError, match="no solution block"):
+        code("c/plain.c#f starter", repo)
+
+
+def test_the_starter_caption_names_the_learners_file() -> None:
+    out = include.expand(include.parse("c/nonblock/nb.c#nb_recv_some_spin starter"), ROOT)
+    assert '<div class="src">labs/01-nonblocking/nb.c · nb_recv_some_spin (the starter)</div>' in out
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -94,9 +113,9 @@ def test_c_function_struct_and_narrowing(repo: Path) -> None:
     ("c/c.c#nb_other", "no C function or struct named 'nb_other'"),
     ('c/c.c#nb_thing from="not there"', "no line contains from='not there'"),
     ("c/c.c#L1-99", "out of range"),
-    ("c/c.c max=3", "more than a slide shows (3)"),
-    ("c/c.c width=10", "wider than a slide (10)"),
-    ("c/c.c#nb_thing bogus=1", "unknown option"),
+    ("c/c.c#pair max=2", "more than a slide shows (2)"),
+    ("c/c.c#pair width=10", "wider than a slide (10)"),
+    ("c/c.c#pair bogus=1", "unknown option"),
 ])
 def test_a_bad_include_is_an_error_that_says_why(repo: Path, spec: str, message: str) -> None:
     with pytest.raises(include.IncludeError, match=message.replace("(", r"\(").replace(")", r"\)")):
