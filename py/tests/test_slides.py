@@ -213,6 +213,22 @@ def test_snippet_run_in_thread_reads_on_another_thread() -> None:
     assert loop_thread == "MainThread" and reader != "MainThread", done.stdout
 
 
+def test_snippet_talks_sock_recv_still_runs_on_asyncio() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "slides" / "snippets" / "sock_recv_as_printed.py")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "received b'ping'; the loop still watches the socket: False", done.stdout
+
+
+def test_snippet_waiting_task_size_measures_hundreds_of_bytes() -> None:
+    """Slide 6 says a waiting Task with its coroutine is ~900 B: the snippet measures it (CPython 3.11: 895)."""
+    done = subprocess.run([sys.executable, str(ROOT / "slides" / "snippets" / "waiting_task_size.py")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    size = int(done.stdout.split("Future: ")[1].split(" bytes")[0])
+    assert 500 <= size <= 1500, done.stdout
+
+
 def test_snippet_kernaio_gather_uses_no_thread() -> None:
     pytest.importorskip("kernaio", reason="kernaio's extension is not built (make setup builds it)")
     from grading.programs import make_data
