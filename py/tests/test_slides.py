@@ -1,8 +1,11 @@
 """The deck's machinery (py/deck) and the snippet files its slides show (slides/snippets).
 
-No Node.js or Chromium needed: these check the expansion, the references and the snippets;
-`python -m deck check` (in `make test`) builds the HTML and looks at it.
+These check the expansion, the references, the editions, the snippets and the judging of the
+measurements without Node.js or Chromium; one test lays a small made-up deck out in Chromium
+(skipped without Node.js and Chromium). `python -m deck check` (in `make test`) builds the real
+HTML and measures it.
 """
+import base64
 import json
 import os
 import subprocess
@@ -135,39 +138,71 @@ def test_split_ignores_rules_inside_code_and_needs_front_matter() -> None:
         split("# no front matter\n")
 
 
-def test_machine_slides_without_and_with_measurements(tmp_path: Path) -> None:
-    assert "make reveal" in machine.expand("reveal", tmp_path)
-    assert "make bench" in machine.expand("bench", tmp_path)
-    (tmp_path / "reveal").mkdir()
-    small = {"read_size": 16384, "reads": 256}
-    rows = [{"api": "aiofiles", "file_mode": "buffered", "verdict": "threads", "user_threads": 5, **small},
-            {"api": "aiofiles", "file_mode": "O_DIRECT", "verdict": "unavailable", "reason": "failed with EINVAL",
-             **small},
-            {"api": "caio linux", "file_mode": "buffered", "verdict": "blocks-loop", "device_wait_ms": 7.94, **small},
-            {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "kernel-async", **small},
-            {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "blocks-loop",
-             "read_size": 4 << 20, "reads": 16}]   # the large reads: not on the slide
-    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(rows))
-    table = machine.expand("reveal", tmp_path)
-    assert "| aiofiles | threads ×5 | EINVAL (unaligned) |" in table
-    assert "| caio linux | **waits for the disk** 7.9 ms | – |" in table and "dense" not in table
-    assert "| kernaio (io_submit, lab 6) | – | kernel-async |" in table and "256 reads of 16 KiB" in table
-    # The conclusions are the table's: change a verdict and they change.
-    assert ("**1 API reads on threads** · **the loop waited for the disk:** caio linux (buffered) · "
-            "**no thread, no wait:** kernaio (O_DIRECT)") in table, table
-    rows[3]["verdict"] = "blocks-loop"
-    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(rows))
-    assert "waited for the disk:** caio linux (buffered), kernaio (O_DIRECT)" in machine.expand("reveal", tmp_path)
-    many = [dict(rows[0], api=f"api {i}") for i in range(machine.ROWS_AT_FULL_SIZE + 1)]
-    (tmp_path / "reveal" / "reveal.json").write_text(json.dumps(many))
-    assert '<div class="dense">' in machine.expand("reveal", tmp_path)
-    (tmp_path / "bench").mkdir()
-    bench = {"rows": [{"api": "kernaio", "qd": 32, "iops": 21000.0, "threads": 0},
-                      {"api": "fio (libaio)", "qd": 32, "iops": 55000.0, "threads": None}]}
-    (tmp_path / "bench" / "bench.json").write_text(json.dumps(bench))
-    assert "data:image/svg+xml;base64," in machine.expand("bench", tmp_path)
+SMALL = {"read_size": 16384, "reads": 256, "passes": 3}
+REVEAL_ROWS = [
+    {"api": "aiofiles", "file_mode": "buffered", "verdict": "threads", "user_threads": 5, **SMALL},
+    {"api": "aiofiles", "file_mode": "O_DIRECT", "verdict": "unavailable", "reason": "failed with EINVAL", **SMALL},
+    {"api": "caio linux", "file_mode": "buffered", "verdict": "blocks-loop", "device_wait_ms": 7.94,
+     "waited_passes": 3, "submit_ms": 9.2, **SMALL},
+    {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "kernel-async", "device_wait_ms": 0,
+     "waited_passes": 0, "submit_ms": 2.51, **SMALL},
+    {"api": "io_uring + SQPOLL", "file_mode": "O_DIRECT", "verdict": "kernel-async", "kernel_threads": 1,
+     "device_wait_ms": 0, "waited_passes": 0, "submit_ms": 0.2, **SMALL},
+    {"api": "kernaio (io_submit, lab 6)", "file_mode": "O_DIRECT", "verdict": "blocks-loop",
+     "read_size": 4 << 20, "reads": 16}]   # the large reads: on no slide
+
+
+def write_reveal(build: Path, rows: list[dict[str, object]]) -> None:
+    (build / "reveal").mkdir(exist_ok=True)
+    (build / "reveal" / "reveal.json").write_text(json.dumps(rows))
+
+
+def test_machine_slides_say_which_target_to_run_until_it_has_run(tmp_path: Path) -> None:
+    for what, target in (("reveal-threads", "make reveal"), ("reveal-loop", "make reveal"), ("bench", "make bench")):
+        assert target in machine.expand(what, tmp_path)
     with pytest.raises(ValueError):
         machine.expand("nothing", tmp_path)
+
+
+def test_reveal_slides_say_what_the_table_says(tmp_path: Path) -> None:
+    write_reveal(tmp_path, REVEAL_ROWS)
+    who = machine.expand("reveal-threads", tmp_path)
+    assert "| API | buffered file (cache dropped) | O_DIRECT file (no cache) |" in who   # which file is which
+    assert "| aiofiles | threads ×5 | EINVAL (unaligned) |" in who
+    assert "| caio linux | the loop thread | – |" in who
+    assert "| io_uring + SQPOLL | – | the loop thread + 1 kernel thread |" in who
+    assert "256 reads of 16 KiB" in who and "dense" not in who
+    loop = machine.expand("reveal-loop", tmp_path)
+    # Only the rows whose loop thread made the calls, with reveal's stall columns and the verdict.
+    assert "aiofiles" not in loop.split('<div class="verdicts">')[0]
+    assert "| caio linux | buffered | **7.9 ms (3/3)** | 9.2 ms | **waits for the disk** |" in loop
+    assert "| kernaio (io_submit) | O_DIRECT | 0 ms (0/3) | 2.5 ms | kernel-async |" in loop
+    # The conclusions are the table's: change a verdict and they change.
+    assert ("**1 API reads on threads** · **the loop waited for the disk:** caio linux (buffered) · "
+            "**no thread, no wait:** kernaio (O_DIRECT), io_uring + SQPOLL (O_DIRECT)") in loop, loop
+    write_reveal(tmp_path, [dict(r, verdict="blocks-loop") if r["api"].startswith("kernaio") else r for r in REVEAL_ROWS])
+    assert "waited for the disk:** caio linux (buffered), kernaio (O_DIRECT)" in machine.expand("reveal-loop", tmp_path)
+
+
+def test_a_long_table_gets_the_smaller_font(tmp_path: Path) -> None:
+    write_reveal(tmp_path, [dict(REVEAL_ROWS[0], api=f"api {i}") for i in range(machine.ROWS_AT_FULL_SIZE + 1)])
+    assert '<div class="dense">' in machine.expand("reveal-threads", tmp_path)
+
+
+def test_bench_chart_names_buffered_rows_and_shows_threads_and_stalls(tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()
+    rows = [{"api": "kernaio", "qd": 32, "iops": 21000.0, "threads": 0, "stall_ms": 1.5, "mode": "O_DIRECT"},
+            {"api": "aiofile (caio linux)", "qd": 32, "iops": 7500.0, "threads": 1, "stall_ms": 12.0,
+             "mode": "buffered, cache dropped"},
+            {"api": "asyncio alone (no I/O)", "qd": 32, "iops": 215000.0, "threads": 0, "mode": "no I/O"},
+            {"api": "fio (libaio)", "qd": 32, "iops": 55000.0, "threads": None, "stall_ms": None, "mode": "O_DIRECT"}]
+    (tmp_path / "bench" / "bench.json").write_text(json.dumps({"rows": rows, "idle_loop_stall_ms": 2.25}))
+    slide = machine.expand("bench", tmp_path)
+    assert "IOPS at QD 32 · O_DIRECT unless buffered" in slide and "an idle loop: 2.2 ms" in slide
+    svg = base64.b64decode(slide.split("base64,")[1].split(")")[0]).decode()
+    assert "aiofile (caio linux), buffered</text>" in svg and ">kernaio</text>" in svg
+    assert "21,000 · 0 thr · stall 1.5 ms</text>" in svg and ">55,000</text>" in svg
+    assert "asyncio alone" not in svg   # it would flatten every bar
 
 
 def test_the_deck_expands_and_every_slide_has_notes(tmp_path: Path) -> None:
