@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from deck import include, machine
-from deck.build import BuildError, load, split
-from deck.check import Report, check_notes, check_references, check_rendered, not_blank
+from deck.build import BuildError, Deck, Slide, find_chromium, load, marp, split
+from deck.check import (CODE_MIN_PX, Report, check_notes, check_readability, check_references, check_rendered,
+                        not_blank, readability)
 from grading.labs import repo_root
 
 ROOT = repo_root()
@@ -227,6 +228,100 @@ def test_references_and_rendering_problems_are_reported(tmp_path: Path) -> None:
     for expected in ("make no-such-target", "py/no/such/file.py does not exist", "no speaker notes",
                      "Marp made 0 slides", "remote resource"):
         assert expected in text
+
+
+def test_the_talk_edition_leaves_out_the_workshop_slides() -> None:
+    sources = ["# Title", "<!-- _class: workshop -->\n## How this deck works", "## A slide",
+               "<!-- _class: lab -->\n## Your turn", "<!-- _class: punch lab-like -->\n# The end"]
+    deck = Deck("marp: true\n", [Slide(number=n, line=n, source=src) for n, src in enumerate(sources, start=1)])
+    talk = deck.talk_only()
+    assert [s.source.splitlines()[-1] for s in talk.slides] == ["# Title", "## A slide", "# The end"]
+    assert [s.number for s in talk.slides] == [1, 2, 3]   # as deck.html#N counts them
+    real = load(ROOT, ROOT / "build" / "no-measurements")
+    assert 0 < len(real.talk_only().slides) < len(real.slides)
+    assert not any("lab" in s.classes for s in real.talk_only().slides)
+
+
+# MEASURE's output for a deck of one slide, as check_readability reads it from Chromium.
+CONTROLS = {"width": 354, "height": 56, "bottom": 50}   # Marp's navigation controls, in screen pixels
+
+
+def measured(**slide: object) -> dict[str, object]:
+    fine = {"number": 1, "laid_out": True, "wide": 0, "tall": 0, "pre_overflow": False, "code_min": [20, "x = 1"],
+            "text": [[70, 120, 600, 40, "A heading"]], "images": [], "broken": []}
+    return {"controls": CONTROLS, "slides": [fine | slide]}
+
+
+@pytest.mark.parametrize("slide, says", [
+    ({"tall": 30}, "overflows: 30px too tall"),
+    ({"pre_overflow": True}, "a code line wider than its box"),
+    ({"code_min": [17, "import asyncio"]}, f"code in 17px ('import asyncio'): at least {CODE_MIN_PX}px"),
+    ({"text": [[600, 630, 300, 30, "The loop waited."]]}, "'The loop waited.' (y 630-660) lies under the "
+     "navigation controls on a 1280x720 and a 1920x1080 screen"),
+    ({"text": [[600, 620, 300, 20, "caption"]]}, "on a 1280x720 screen"),          # above them at 1080p
+    ({"images": [[70, 119, 1140, 534, "a diagram"]]}, "'a diagram' (y 119-653) lies under"),
+    ({"broken": ["thread-based."]}, "the heading breaks 'thread-based.' across two lines"),
+    ({"laid_out": False}, "did not lay it out"),
+])
+def test_readability_rules_each_find_their_problem(slide: dict[str, object], says: str) -> None:
+    assert readability(measured()) == []
+    problems = readability(measured(**slide))
+    assert len(problems) == 1 and says in problems[0], problems
+
+
+def test_text_beside_the_controls_is_fine() -> None:
+    """The controls cover the middle of the bottom: a page number or a caption at the right is not under them."""
+    assert readability(measured(text=[[900, 640, 300, 20, "src caption"], [70, 640, 300, 20, "left"]])) == []
+
+
+MINI_STYLE = "  section.tiny pre code { font-size: 15px; }\n"   # what the deck once had for long samples
+MINI_DECK = """
+<!-- _class: tiny -->
+
+## Code too small
+
+```python
+print("from the back of the hall?")
+```
+
+<!-- a note -->
+
+---
+
+## Hidden
+
+<div style="position: absolute; top: 625px; left: 0; right: 0; text-align: center">the line that matters</div>
+
+<!-- a note -->
+
+---
+
+<!-- _class: punch -->
+
+# Essentially, both approaches are thread-based.
+
+<!-- a note -->
+"""
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium here (tools/setup-system.sh slides installs it)")
+def test_chromium_measures_a_deck_that_breaks_each_rule(tmp_path: Path) -> None:
+    """A made-up deck in the real deck's style: each of its slides breaks one rule, and the check says which."""
+    front, _ = split((ROOT / "slides" / "deck.md").read_text())
+    source = tmp_path / "mini.md"
+    source.write_text("---\n" + front + MINI_STYLE + "---\n" + MINI_DECK)
+    html = tmp_path / "mini.html"
+    try:
+        marp(ROOT, source, html)
+    except BuildError as err:
+        pytest.skip(f"Marp cannot run here: {str(err)[:200]}")
+    report = Report()
+    check_readability(html, str(find_chromium()), report)
+    errors = "\n".join(report.errors)
+    assert "slide 1: code in 15px" in errors, errors
+    assert "slide 2: 'the line that matters'" in errors and "navigation controls" in errors, errors
+    assert "slide 3: the heading breaks 'thread-based.' across two lines" in errors, errors
+    assert len(report.errors) == 3, errors
 
 
 def test_not_blank(tmp_path: Path) -> None:
