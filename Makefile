@@ -97,7 +97,7 @@ reveal: setup
 bench: setup
 	@$(PY) -m bench
 
-## slides: the talk as one offline HTML deck, and a PDF with Chromium (build/slides/)
+## slides: the talk as offline HTML decks, the workshop's and the talk alone, and PDFs with Chromium (build/slides/)
 slides: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m deck build

@@ -34,20 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as err:
         print(f"slides: {err}", file=sys.stderr)
         return 1
-    rel = built.html.relative_to(root)
-    print(f"slides: {len(built.deck.slides)} slides -> {rel}"
-          + (f" and {built.pdf.relative_to(root)}" if built.pdf else "") + f"  ({built.seconds:.1f} s)")
+    for edition, what in zip(built.editions, ("the workshop", "the talk alone, no lab slides")):
+        print(f"slides: {what}: {len(edition.deck.slides)} slides -> {edition.html.relative_to(root)}"
+              + (f" and {edition.pdf.relative_to(root)}" if edition.pdf else ""))
+    print(f"slides: built in {built.seconds:.1f} s")
     for note in built.notes:
         print(f"slides: {note}")
     if args.action == "build":
-        print(f"slides: open {rel} in a browser (press P for the presenter view with notes)")
+        print(f"slides: open {built.workshop.html.relative_to(root)} in a browser "
+              "(press P for the presenter view with notes)")
         return 0
     report = Report()
-    html = built.html.read_text()
-    check_references(built.deck, root, report)
-    check_notes(built.deck, report)
-    check_rendered(built.deck, html, report)
-    check_screens(built.deck, built.html, find_chromium(), report, args.shot)
+    workshop = built.workshop
+    check_references(workshop.deck, root, report)
+    check_notes(workshop.deck, report)
+    for edition in built.editions:
+        check_rendered(edition.deck, edition.html.read_text(), report, edition.html.name)
+    # The talk's slides are the workshop's, laid out alike: measuring the workshop's covers both.
+    check_screens(workshop.deck, workshop.html, find_chromium(), report, args.shot)
     for line in report.info:
         print(f"  ✓ {line}")
     for line in report.pending:

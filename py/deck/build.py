@@ -1,11 +1,14 @@
-"""`make slides`: expand slides/deck.md, then let Marp turn it into one self-contained HTML file.
+"""`make slides`: expand slides/deck.md, then let Marp turn it into self-contained HTML files.
 
 1. Expand: each `<!-- include: ... -->` becomes the code it names (deck.include), each
    `<!-- machine: ... -->` this machine's numbers (deck.machine), each diagrams/*.svg image a
-   data: URI, so the HTML needs no file beside it. Result: build/slides/deck.md.
-2. Node: `npm ci` in slides/ from package-lock.json, only when node_modules does not match the
+   data: URI, so the HTML needs no file beside it.
+2. Two editions of the same slides: the workshop's (all of them: build/slides/deck.*) and the
+   talk's, for a conference (build/slides/talk.*): without the slides whose class is `lab` (the
+   blue "your turn" slides) or `workshop` (the ones that only make sense with the labs).
+3. Node: `npm ci` in slides/ from package-lock.json, only when node_modules does not match the
    lock already (a stamp file holds the lock's hash).
-3. Marp (offline from here on): build/slides/deck.html, and deck.pdf when Chromium is found
+4. Marp (offline from here on): NAME.html for each edition, and NAME.pdf when Chromium is found
    (CHROME_PATH, or chromium / google-chrome on the PATH); without it, say so and go on.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deck import include, machine
@@ -25,6 +28,8 @@ from deck import include, machine
 SVG_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>diagrams/[\w.-]+\.svg)\)")
 STAMP = ".deck-lock-sha256"   # in node_modules: the hash of the package-lock.json it was made from
 NODE_MAJOR = 18               # marp-cli 4 needs Node.js 18 or later
+CLASS = re.compile(r"<!--\s*_class:\s*(?P<names>[\w\s-]+?)\s*-->")
+WORKSHOP_ONLY = {"lab", "workshop"}   # slide classes the talk's edition leaves out
 
 
 class BuildError(RuntimeError):
@@ -39,6 +44,12 @@ class Slide:
     text: str = ""              # expanded
     diagrams: list[str] = field(default_factory=list)   # diagrams/*.svg it shows
 
+    @property
+    def classes(self) -> set[str]:
+        """Its Marp classes (`<!-- _class: lab -->`)."""
+        m = CLASS.search(self.source)
+        return set(m.group("names").split()) if m else set()
+
 
 @dataclass
 class Deck:
@@ -47,6 +58,11 @@ class Deck:
 
     def markdown(self) -> str:
         return "---\n" + self.front_matter + "---\n\n" + "\n\n---\n\n".join(s.text.strip("\n") for s in self.slides) + "\n"
+
+    def talk_only(self) -> Deck:
+        """The talk as given at a conference: the same slides without the workshop's (renumbered)."""
+        kept = [s for s in self.slides if not s.classes & WORKSHOP_ONLY]
+        return Deck(self.front_matter, [replace(s, number=n) for n, s in enumerate(kept, start=1)])
 
 
 def split(text: str) -> tuple[str, list[tuple[int, str]]]:
@@ -162,16 +178,42 @@ def marp(root: Path, source: Path, output: Path, *extra: str, chromium: str | No
 
 
 @dataclass
-class Built:
+class Edition:
+    """One deck written to build/slides/: its slides, its HTML and (with Chromium) its PDF."""
+
+    name: str          # "deck" (the workshop's) or "talk"
     deck: Deck
     html: Path
     pdf: Path | None
+
+
+@dataclass
+class Built:
+    editions: list[Edition]   # the workshop's first
     seconds: float
     notes: list[str]   # what the presenter should know (no PDF, ...)
 
+    @property
+    def workshop(self) -> Edition:
+        return self.editions[0]
+
+
+def _write(root: Path, out: Path, name: str, deck: Deck, chromium: str | None) -> Edition:
+    """NAME.md, NAME.html and, when chromium is given, NAME.pdf in out."""
+    source = out / f"{name}.md"
+    source.write_text(deck.markdown())
+    html = out / f"{name}.html"
+    marp(root, source, html)
+    pdf = None
+    if chromium is not None:
+        pdf = out / f"{name}.pdf"
+        marp(root, source, pdf, "--pdf", "--pdf-notes", chromium=chromium)
+    return Edition(name, deck, html, pdf)
+
 
 def build(root: Path, pdf: bool = True, measured: Path | None = None) -> Built:
-    """Expand, install Marp if needed, write build/slides/deck.html (and deck.pdf).
+    """Expand, install Marp if needed, write the workshop's deck (build/slides/deck.html) and the
+    talk's (talk.html), and their PDFs.
 
     measured: where `make reveal` and `make bench` wrote reveal/ and bench/ (default build/).
     """
@@ -179,19 +221,13 @@ def build(root: Path, pdf: bool = True, measured: Path | None = None) -> Built:
     out = root / "build" / "slides"
     out.mkdir(parents=True, exist_ok=True)
     deck = load(root, measured or root / "build")
-    source = out / "deck.md"
-    source.write_text(deck.markdown())
-    html = out / "deck.html"
-    marp(root, source, html)
     notes: list[str] = []
-    pdf_path: Path | None = None
     chromium = find_chromium()
     if not pdf:
         notes.append("PDF not asked for")
     elif chromium is None:
         notes.append("no PDF: Chromium was not found (install it, e.g. `tools/setup-system.sh slides` "
                      "on Debian, or set CHROME_PATH)")
-    else:
-        pdf_path = out / "deck.pdf"
-        marp(root, source, pdf_path, "--pdf", "--pdf-notes", chromium=chromium)
-    return Built(deck, html, pdf_path, time.monotonic() - started, notes)
+    pdf_with = chromium if pdf else None
+    editions = [_write(root, out, "deck", deck, pdf_with), _write(root, out, "talk", deck.talk_only(), pdf_with)]
+    return Built(editions, time.monotonic() - started, notes)

@@ -149,8 +149,14 @@ def conclusions(rows: list[dict[str, Any]]) -> str:
             groups[str(r["verdict"])].setdefault(_short(str(r["api"])), []).append(str(r["file_mode"]))
     modes = {str(r["file_mode"]) for r in rows}
 
+    def named(api: str, mine: list[str]) -> str:
+        if set(mine) == modes:
+            return api
+        files = "/".join(mine)   # 'aiofile (caio linux)' -> 'aiofile (caio linux, buffered)'
+        return f"{api[:-1]}, {files})" if api.endswith(")") else f"{api} ({files})"
+
     def names(group: dict[str, list[str]]) -> str:
-        return ", ".join(api if set(m) == modes else f"{api} ({'/'.join(m)})" for api, m in group.items())
+        return ", ".join(named(api, mine) for api, mine in group.items())
 
     threaded = len(groups["threads"])
     parts = [f"**{threaded} API{' reads' if threaded == 1 else 's read'} on threads**" if threaded else "",

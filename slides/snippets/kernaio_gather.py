@@ -1,5 +1,5 @@
 # kernaio, the capstone (lab 6): 64 reads in flight at once, O_DIRECT, and no thread.
-# py/tests/test_deck.py runs this file.
+# py/tests/test_slides.py runs this file.
 #
 #   python3 slides/snippets/kernaio_gather.py FILE     (FILE: 256 KiB or more, on a disk, not tmpfs)
 #

@@ -1,5 +1,5 @@
 # The talk's slide "Thread based implementation": aiofile's run_in_thread, as printed,
-# and the few lines that call it. py/tests/test_deck.py runs this file.
+# and the few lines that call it. py/tests/test_slides.py runs this file.
 #
 #   python3 slides/snippets/run_in_thread.py
 #
