@@ -189,6 +189,14 @@ def controls_zone(controls: dict[str, float], screen_width: int) -> Box:
     return Box(640 - w / 2, 720 - (controls["bottom"] + controls["height"]) / scale, w, h)
 
 
+def overflows(slide: dict[str, Any]) -> list[str]:
+    """'slide N overflows: ...' when one measured slide's content does not fit it; [] when it does."""
+    what = [x for x in (f"{slide['tall']}px too tall" if slide["tall"] > 1 else "",
+                        f"{slide['wide']}px too wide" if slide["wide"] > 1 else "",
+                        "a code line wider than its box" if slide["pre_overflow"] else "") if x]
+    return [f"slide {slide['number']} overflows: {', '.join(what)}"] if what else []
+
+
 def readability(measured: dict[str, Any]) -> list[str]:
     """What makes a slide hard to read in a hall, from MEASURE's output: content beyond the slide, code
     smaller than CODE_MIN_PX, text or a picture under the navigation controls, a heading word broken
@@ -201,11 +209,7 @@ def readability(measured: dict[str, Any]) -> list[str]:
         if not slide["laid_out"]:
             problems.append(f"{where}: the browser did not lay it out, so it could not be measured")
             continue
-        what = [x for x in (f"{slide['tall']}px too tall" if slide["tall"] > 1 else "",
-                            f"{slide['wide']}px too wide" if slide["wide"] > 1 else "",
-                            "a code line wider than its box" if slide["pre_overflow"] else "") if x]
-        if what:
-            problems.append(f"{where} overflows: {', '.join(what)}")
+        problems += overflows(slide)
         if slide["code_min"] and slide["code_min"][0] < CODE_MIN_PX:
             px, sample = slide["code_min"]
             problems.append(f"{where}: code in {px:g}px ({sample!r}): at least {CODE_MIN_PX}px reads from the back")
@@ -219,8 +223,8 @@ def readability(measured: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_readability(html_path: Path, chromium: str, report: Report) -> None:
-    """Lay the deck out in Chromium and judge every slide (readability())."""
+def measure(html_path: Path, chromium: str, report: Report) -> dict[str, Any] | None:
+    """Lay a Marp page out in Chromium and run MEASURE in it; None (and an error in report) if it could not."""
     probe = html_path.with_name("measure.html")
     probe.write_text(html_path.read_text().replace("</body>", MEASURE + "</body>"))
     try:
@@ -230,8 +234,24 @@ def check_readability(html_path: Path, chromium: str, report: Report) -> None:
     m = re.search(r'data-deck-measure="([^"]*)"', done.stdout)
     if m is None:
         report.errors.append("could not measure the slides in Chromium:\n" + done.stderr.strip()[-800:])
+        return None
+    measured: dict[str, Any] = json.loads(unescape(m.group(1)))
+    return measured
+
+
+def check_overflow(html_path: Path, chromium: str, report: Report) -> None:
+    """For a page that is not read from a hall (the instructors' handout): only that everything fits."""
+    measured = measure(html_path, chromium, report)
+    if measured is not None:
+        report.errors.extend(p for slide in measured["slides"] for p in overflows(slide))
+
+
+def check_readability(html_path: Path, chromium: str, report: Report) -> None:
+    """Lay the deck out in Chromium and judge every slide (readability())."""
+    measured = measure(html_path, chromium, report)
+    if measured is None:
         return
-    problems = readability(json.loads(unescape(m.group(1))))
+    problems = readability(measured)
     report.errors.extend(problems)
     if not problems:
         report.info.append(f"every slide fits, its code is {CODE_MIN_PX}px or more, nothing lies under the "
