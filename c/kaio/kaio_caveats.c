@@ -11,9 +11,9 @@
  *    reads of 64 KiB in one io_submit, buffered and O_DIRECT. Buffered, io_submit
  *    returns only once the data has been read: the caller was blocked all along.
  * 2. "Minimize the file system metadata operations that can block." open(O_CREAT) of a
- *    new file, and an O_DIRECT write of 1 MiB into it, which must allocate blocks and
- *    grow the file: io_submit waits for that; the same write over blocks that now exist
- *    only queues. All on the one thread that would be the event loop.
+ *    new file, and an O_DIRECT write of 1 MiB into it, which grows the file: ext4 completes
+ *    such a write, data included, before io_submit returns; the same write over blocks
+ *    that now exist only queues. All on the one thread that would be the event loop.
  * 3. "You need to figure out the best way to schedule all of the disk I/O." A context
  *    made for 1 event and 256 reads asked at once: the kernel takes some, then says
  *    EAGAIN; it is our job to keep the rest and retry after reaping.
@@ -152,8 +152,8 @@ static int caveat2(const char *name, char *buf, int repeat)
         topen[r] = ka_now() - t0;
         if (fd < 0)
             return fail("caveat 2: open(O_CREAT | O_DIRECT) of a scratch file", -errno);
-        /* The first write allocates blocks and moves the end of file (metadata, a journal
-         * transaction); the second finds both done and only queues the data transfer. */
+        /* The first write moves the end of the file, so ext4 finishes it (the data too)
+         * inside io_submit; the second moves nothing and only queues the data transfer. */
         int err = one_round(fd, 1, buf, MIB, 1, &talloc[r], NULL);
         if (err == 0)
             err = one_round(fd, 1, buf, MIB, 1, &tover[r], NULL);

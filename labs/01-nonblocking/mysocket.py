@@ -11,11 +11,19 @@ wrong there, and what this version does instead:
     socket: the TCP and TLS handshakes stall the whole event loop. Here
     connect() is a coroutine: asyncio.open_connection waits for both handshakes
     while the loop goes on running other tasks.
-  * It hands the SSLSocket to loop.sock_recv, which asyncio refuses (TypeError:
-    "Socket cannot be of type SSLSocket"): sock_recv reads raw bytes from the
-    fd, and raw bytes of a TLS stream are encrypted records, not data. Here
-    asyncio's own TLS layer sits on a plain non-blocking socket and a
-    StreamReader gives us decrypted bytes.
+  * It hands the SSLSocket to loop.sock_recv, which asyncio refuses since
+    Python 3.8.1 (TypeError: "Socket cannot be of type SSLSocket"; bpo-37404,
+    filed in 2019 as "asyncio sock_recv blocks on ssl sockets"). Not because
+    the bytes would be encrypted: SSLSocket.recv returns decrypted data. Because
+    the loop waits for the fd to be readable, and with TLS that says little
+    about data: the bytes that arrived may be part of a record, with nothing to
+    decrypt yet; OpenSSL may already hold decrypted data while the fd has
+    nothing new, so the wait never ends; reading may first need a write (a
+    renegotiation, a key update); and a non-blocking SSLSocket says "not yet"
+    with ssl.SSLWantReadError, which is not the BlockingIOError sock_recv
+    handles. Here asyncio's own TLS layer sits on a plain non-blocking socket:
+    the loop waits for raw bytes, OpenSSL decrypts them in memory
+    (ssl.MemoryBIO), and a StreamReader gives us the decrypted text.
   * ensure_future / get_event_loop are called where no loop may be running;
     here asyncio.create_task runs inside the loop that runs connect().
   * The receive loop is never stopped; here close() cancels it and waits for it.

@@ -277,20 +277,26 @@ def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,
          backend: str = "aio") -> File:
     """Open path for kernel AIO ("rb", "r+b", "wb", "w+b", "xb", "x+b"); use with async with.
 
-    direct=True (the default) opens with O_DIRECT: the kernel queues requests to the device
-    and returns at once, so the loop never stalls, but offsets, lengths and buffers must be
-    aligned (File.alignment) and the page cache is bypassed. direct=False is buffered I/O:
-    io_submit then does the whole copy before it returns (caveat 1 of the talk), which
-    STALLS the event loop for the duration of each request; kernaio does it only if asked.
+    direct=True (the default) opens with O_DIRECT: io_submit hands requests to the device
+    and returns before the data moves, so the loop does not wait for the disk; offsets,
+    lengths and buffers must be aligned (File.alignment) and the page cache is bypassed.
+    The loop still pays inside io_submit: pinning the buffer's pages and building the block
+    requests (more for a bigger request), a sleep when the device's queue is full, and on
+    ext4 the whole of a write that extends the file or is not aligned to its blocks.
+    direct=False is buffered I/O: io_submit then does the whole copy before it returns,
+    reading the disk for what is not cached (caveat 1 of the talk), which STALLS the event
+    loop for the duration of each request; kernaio does it only if asked.
 
     backend="aio" (the default) is kernel AIO (io_submit). backend="io_uring" sends the
     same requests through an io_uring (one io_uring_enter per loop iteration), with the
-    same API and the same alignment rules. With io_uring, direct=False no longer stalls the
-    loop: what the page cache holds is copied at once, and what would block is handed to
-    iou-wrk KERNEL threads of this process (fsync always is) -- no Python thread, but
-    threads all the same (/proc/PID/task, `make reveal`). The io_uring backend is only
-    used when asked for; where io_uring is blocked (a container's seccomp profile,
-    kernel.io_uring_disabled) the first request raises OSError (PermissionError) saying so.
+    same API and the same alignment rules. With io_uring, direct=False does not wait for
+    the disk inside io_uring_enter, but is not free: what the page cache holds is copied
+    there, an uncached read starts its readahead there (more for a bigger read), and what
+    would block is handed to iou-wrk KERNEL threads of this process (fsync always is) -- no
+    Python thread, but threads all the same (/proc/PID/task, `make reveal`). The io_uring
+    backend is only used when asked for; where io_uring is blocked (a container's seccomp
+    profile, kernel.io_uring_disabled) the first request raises OSError (PermissionError)
+    saying so.
 
     Raises FileNotFoundError, IsADirectoryError, PermissionError... (with the file name),
     DirectIOUnsupported when the filesystem refuses O_DIRECT, ValueError for an unknown

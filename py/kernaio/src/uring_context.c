@@ -17,9 +17,10 @@
  * - reap reads the CQ ring in user memory (io_uring_peek_batch_cqe, io_uring_cq_advance):
  *   no system call except the eventfd's read.
  * - Buffered files: io_uring_enter does not wait for the disk. An uncached read is started
- *   and finishes later (ext4, xfs: page-cache callbacks); what must block (a buffered write,
- *   every fsync) is handed to iou-wrk kernel threads of this process. io_submit would do
- *   the whole copy before returning, stalling the loop.
+ *   there (its readahead: pages allocated, block requests sent, a cost that grows with the
+ *   read) and finishes later (ext4, xfs: page-cache callbacks); what must block (a buffered
+ *   write, every fsync) is handed to iou-wrk kernel threads of this process. io_submit
+ *   would do the whole read before returning, stalling the loop.
  * - The ring is shared memory with ONE producer (submit) and ONE consumer (reap): a ring is
  *   not for two threads at once, so a method refuses to run while another thread is inside
  *   a system call on this ring with the GIL released (the busy flag).
