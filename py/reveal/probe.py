@@ -164,11 +164,13 @@ def unavailable_reason(err: BaseException, direct: bool) -> str | None:
         return f"not built yet ({err})"
     if direct and isinstance(err, OSError) and err.errno == errno.EINVAL:
         return (f"the O_DIRECT read failed with EINVAL ({err.strerror}): this API reads into a buffer "
-                "it allocates itself, not aligned as O_DIRECT requires")
+                "it allocates itself, at an address that is not a multiple of this device's memory alignment "
+                "(dio_mem_align, which statx's STATX_DIOALIGN tells: often 512)")
     if direct and isinstance(err, SystemError) and str(err) == os.strerror(errno.EINVAL):
         # caio reports the kernel's errors as SystemError with strerror's text.
         return ("the O_DIRECT read failed with EINVAL (caio raised SystemError('Invalid argument')): "
-                "caio reads into a buffer it allocates itself, not aligned as O_DIRECT requires")
+                "caio reads into a buffer it allocates itself, 16-byte aligned, while this device wants a multiple "
+                "of its dio_mem_align (statx's STATX_DIOALIGN: often 512)")
     return None
 
 

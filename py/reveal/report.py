@@ -143,10 +143,14 @@ def _short(api: str) -> str:
 def conclusions(rows: list[dict[str, Any]]) -> str:
     """What a table says, in one line of Markdown written from its rows (reveal.json's form): the deck's
     "your machine says" slide and notebook 02 conclude with it, never with a sentence the table could contradict."""
-    groups: dict[str, dict[str, list[str]]] = {"threads": {}, "blocks-loop": {}, "kernel-async": {}}
+    groups: dict[str, dict[str, list[str]]] = {"threads": {}, "blocks-loop": {}, "kernel-async": {},
+                                               "kernel-thread": {}}
     for r in rows:
-        if r.get("verdict") in groups:
-            groups[str(r["verdict"])].setdefault(_short(str(r["api"])), []).append(str(r["file_mode"]))
+        # kernel-async with a kernel thread of its own (SQPOLL's iou-sqp, io_uring's iou-wrk) is said apart:
+        # no thread of the program, but a thread all the same.
+        group = "kernel-thread" if r.get("verdict") == "kernel-async" and r.get("kernel_threads") else r.get("verdict")
+        if group in groups:
+            groups[str(group)].setdefault(_short(str(r["api"])), []).append(str(r["file_mode"]))
     modes = {str(r["file_mode"]) for r in rows}
 
     def named(api: str, mine: list[str]) -> str:
@@ -162,7 +166,9 @@ def conclusions(rows: list[dict[str, Any]]) -> str:
     parts = [f"**{threaded} API{' reads' if threaded == 1 else 's read'} on threads**" if threaded else "",
              f"**the loop waited for the disk:** {names(groups['blocks-loop'])}" if groups["blocks-loop"] else
              "**no loop waited for the disk**",
-             f"**no thread, no wait:** {names(groups['kernel-async'])}" if groups["kernel-async"] else ""]
+             f"**no thread, no wait:** {names(groups['kernel-async'])}" if groups["kernel-async"] else "",
+             f"**no wait, a kernel thread instead:** {names(groups['kernel-thread'])}" if groups["kernel-thread"]
+             else ""]
     return " · ".join(p for p in parts if p)
 
 

@@ -180,7 +180,8 @@ def test_reveal_slides_say_what_the_table_says(tmp_path: Path) -> None:
     assert "| kernaio (io_submit) | O_DIRECT | 0 ms (0/3) | 2.5 ms | kernel-async |" in loop
     # The conclusions are the table's: change a verdict and they change.
     assert ("**1 API reads on threads** · **the loop waited for the disk:** caio linux (buffered) · "
-            "**no thread, no wait:** kernaio (O_DIRECT), io_uring + SQPOLL (O_DIRECT)") in loop, loop
+            "**no thread, no wait:** kernaio (O_DIRECT) · "
+            "**no wait, a kernel thread instead:** io_uring + SQPOLL (O_DIRECT)") in loop, loop
     write_reveal(tmp_path, [dict(r, verdict="blocks-loop") if r["api"].startswith("kernaio") else r for r in REVEAL_ROWS])
     assert "waited for the disk:** caio linux (buffered), kernaio (O_DIRECT)" in machine.expand("reveal-loop", tmp_path)
 
