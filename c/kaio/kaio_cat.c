@@ -32,7 +32,7 @@
  *       strace -f -e trace=io_setup,io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
  */
 #include "ka.h"
-#include "../posixaio/look.h"
+#include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>

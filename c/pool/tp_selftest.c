@@ -8,7 +8,7 @@
  *
  * The checks of creation and of running jobs are here; those of cancelling, coalescing
  * and shutting down are in tp_selftest_jobs.c. main, the watchdog and the failure reports
- * are the harness every self-test shares (../selftest/st.c).
+ * are the harness every self-test shares (../common/st.c).
  */
 #include "tp_selftest.h"
 

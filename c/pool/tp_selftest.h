@@ -3,7 +3,7 @@
 #define TP_SELFTEST_H
 
 #include "tp.h"
-#include "../selftest/st.h" /* st_fail, st_res, st_now, st_sleep_ms, st_main: shared with the other self-tests */
+#include "../common/st.h" /* st_fail, st_res, st_now, st_sleep_ms, st_main: shared with the other self-tests */
 
 #include <stdatomic.h>
 #include <sys/types.h>

@@ -30,7 +30,7 @@
  * calls malloc (to start the notification thread) TSan finds no state for it. The
  * other modes run, because there glibc's threads never call back into instrumented code.
  */
-#include "look.h"
+#include "../common/look.h"
 #include "pa.h"
 #include "../reactor/rx.h"
 

@@ -2,7 +2,7 @@
 # lab-2 reactor for --notify reactor); aio_spy.so counts aio.h calls (LD_PRELOAD);
 # aio_layout prints struct aiocb's layout for the Python binding to check against.
 PROGRAMS += $(O)/aio_cat $(O)/aio_layout $(O)/aio_spy.so
-$(O)/aio_cat: posixaio/aio_cat.c posixaio/pa.c posixaio/pa.h posixaio/look.c posixaio/look.h reactor/rx.c reactor/rx.h
+$(O)/aio_cat: posixaio/aio_cat.c posixaio/pa.c posixaio/pa.h common/look.c common/look.h reactor/rx.c reactor/rx.h
 # glibc >= 2.34 has aio in libc itself; before that it lived in librt (harmless now).
 LDLIBS_aio_cat := -lrt
 $(O)/aio_layout: posixaio/aio_layout.c

@@ -6,7 +6,7 @@
  * Exit status 0 when every check passed. A watchdog ends a check that hangs after 5 s.
  *
  * The checks on timers are here, those on fds in rx_selftest_io.c; main, the watchdog and
- * the failure reports are the harness every self-test shares (../selftest/st.c).
+ * the failure reports are the harness every self-test shares (../common/st.c).
  */
 #include "rx_selftest.h"
 

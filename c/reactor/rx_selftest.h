@@ -3,7 +3,7 @@
 #define RX_SELFTEST_H
 
 #include "rx.h"
-#include "../selftest/st.h" /* st_fail, st_res, st_now, st_main: shared with the other self-tests */
+#include "../common/st.h" /* st_fail, st_res, st_now, st_main: shared with the other self-tests */
 
 /* Write one byte to fd, to make a pipe or socket readable. */
 void st_poke(int fd);

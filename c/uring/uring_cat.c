@@ -39,7 +39,7 @@
  */
 #include "uring.h"
 #include "../kaio/ka.h"
-#include "../posixaio/look.h"
+#include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>

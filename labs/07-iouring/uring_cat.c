@@ -40,7 +40,7 @@
  */
 #include "uring.h"
 #include "../kaio/ka.h"
-#include "../posixaio/look.h"
+#include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>

@@ -66,7 +66,7 @@ class Impl:
     def selftest(self, program: str, check: str, timeout: float = 20) -> None:
         """Run one check of a C self-test program (`rx_selftest create`).
 
-        The programs share a harness (c/selftest): each check prints `ok NAME`, or
+        The programs share a harness (c/common/st.c): each check prints `ok NAME`, or
         `not ok NAME: why`, and that `why` becomes the failure a learner reads.
         """
         try:
