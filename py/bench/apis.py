@@ -14,6 +14,9 @@ again and again from its own coroutine, so QD reads are in flight at any time.
 `direct=False` marks an API that cannot read O_DIRECT (its buffers are not aligned): the
 worker then drops the file's pages from the page cache before the reads and the table
 says "buffered, cache dropped". `needs` names the modules imported before the clock starts.
+
+BUFFERED holds the same readers of kernaio, to_thread and aiofiles on a buffered file, cache
+left as it is (not rows of `make bench`: notebook 06 measures them from a warm page cache).
 """
 from __future__ import annotations
 
@@ -69,7 +72,11 @@ def open_direct(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
 
 
-def _kernaio_api(backend: str) -> Opener:
+def open_file(path: str, direct: bool) -> int:
+    return open_direct(path) if direct else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _kernaio_api(backend: str, direct: bool = True) -> Opener:
     """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API)."""
     @asynccontextmanager
     async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
@@ -78,7 +85,7 @@ def _kernaio_api(backend: str) -> Opener:
             ok, seen, todo = check_io_uring()
             if not ok:
                 raise Unsupported(f"{seen} ({todo})")
-        async with kernaio.open(path, "rb", direct=True, backend=backend) as f:
+        async with kernaio.open(path, "rb", direct=direct, backend=backend) as f:
             def reader() -> Reader:
                 buf = kernaio.aligned_buffer(BLOCK)
 
@@ -95,46 +102,54 @@ api("kernaio (io_uring)", needs=("kernaio",))(_kernaio_api("io_uring"))
 api("kernaio (uvloop)", needs=("kernaio", "uvloop"), loop="uvloop")(_kernaio_api("aio"))
 
 
-@api("asyncio.to_thread(os.preadv)")
-@asynccontextmanager
-async def to_thread_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
-    fd = open_direct(path)
-    try:
-        def reader() -> Reader:
-            buf = aligned_buffer(BLOCK)   # os.pread's own bytes would not be aligned for O_DIRECT
+def _to_thread_api(direct: bool) -> Opener:
+    @asynccontextmanager
+    async def to_thread_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+        fd = open_file(path, direct)
+        try:
+            def reader() -> Reader:
+                buf = aligned_buffer(BLOCK)   # os.pread's own bytes would not be aligned for O_DIRECT
 
-            async def read(offset: int) -> int:
-                return await asyncio.to_thread(os.preadv, fd, [buf], offset)
-            return read
-        yield [reader() for _ in range(qd)]
-    finally:
-        os.close(fd)
+                async def read(offset: int) -> int:
+                    return await asyncio.to_thread(os.preadv, fd, [buf], offset)
+                return read
+            yield [reader() for _ in range(qd)]
+        finally:
+            os.close(fd)
+    return to_thread_readers
 
 
-@api("aiofiles", needs=("aiofiles",))
-@asynccontextmanager
-async def aiofiles_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
-    aiofiles = module("aiofiles")
+api("asyncio.to_thread(os.preadv)")(_to_thread_api(True))
 
-    def opener(name: str, flags: int) -> int:
-        return os.open(name, flags | os.O_DIRECT)
 
-    # aiofiles has no pread: a read is seek() then readinto(), two trips to a thread, so each
-    # reader needs a file object (a file position) of its own.
-    files = [await aiofiles.open(path, "rb", buffering=0, opener=opener) for _ in range(qd)]
-    try:
-        def reader(f: object) -> Reader:
-            buf = aligned_buffer(BLOCK)
+def _aiofiles_api(direct: bool) -> Opener:
+    @asynccontextmanager
+    async def aiofiles_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
+        aiofiles = module("aiofiles")
 
-            async def read(offset: int) -> int:
-                await f.seek(offset)  # type: ignore[attr-defined]
-                n: int = await f.readinto(buf)  # type: ignore[attr-defined]
-                return n
-            return read
-        yield [reader(f) for f in files]
-    finally:
-        for f in files:
-            await f.close()
+        def opener(name: str, flags: int) -> int:
+            return os.open(name, flags | (os.O_DIRECT if direct else 0))
+
+        # aiofiles has no pread: a read is seek() then readinto(), two trips to a thread, so each
+        # reader needs a file object (a file position) of its own.
+        files = [await aiofiles.open(path, "rb", buffering=0, opener=opener) for _ in range(qd)]
+        try:
+            def reader(f: object) -> Reader:
+                buf = aligned_buffer(BLOCK)
+
+                async def read(offset: int) -> int:
+                    await f.seek(offset)  # type: ignore[attr-defined]
+                    n: int = await f.readinto(buf)  # type: ignore[attr-defined]
+                    return n
+                return read
+            yield [reader(f) for f in files]
+        finally:
+            for f in files:
+                await f.close()
+    return aiofiles_readers
+
+
+api("aiofiles", needs=("aiofiles",))(_aiofiles_api(True))
 
 
 def _aiofile_api(impl: str) -> Opener:
@@ -180,3 +195,12 @@ async def no_io_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
         waiting.append(future)
         return await future
     yield [read] * qd
+
+
+# The same readers on a buffered file whose pages are left where they are (warm, if the caller
+# read the file first): what each API costs when the page cache answers. Not rows of make bench.
+BUFFERED: dict[str, Api] = {
+    "kernaio": Api("kernaio", _kernaio_api("aio", direct=False), direct=False, needs=("kernaio",)),
+    "asyncio.to_thread(os.preadv)": Api("asyncio.to_thread(os.preadv)", _to_thread_api(False), direct=False),
+    "aiofiles": Api("aiofiles", _aiofiles_api(False), direct=False, needs=("aiofiles",)),
+}

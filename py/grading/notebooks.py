@@ -1,6 +1,6 @@
 """Run the walkthrough notebooks top to bottom, and keep them stored without outputs.
 
-    python -m grading.notebooks run notebooks/01-reactor.ipynb   execute (as `make test` does)
+    python -m grading.notebooks run notebooks/01-02-reactor.ipynb   execute (as `make test` does)
     python -m grading.notebooks clean [FILES...]                   strip outputs in place
     python -m grading.notebooks check                              fail if any is stored with outputs
 

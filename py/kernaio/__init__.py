@@ -25,7 +25,7 @@ costs more the bigger the request (on the workshop VM: 0.02 ms for 4 KiB, 0.7 ms
 16 MiB); it sleeps until the device frees room when its queue is full (more requests in
 flight than /sys/block/DEV/queue/nr_requests); and on ext4 a write that extends the file,
 or is not aligned to the filesystem's blocks, is complete, data written, when io_submit
-returns. Notebook 03 measures each. With direct=False, io_submit copies through the page
+returns. Notebook 05 measures each. With direct=False, io_submit copies through the page
 cache before returning, reading from the disk what is not cached, so each request stalls
 the loop (caveat 1 of the talk): kernaio does that only when asked, never as a silent
 fallback.

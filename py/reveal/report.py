@@ -142,7 +142,7 @@ def _short(api: str) -> str:
 
 def conclusions(rows: list[dict[str, Any]]) -> str:
     """What a table says, in one line of Markdown written from its rows (reveal.json's form): the deck's
-    "your machine says" slide and notebook 02 conclude with it, never with a sentence the table could contradict."""
+    "your machine says" slide and notebook 03-04 conclude with it, never with a sentence the table could contradict."""
     groups: dict[str, dict[str, list[str]]] = {"threads": {}, "blocks-loop": {}, "kernel-async": {},
                                                "kernel-thread": {}}
     for r in rows:
