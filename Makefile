@@ -92,7 +92,7 @@ slides: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m deck build
 
-## test: prove every grader test both ways and against known wrong solutions; toolkit and kernaio tests (also under ASan), notebooks, the deck
+## test: prove every grader test both ways and against known wrong solutions; every README command; toolkit and kernaio tests (also under ASan), notebooks, the deck
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 

@@ -10,7 +10,7 @@
 # exact command and stops.
 set -euo pipefail
 
-required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio netcat-openbsd)
 slides_packages=()   # optional: installed when possible, like perf below
 if [[ " $* " == *" slides "* ]]; then
     # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
