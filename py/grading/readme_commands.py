@@ -215,6 +215,8 @@ class Session:
             result.outcome, result.message = "failed", f"it ended by itself with exit status {code}"
         result.seconds = time.monotonic() - shell.started
         result = self._judge(result, shell.output)
+        if result.outcome == "failed" and code is None:
+            result.message = f"in {limit:g} s, " + result.message
         if result.outcome == "passed" and code is None:
             self.kept.append((result, shell))
         else:
