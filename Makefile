@@ -107,7 +107,7 @@ handout: $(VENV)/.installed
 	@tools/setup-system.sh slides
 	@$(PY) -m kit handout
 
-## test: prove every grader test both ways and against known wrong solutions; toolkit and kernaio tests (also under ASan), notebooks, the deck
+## test: prove every grader test both ways and against known wrong solutions; every README command; toolkit and kernaio tests (also under ASan), notebooks, the deck
 test: setup
 	@$(PY) -m grading.prove $(if $(LAB),--lab $(LAB)) $(if $(T),-k '$(T)')
 

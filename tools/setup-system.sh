@@ -18,7 +18,7 @@ set -euo pipefail
 list_only=false
 [[ " $* " == *" --list "* ]] && list_only=true
 
-required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio netcat-openbsd)
 slides_packages=()   # optional: installed when possible, like perf below
 if [[ " $* " == *" slides "* ]]; then
     # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.

@@ -13,8 +13,8 @@
  *     status -ECANCELED: the work never ran;
  *   - tp_cancel said 0 -> the job ended -ECANCELED; -EBUSY or -ENOENT -> it ended with 0.
  *
- * It prints what happened and "OK", or "FAIL" and the first problems. Exit status 0 only
- * with OK. The records are plain ints written by workers and read by the loop: the pool's
+ * It prints what happened and "OK", or "FAIL" and the first problems, a line at a time (so a
+ * crash leaves what came before it). Exit status 0 only with OK. The records are plain ints written by workers and read by the loop: the pool's
  * locks are all that orders them, so a ThreadSanitizer build (`make tsan`, then
  * build/tsan/tp_stress) reports a data race if the pool hands a job over unsafely.
  */
@@ -216,14 +216,26 @@ static void watchdog(struct rx *rx, int64_t id, void *arg)
     }
 }
 
+static struct stress *running; /* for on_alarm's report */
+
 /* SIGALRM after DEADLINE_S: the loop itself is stuck (the watchdog timer above cannot run),
- * e.g. a done callback called with a lock held that tp_submit then takes again. */
+ * e.g. a done callback called with a lock held that tp_submit then takes again. Say how far
+ * it got, from the counters, not a guess. It writes with write(2) and leaves with _exit: the
+ * loop may be stopped inside stdio. (snprintf is not on the async-signal-safe list, but nothing
+ * else runs on this thread after it.) */
 static void on_alarm(int sig)
 {
     (void)sig;
-    static const char msg[] = "FAIL: tp_stress still running after 30 s: stuck (a callback run with a "
-                              "lock held? a worker never woken? tp_destroy waiting for a worker that sleeps?)\n";
-    if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0)
+    char msg[400];
+    const struct stress *st = running;
+    int n = snprintf(msg, sizeof(msg),
+                     "FAIL: tp_stress still running after %d s, stuck %s: %ld of %ld jobs submitted, %ld done "
+                     "callbacks delivered\n", DEADLINE_S,
+                     st->refill ? "in the main phase" : "in the shutdown (tp_destroy, or the submits before it)",
+                     st->submitted, st->jobs + SHUTDOWN_JOBS, st->delivered);
+    if (n >= (int)sizeof(msg))
+        n = (int)sizeof(msg) - 1;
+    if (write(STDOUT_FILENO, msg, (size_t)n) < 0)
         _exit(2);
     _exit(1);
 }
@@ -259,10 +271,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    signal(SIGALRM, on_alarm);
-    alarm(DEADLINE_S);
+    /* A line reaches the pipe as soon as it is printed: if the pool crashes the program, what
+     * it found before (its "problem:" lines) is not lost in stdio's buffer. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     struct stress st = { .jobs = jobs, .inflight = inflight, .loop_tid = gettid(),
                          .rng = 0x2545F4914F6CDD1Du ^ (uint64_t)seed };
+    running = &st;
+    signal(SIGALRM, on_alarm);
+    alarm(DEADLINE_S);
     struct rx *rx = NULL;
     int status = 1;
     st.recs = calloc((size_t)(jobs + SHUTDOWN_JOBS), sizeof(*st.recs));
@@ -278,7 +294,6 @@ int main(int argc, char **argv)
         goto out;
     }
     printf("tp_stress: %ld jobs on %ld workers, %ld in flight\n", jobs, workers, inflight);
-    fflush(stdout);
 
     /* The main phase: a full window, topped up by every done callback. */
     st.last_progress = now_s();

@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -39,7 +38,10 @@ import pytest
 
 from grading.labs import repo_root
 from grading.overlay import build
+from grading.programs import died, run
 from xray import Unavailable
+
+WATCHDOG = 5.0   # seconds the C self-test harness gives a check before it ends it (c/selftest/st.c)
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,24 @@ class Impl:
         """Run one check of a C self-test program (`rx_selftest create`).
 
         The programs share a harness (c/common/st.c): each check prints `ok NAME`, or
-        `not ok NAME: why`, and that `why` becomes the failure a learner reads.
+        `not ok NAME: why`, and that `why` becomes the failure a learner reads. The harness
+        ends a check still running after 5 s (its watchdog); just before, the grader looks
+        at where each of its threads waits, and a hang's message says that too.
         """
-        try:
-            ran = subprocess.run([str(self.bin(program)), check], capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{program} {check} did not finish in {timeout:g} s: a wait that never ends?") from None
+        ran = run([str(self.bin(program)), check], timeout, look_at=WATCHDOG - 0.5,
+                  advice="A wait that never ends: see where each thread waits")
         lines = ran.stdout.strip().splitlines()
         if ran.returncode == 0 and lines == [f"ok {check}"]:
             return
         if ran.returncode < 0:
-            raise AssertionError(f"{program} {check} crashed (signal {-ran.returncode}) before it could report: "
-                                 f"run `{self.bin(program)} {check}` under gdb. Output: {ran.stdout.strip()!r}")
-        raise AssertionError(lines[-1] if lines else f"{program} {check} printed nothing (exit code "
-                             f"{ran.returncode}; stderr: {ran.stderr.strip()!r})")
+            raise AssertionError(f"{program} {check} was {died(ran.returncode)} before it could report: "
+                                 f"run `{self.bin(program)} {check}` under gdb. Output: {ran.stdout.strip()!r}"
+                                 + (f" {ran.stderr.strip()[-500:]!r}" if ran.stderr.strip() else ""))
+        said = lines[-1] if lines else (f"{program} {check} printed nothing (exit code {ran.returncode}; stderr: "
+                                        f"{ran.stderr.strip()!r})")
+        if ran.seen and "still running after" in said:
+            said += f"\nWhere its threads waited, {WATCHDOG - 0.5:g} s into the check:\n{ran.seen}"
+        raise AssertionError(said)
 
 
 def _impl_root() -> Path:

@@ -8,19 +8,29 @@ the file's, whatever the path of the checkout.
 
 A report is the `key: rest` lines a lab program prints (`read: 2109497 bytes ... crc32 1a2b3c4d`);
 Report finds numbers in them, and fails with everything the program printed when one is missing.
+
+A program that does not end is not just "too slow": run() looks at it before it is stopped
+(where each of its threads waits, what it printed last) and the failure says so; a program
+killed by a signal is told by name (died()).
 """
 from __future__ import annotations
 
 import os
 import random
 import re
+import signal
+import subprocess
+import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xray import Unavailable
 from xray.causes import memory_filesystem
 from xray.doctor import DATA_DIR
+from xray.proc import family, where_they_wait
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,79 @@ def parse_report(text: str) -> Report:
         if sep:
             report.lines.setdefault(key, rest)
     return report
+
+
+# --- running a lab program: a hang or a crash says what was seen -----------------------------
+
+# What a signal that ends a C program most often means in these labs.
+SIGNALS = {
+    "SIGSEGV": "a crash: memory read or written where there is none (freed, or never allocated)",
+    "SIGBUS": "a crash: a bad memory access",
+    "SIGABRT": "abort(): an assert failed, or glibc found its heap corrupted (a double free? a write past a block?)",
+    "SIGFPE": "a crash: a division by zero",
+    "SIGKILL": "killed from outside (the grader, or the kernel out of memory)",
+    "SIGPIPE": "a write to a pipe or socket nobody reads any more, without MSG_NOSIGNAL",
+}
+
+
+def died(returncode: int) -> str:
+    """'killed by SIGSEGV (a crash: ...)' for a negative return code, else 'exit code N'."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"killed by {name}" + (f" ({SIGNALS[name]})" if name in SIGNALS else "")
+
+
+def last_lines(text: str, lines: int = 12) -> str:
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join("    " + line[:300] for line in kept) if kept else "    (nothing)"
+
+
+@dataclass
+class Ran:
+    """How a program run by run() ended."""
+
+    argv: list[str]
+    returncode: int          # negative: killed by that signal
+    stdout: str
+    stderr: str
+    seen: str = ""           # where its threads waited, when it was still running at look_at
+
+
+def run(argv: Sequence[str], timeout: float, *, look_at: float | None = None, advice: str = "",
+        **popen: Any) -> Ran:
+    """Run argv to its end, its output captured (text). If it is still running after look_at seconds,
+    note where each of its threads (and its children's) waits, in Ran.seen: for a program that may
+    stop itself, by a watchdog of its own, before the timeout. If it is still running at the timeout,
+    stop it and fail (AssertionError) with where its threads wait, what it printed last, and advice."""
+    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=popen.pop("stdin", subprocess.DEVNULL), **popen)
+    looked: list[str] = []
+
+    def look() -> None:
+        if process.poll() is None:
+            looked.append(where_they_wait(family(process.pid)))
+
+    watcher = threading.Timer(look_at, look) if look_at is not None and look_at < timeout else None
+    if watcher:
+        watcher.start()
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        seen = where_they_wait(family(process.pid)) or "    (it ended as it was looked at)"
+        process.kill()
+        out, err = process.communicate()
+        name = " ".join([Path(argv[0]).name, *argv[1:]])
+        raise AssertionError(
+            f"{name} did not finish in {timeout:g} s, and was stopped. What it was doing then:\n{seen}\n"
+            f"What it printed last:\n{last_lines((out + err).decode(errors='replace'))}"
+            + (f"\n{advice}" if advice else "")) from None
+    finally:
+        if watcher:
+            watcher.cancel()
+            watcher.join()
+    return Ran(list(argv), process.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+               "".join(looked))

@@ -10,6 +10,9 @@
    or a test that did not run is never a pass (session.py watches each pytest).
    Then every known wrong solution in the lab's catalogue (tests/mutants/, mutants.py)
    fails, by the test it names and with the message it names.
+   And every command the lab's README tells the learner to type runs as the README says,
+   right after the reference grading (whose data files they read), on the reference built
+   in build/grade/labN (readme_commands.py); the top README's too.
 4. Every notebook runs top to bottom (its assertion cells check what its prose claims),
    and the slides build, showing only code and make targets that exist.
 
@@ -24,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from grading import mutants
+from grading import mutants, readme_commands
 from grading.labs import all_labs, find_lab
 from grading.run import ROOT, Graded, grade
 
@@ -51,11 +54,15 @@ def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | Non
     return f"on the starter it did not fail in the test itself ({starter_outcome}): a fixture broke", False
 
 
-def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, int]:
+def prove_lab(number: str | int | None, select: str | None,
+              commands: list[readme_commands.Result]) -> tuple[int, int, int]:
+    """Prove the grader tests of one lab (or all), its mutants and its README's commands
+    (appended to commands; not with select). Returns (proven, unproven, skipped) tests."""
     proven = unproven = skipped = 0
     labs = [find_lab(number)] if number is not None else all_labs()
     for lab in labs:
         results: list[Graded] = []
+        said: list[str] = []     # the README commands' lines, shown after the lab's tests
         for kind in ("reference", "starter"):
             graded = grade(lab, kind, select, log=ROOT / "build" / "prove" / f"{lab.name}-{kind}.log")
             if graded.build_error:
@@ -65,6 +72,8 @@ def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, i
                 print(f"✗ {lab.name} reference: {graded.problem}")
                 unproven += 1
             results.append(graded)
+            if kind == "reference" and select is None:   # now: build/data has the graders' files
+                commands += readme_commands.prove_lab(lab, say=said.append)
         ref, starter = results
         print(f"{lab.name} — {lab.title}  (reference {ref.seconds:.0f} s, starter {starter.seconds:.0f} s)")
         for name in dict.fromkeys([*ref.tests, *starter.tests]):  # in the order the tests ran
@@ -77,6 +86,7 @@ def prove_lab(number: str | int | None, select: str | None) -> tuple[int, int, i
                 proven += 1
             else:
                 unproven += 1
+        print("\n".join(said))
         if select is None:
             started = time.monotonic()
             verdicts = mutants.prove([lab])
@@ -120,20 +130,31 @@ def main(argv: list[str] | None = None) -> int:
                                      ["env", "KERNAIO_LEAK_READS=100000", "tools/kernaio-asan.sh"]))
         step_results.append(run_step("slides: the deck builds offline; every include, file and make target it names exists",
                                      [py, "-m", "deck", "check", "--setup"]))
-    proven, unproven, skipped = prove_lab(args.lab, args.select)
+    commands: list[readme_commands.Result] = []
+    if args.lab is None:
+        commands += readme_commands.prove_top()
+    proven, unproven, skipped = prove_lab(args.lab, args.select, commands)
     if args.lab is None:
         for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
             step_results.append(run_step(f"notebook {nb.name} runs top to bottom",
                                          [py, "-m", "grading.notebooks", "run", str(nb.relative_to(ROOT))]))
     steps_failed = step_results.count(False)
     minutes = (time.monotonic() - started) / 60
+    ran = readme_commands.counts(commands)
     print(f"\nGrader tests proven both ways, and wrong solutions caught: {proven}; not proven: {unproven}; "
           f"skipped here: {skipped}. "
+          f"README commands: {ran['passed']} ran as their README says, {ran['failed']} failed, "
+          f"{ran['skipped']} skipped here, {ran['not run']} not run (marked so, with the reason). "
           f"Other steps: {step_results.count(True)} passed, {steps_failed} failed.  ({minutes:.1f} min)")
-    if skipped:
-        print("Skipped tests could not run on this machine (the reasons are above); `make doctor` says why.")
-    passed, failed = proven + step_results.count(True), unproven + steps_failed
-    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    if skipped or ran["skipped"]:
+        print("Skipped tests and commands could not run on this machine (the reasons are above); `make doctor` "
+              "says why.")
+    passed = proven + ran["passed"] + step_results.count(True)
+    failed = unproven + ran["failed"] + steps_failed
+    skipped += ran["skipped"]
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+          + (f" (README commands: {ran['passed']} run, {ran['not run']} not run as marked, {ran['skipped']} skipped)"
+             if commands else ""))
     return 0 if failed == 0 else 1
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from xray.proc import where_they_wait
+
 # pytest's exit codes (pytest.ExitCode): 0 all passed, 1 some failed, 2 interrupted (a
 # collection error, too), 3 internal error, 4 usage error (a bad -k), 5 no tests collected.
 TESTS_RAN = (0, 1)
@@ -98,27 +100,6 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return sorted(members)
-
-
-def where_they_wait(pids: list[int], most: int = 8) -> str:
-    """A line per process of what it runs and, per thread, its state and kernel wait channel."""
-    lines = []
-    for pid in pids[:most]:
-        try:
-            argv = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    .strip()[:100])
-            threads = []
-            for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name))[:6]:
-                comm = (task / "comm").read_text().strip()
-                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                wchan = (task / "wchan").read_text().strip() or "-"
-                threads.append(f"{comm}:{'running' if state == 'R' else 'waiting in ' + wchan}")
-        except OSError:
-            continue
-        lines.append(f"    pid {pid} `{argv}`: " + ", ".join(threads))
-    if len(pids) > most:
-        lines.append(f"    … and {len(pids) - most} more processes")
-    return "\n".join(lines)
 
 
 def kill_group(pgid: int) -> None:

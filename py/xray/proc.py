@@ -9,7 +9,7 @@ import os
 import select
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -79,6 +79,78 @@ def state(pid: int) -> str:
     """One letter from /proc/PID/stat: R running, S sleeping, D disk sleep, Z zombie, ..."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+# A thread's wait channel (/proc/PID/task/TID/wchan) is the kernel function it sleeps in; its
+# name changes with kernel versions (futex_wait_queue_me, futex_wait_queue, futex_do_wait...),
+# so these are matched by a part of the name.
+WAITS = (("epoll", "epoll_wait"), ("futex", "a lock or a condition variable"),
+         ("poll_schedule", "poll or select"), ("do_select", "select"), ("nanosleep", "a sleep"),
+         ("pipe_read", "reading a pipe"), ("pipe_write", "writing a full pipe"),
+         ("stream_read", "reading a socket"), ("sk_wait", "a socket"), ("wait_woken", "a socket"),
+         ("read_events", "io_getevents"), ("io_cqring_wait", "io_uring_enter, waiting for completions"),
+         ("do_wait", "waiting for a child process"), ("sigtimedwait", "sigwait"), ("sigsuspend", "sigsuspend"),
+         ("pause", "pause"), ("io_schedule", "the disk"), ("ptrace_stop", "stopped by strace"))
+
+
+def waiting_in(wchan: str) -> str:
+    """'futex_do_wait (a lock or a condition variable)': a wait channel, and what it means when known."""
+    meaning = next((words for part, words in WAITS if part in wchan), "")
+    return f"{wchan} ({meaning})" if meaning else wchan
+
+
+def family(pid: int) -> list[int]:
+    """pid and its descendants, alive (from each process's parent in /proc/PID/stat)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found = [pid] if pid in parents else []
+    for member in found:   # grows as children are found
+        found += sorted(child for child, parent in parents.items() if parent == member)
+    return found
+
+
+def where_they_wait(pids: Sequence[int], most: int = 8, threads_each: int = 6, skip: Sequence[int] = (),
+                    names: Mapping[int, str] | None = None) -> str:
+    """A line per process: what it runs, and each thread's name and state, with the kernel function it
+    sleeps in (its wait channel) and what that means. skip: thread ids to leave out (the caller's own);
+    names: better names than /proc's for some thread ids (Python's own thread names)."""
+    lines = []
+    for pid in list(pids)[:most]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = " ".join(f.read().decode(errors="replace").split())[:100]
+            seen = []
+            tids = [t for t in sorted(os.listdir(f"/proc/{pid}/task"), key=int) if int(t) not in skip]
+            for tid in tids[:threads_each]:
+                task = f"/proc/{pid}/task/{tid}"
+                try:
+                    with open(f"{task}/comm") as f:
+                        comm = (names or {}).get(int(tid)) or f.read().strip()
+                    with open(f"{task}/stat") as f:
+                        state_letter = f.read().rsplit(")", 1)[1].split()[0]
+                    with open(f"{task}/wchan") as f:
+                        wchan = f.read().strip()
+                except OSError:
+                    continue   # the thread ended while we looked
+                if state_letter == "R" or wchan in ("", "0"):
+                    seen.append(f"{comm}: running (on a CPU or waiting for one)" if state_letter == "R"
+                                else f"{comm}: state {state_letter}")
+                else:
+                    seen.append(f"{comm}: waiting in {waiting_in(wchan)}")
+            if len(tids) > threads_each:
+                seen.append(f"… and {len(tids) - threads_each} more threads")
+        except OSError:
+            continue   # the process ended while we looked
+        lines.append(f"    pid {pid} `{argv}`: " + "; ".join(seen))
+    if len(pids) > most:
+        lines.append(f"    … and {len(pids) - most} more processes")
+    return "\n".join(lines)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:

@@ -19,6 +19,7 @@ and a call that blocks while another thread runs is split in two:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from xray import Unavailable, causes
-from xray.proc import LineReader
+from xray.proc import LineReader, family, where_they_wait
 
 # Always traced, whatever the caller asks for: without them we could not tell threads apart.
 PROCESS_CALLS = "clone,clone3,fork,vfork,execve"
@@ -113,6 +114,7 @@ class Trace:
     threads_created: list[int] = field(default_factory=list)    # clone(CLONE_THREAD) children
     processes_created: list[int] = field(default_factory=list)  # fork/vfork/clone without CLONE_THREAD
     timed_out: bool = False                              # finish() had to stop the program
+    stuck: str = ""                                      # ... and where its threads waited then (proc)
 
     def named(self, *names: str) -> list[Call]:
         wanted = set(names)
@@ -225,6 +227,7 @@ class Running:
         self._lines = LineReader(self.process.stdout)
         self._pid: int | None = None
         self.timed_out = False
+        self.stuck = ""
         self.trace: Trace | None = None
 
     @property
@@ -271,6 +274,8 @@ class Running:
             out, err = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.timed_out = True
+            with contextlib.suppress(RuntimeError):   # the program's pid is unknown if it never started
+                self.stuck = where_they_wait(family(self.pid))
             self.terminate()
             try:
                 out, err = self.process.communicate(timeout=3)
@@ -288,7 +293,7 @@ class Running:
         tids.update(threads_created, processes_created)  # seen even if they made no traced call
         main_tid = calls[0].tid if calls else (self._pid or 0)
         self.trace = Trace(self.argv, self.process.returncode, stdout, stderr, calls, tids, main_tid,
-                           threads_created, processes_created, self.timed_out)
+                           threads_created, processes_created, self.timed_out, self.stuck)
         return self.trace
 
     def close(self) -> None:

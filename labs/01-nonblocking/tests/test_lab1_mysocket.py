@@ -17,13 +17,14 @@ import contextlib
 import os
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from grading.deadline import tasks_waiting, where_threads_wait
+from grading.programs import died, run
 from xray import proc
 
 
@@ -56,9 +57,19 @@ def run_scenario(scenario: Callable[[], Awaitable[Any]], limit: float = 20.0) ->
     """
     outcome: dict[str, Any] = {}
 
+    async def bounded() -> Any:
+        task = asyncio.ensure_future(scenario())
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:   # say where each task waits before they are cancelled
+            outcome["waiting"] = tasks_waiting()
+            task.cancel()
+            raise TimeoutError
+        return task.result()
+
     def runner() -> None:
+        outcome["thread"] = threading.get_native_id()
         try:
-            outcome["value"] = asyncio.run(asyncio.wait_for(scenario(), limit))
+            outcome["value"] = asyncio.run(bounded())
         except BaseException as err:   # handed over to the test's thread below
             outcome["error"] = err
 
@@ -67,13 +78,15 @@ def run_scenario(scenario: Callable[[], Awaitable[Any]], limit: float = 20.0) ->
     thread.join(limit + 5)
     if thread.is_alive():
         pytest.fail(f"the event loop was still stuck after {limit + 5:.0f} s: a blocking call inside a "
-                    "coroutine stops the whole loop, timeouts included", pytrace=False)
+                    "coroutine stops the whole loop, timeouts included. Where the threads were:\n"
+                    + where_threads_wait(outcome["thread"]), pytrace=False)
     error = outcome.get("error")
     if isinstance(error, NotImplementedError):
         pytest.fail(f"{error}: not implemented yet", pytrace=False)
     if isinstance(error, TimeoutError):
-        pytest.fail(f"the scenario did not finish within {limit:.0f} s: something waits forever "
-                    "(a receive loop that died? a close() that waits for it?)", pytrace=False)
+        pytest.fail(f"the scenario did not finish within {limit:.0f} s: something waits forever (a receive loop "
+                    "that died? a close() that waits for it?). The tasks, and where each one waited:\n"
+                    + outcome.get("waiting", "    (not seen)"), pytrace=False)
     if error is not None:
         raise error
     return outcome["value"]
@@ -228,16 +241,10 @@ def test_mysocket_checks_the_certificate(tls_echo):
 def test_mysocket_ping_roundtrip(impl, tls_files, tls_echo):
     """`python -m nonblock.mysocket` sends 'ping' over TLS and prints the echo '<< ping'."""
     argv = impl.python("nonblock.mysocket", "--port", str(tls_echo), "--cafile", str(tls_files.ca))
-    try:
-        run = subprocess.run(argv, env=impl.env(), capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        run = None
-    expect(run is not None, "`python -m nonblock.mysocket` did not finish within 20 s: does close() wait for "
-                            "a receive task that nobody cancelled?")
-    assert run is not None
-    expect(run.returncode == 0 and "<< ping" in run.stdout,
-           f"no TLS round trip: exit status {run.returncode}, printed {run.stdout.strip()!r}, "
-           f"errors {run.stderr.strip()[-600:]!r}")
+    ran = run(argv, 20, env=impl.env(), advice="Does close() wait for a receive task that nobody cancelled?")
+    expect(ran.returncode == 0 and "<< ping" in ran.stdout,
+           f"no TLS round trip: {died(ran.returncode)}, printed {ran.stdout.strip()!r}, "
+           f"errors {ran.stderr.strip()[-600:]!r}")
 
 
 @pytest.mark.hint("mysocket-send-receive")

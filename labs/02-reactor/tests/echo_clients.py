@@ -160,9 +160,14 @@ def start_server(argv: Sequence[str], *, env: dict[str, str] | None = None, nofi
         server = Server(process, address, err)
         try:
             yield server
-        except OSError as error:
-            # A client could not connect or was reset: most likely because the server died.
-            server.assert_alive(f"(a client then failed with: {error})")
+        except ServerFailed:
+            raise
+        except (OSError, AssertionError) as error:
+            # A client could not connect, was reset or got nothing back: most likely because the
+            # server died (a Python server prints its port before its loop runs, so an unwritten
+            # loop dies after it). Then its stderr says why, not the client's ConnectionRefusedError.
+            proc.wait_until(lambda: process.poll() is not None, timeout=0.5)
+            server.assert_alive(f"(a client then failed with: {str(error).splitlines()[0]})")
             raise
 
 

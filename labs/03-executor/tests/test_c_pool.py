@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from grading.plugin import Impl
-from grading.programs import make_data
+from grading.programs import Ran, died, last_lines, make_data, run
 from xray import Unavailable, proc, strace
 
 DATA_SIZE = (8 << 20) + 12345   # 8 MiB and a bit: the last block is a short one
@@ -140,7 +140,7 @@ def expected_result(path: Path) -> tuple[int, str]:
 def check_result(stdout: str, stderr: str, returncode: int, path: Path) -> None:
     m = RESULT.search(stdout)
     assert returncode == 0 and m is not None, (
-        f"tp_cat exited with {returncode} without its 'bytes N crc32 X' line. stdout {stdout.strip()[-300:]!r}, "
+        f"tp_cat ended ({died(returncode)}) without its 'bytes N crc32 X' line. stdout {stdout.strip()[-300:]!r}, "
         f"stderr {stderr.strip()[-500:]!r}")
     size, crc = expected_result(path)
     assert (int(m.group(1)), m.group(2)) == (size, crc), (
@@ -155,11 +155,8 @@ def check_result(stdout: str, stderr: str, returncode: int, path: Path) -> None:
 def test_tp_cat_reads_the_same_bytes_as_a_plain_read(impl: Impl, data_file: Path, options: list[str]) -> None:
     """tp_cat's byte count and CRC-32 are those of a plain read of the file, whatever the pool's shape."""
     argv = [str(impl.bin("tp_cat")), str(data_file), *options]
-    try:
-        ran = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("tp_cat did not finish reading 8 MiB in 30 s (it takes a fraction of a second): "
-                             "are jobs run, does every completion reach the loop, is a lock held forever?") from None
+    ran = run(argv, 30, advice="Reading 8 MiB takes a fraction of a second: the loop asleep in epoll_wait means a "
+                               "completion that never reached it; a thread waiting on a lock, a lock held forever")
     check_result(ran.stdout, ran.stderr, ran.returncode, data_file)
 
 
@@ -207,6 +204,9 @@ def trace_tp_cat(impl: Impl, path: Path) -> tuple[strace.Trace, list[strace.Call
     """tp_cat --workers 3 under strace; the trace, and the preads of the file (found by the fd openat gave)."""
     argv = [str(impl.bin("tp_cat")), str(path), "--workers", str(WORKERS), "--delay-ms", "2"]
     tr = strace.run(argv, trace="openat,pread64,read,write,eventfd2," + ",".join(EPOLL_WAITS), timeout=40)
+    assert not tr.timed_out, (f"tp_cat did not finish in 40 s under strace (it takes a few seconds), and was stopped. "
+                              f"Where its threads waited:\n{tr.stuck or '    (not seen)'}\nWhat it printed last:\n"
+                              f"{last_lines(tr.stdout + tr.stderr)}")
     check_result(tr.stdout, tr.stderr, tr.returncode, path)
     opens = [c for c in tr.named("openat") if str(path) in c.args and c.retval is not None and c.retval >= 0]
     assert opens, f"no openat of {path} in the trace (calls seen: {tr.summary()})"
@@ -268,14 +268,36 @@ def test_strace_the_loop_sleeps_in_epoll_wait_and_reads_the_eventfd(impl: Impl, 
 # --- tp_stress: 100,000 jobs, and the same under ThreadSanitizer -------------------------------
 
 STRESS_OK = re.compile(r"^lost 0, doubled 0, wrong 0$", re.M)
+STRESS_ALARM = 30       # tp_stress stops itself after this many seconds (SIGALRM), saying how far it got
+LOOK_AT = 15            # ... and after 20 s with no completion; it takes a second (ten under ThreadSanitizer)
 
 
-def run_stress(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=45, env=env)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"{' '.join(argv)} did not finish in 45 s (it stops itself after 30): "
-                             "stuck for good") from None
+def run_stress(argv: list[str], env: dict[str, str] | None = None) -> Ran:
+    """tp_stress to its end; looked at (threads, wait channels) before its own watchdogs would stop it."""
+    return run(argv, 45, look_at=LOOK_AT, env=env, advice=f"(It stops itself after {STRESS_ALARM} s: stuck for good.)")
+
+
+def stress_failure(ran: Ran, what: str = "tp_stress") -> str:
+    """What a failed tp_stress run showed: how and where (in which phase) it ended, what it printed, where
+    its threads waited if it had to stop itself."""
+    out = ran.stdout.strip()
+    if re.search(r"^shutdown with", out, re.M):
+        phase = "after the shutdown, while checking every job's record"
+    elif re.search(r"^done \d+:", out, re.M):
+        phase = "in the shutdown: 1,000 more jobs submitted, then tp_destroy with most of them queued"
+    elif out.startswith("tp_stress:"):
+        phase = "in the main phase: 100,000 jobs, 256 in flight, a random cancel every 8 completions"
+    else:
+        phase = "before its pool ran (tp_create)"
+    text = f"{what} ended {phase} ({died(ran.returncode)}). It printed:\n{last_lines(out)}"
+    if ran.stderr.strip():
+        text += f"\nand on stderr:\n{last_lines(ran.stderr)}"
+    if ran.seen and "FAIL" in out:
+        text += f"\nWhere its threads waited, {LOOK_AT} s in:\n{ran.seen}"
+    if ran.returncode < 0:
+        text += ("\nA crash: run it under gdb (`gdb -ex run --args build/grade/lab3/build/bin/tp_stress`) to see "
+                 "the line, and `make tsan` to see the race that led there")
+    return text
 
 
 @pytest.mark.hint("tp-stress")
@@ -283,8 +305,7 @@ def test_stress_100000_jobs_with_cancellations(impl: Impl) -> None:
     """tp_stress: 100,000 jobs, random cancels, then tp_destroy with 1,000 pending: none lost, none doubled."""
     ran = run_stress([str(impl.bin("tp_stress")), "--jobs", "100000", "--workers", "4"])
     out = ran.stdout.strip()
-    assert ran.returncode == 0 and STRESS_OK.search(out) and out.endswith("OK"), (
-        f"tp_stress (exit code {ran.returncode}) says: {out[-900:]} {ran.stderr.strip()[-300:]}")
+    assert ran.returncode == 0 and STRESS_OK.search(out) and out.endswith("OK"), stress_failure(ran)
 
 
 def _tsan_runs(workdir: Path) -> list[str] | None:
@@ -330,5 +351,4 @@ def test_stress_is_clean_under_threadsanitizer(impl: Impl) -> None:
         "Two threads touched the same memory with no lock ordering them: find the field it names, and the "
         "lock that must guard it (tp.c's first comment)")
     out = ran.stdout.strip()
-    assert ran.returncode == 0 and STRESS_OK.search(out), (
-        f"tp_stress under ThreadSanitizer (exit code {ran.returncode}) says: {out[-900:]} {ran.stderr.strip()[-300:]}")
+    assert ran.returncode == 0 and STRESS_OK.search(out), stress_failure(ran, "tp_stress under ThreadSanitizer")

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading import programs
 from grading.plugin import Impl
-from grading.programs import DataFile, Report
+from grading.programs import DataFile, Ran, Report, run
 from xray import strace
 
 NAME = "aio-lab4.bin"
@@ -59,16 +58,12 @@ def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
     return [str(impl.bin("aio_cat")), data.name, *args]
 
 
-def run_cat(impl: Impl, data: DataFile, *args: str, spy: Path | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run aio_cat in the data directory (with aio_spy.so preloaded if spy is a file to write)."""
+def run_cat(impl: Impl, data: DataFile, *args: str, spy: Path | None = None, timeout: float = 30) -> Ran:
+    """Run aio_cat in the data directory (with aio_spy.so preloaded if spy is a file to write); if it
+    does not end, the failure says where its threads waited."""
     env = spy_env(impl, spy) if spy is not None else dict(os.environ)
-    try:
-        return subprocess.run(cat_argv(impl, data, *args), cwd=data.dir, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"aio_cat {' '.join(args)} did not finish in {timeout:g} s: a wait that is "
-                             "never woken (a sigevent that tells nobody?)") from None
+    return run(cat_argv(impl, data, *args), timeout, cwd=data.dir, env=env,
+               advice="A wait that is never woken: a sigevent that tells nobody?")
 
 
 def spy_counts(path: Path) -> dict[str, int]:
@@ -93,12 +88,14 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def explain(proc: subprocess.CompletedProcess[str] | strace.Trace) -> str:
+def explain(proc: Ran | strace.Trace) -> str:
     """The program's output, for a failure message: what it said on stderr first (one line
     of it is all a learner sees in the summary), then everything."""
     said = proc.stderr.strip().splitlines()
     first = said[-1] if said else "(nothing on stderr)"
-    if proc.returncode < 0:   # subprocess's way of saying "killed by this signal"
+    if isinstance(proc, strace.Trace) and proc.timed_out:
+        first = f"it did not finish, and was stopped; where its threads waited:\n{proc.stuck}\n{first}"
+    elif proc.returncode < 0:   # subprocess's way of saying "killed by this signal"
         first = f"killed by {signal_name(-proc.returncode)}; {first}"
     return (f"{first} [exit code {proc.returncode}]\nstdout:\n{proc.stdout.strip()}\n"
             f"stderr:\n{proc.stderr.strip()}")

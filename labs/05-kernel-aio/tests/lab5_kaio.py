@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from grading.plugin import Impl
-from grading.programs import DataFile, Report, parse_report
+from grading.programs import DataFile, Report, last_lines, parse_report
 from xray import proc, strace
 from xray.doctor import check_kernel_aio, check_o_direct, require
 
@@ -44,9 +44,10 @@ def run(impl: Impl, program: str, data: DataFile, *args: str, timeout: float = 3
     with proc.launch(argv, cwd=data.dir, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as p:
         try:
             out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as stuck:
+            printed = ((stuck.stdout or b"") + (stuck.stderr or b"")).decode(errors="replace")
             raise AssertionError(f"{program} {' '.join(args)} did not finish in {timeout:g} s: "
-                                 f"{what_it_does(p.pid)}") from None
+                                 f"{what_it_does(p.pid)}. What it printed last:\n{last_lines(printed)}") from None
     return subprocess.CompletedProcess(argv, p.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
@@ -197,7 +198,8 @@ def traced(argv: Sequence[str], data: DataFile, timeout: float = 40) -> strace.T
     require_kaio()
     tr = strace.run(argv, trace=TRACE, cwd=data.dir, timeout=timeout)
     if tr.timed_out:
-        raise AssertionError(f"{' '.join(argv[1:])} did not finish in {timeout:g} s under strace: {what_it_did(tr)}")
+        raise AssertionError(f"{' '.join(argv[1:])} did not finish in {timeout:g} s under strace: {what_it_did(tr)}"
+                             + (f"\nWhere its threads waited:\n{tr.stuck}" if tr.stuck else ""))
     return tr
 
 

@@ -3,25 +3,32 @@
 The tests import `kernaio` in their own process: the plugin puts the implementation's py/
 first on sys.path, so it is the learner's package (with their _kernaio.c compiled in place
 by the grader) or the reference. A coroutine that waits for a completion that never comes
-fails after a few seconds with advice, never at pytest's hard timeout.
+fails after a few seconds with what was seen (the engine's queue, the eventfd, where the loop's
+thread waited) and advice, never at pytest's hard timeout.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from grading.deadline import where_threads_wait
 from grading.plugin import Impl
-from grading.programs import DataFile, Report, parse_report
-from xray import strace
+from grading.programs import DataFile, Report, died, last_lines, parse_report
+from xray import proc, strace
 from xray.doctor import check_kernel_aio, check_o_direct, require
 
 T = TypeVar("T")
+LEFT_BEHIND = ("The kernel has finished those requests long ago, and bumped the eventfd for them; it was read back "
+               "to 0, so it will not wake the loop for them again: they wait to be reaped. After a slice that "
+               "was full (ctx.reap gave its limit), reap again (_after_slice) before waiting for the eventfd.")
 STUCK = ("no completion arrived: does Engine.start schedule ONE _flush with call_soon, does _flush "
          "call ctx.submit, and does _on_completions reap and complete each request?")
 
@@ -31,20 +38,61 @@ def require_kaio() -> None:
     require(check_kernel_aio, check_o_direct)
 
 
+def engine_state(loop: asyncio.AbstractEventLoop) -> str:
+    """What the loop's kernaio engine holds, read without touching the kernel: requests queued, in
+    flight, the eventfd's counter (from /proc/self/fdinfo) and whether the loop watches it."""
+    from kernaio import _engine
+    try:
+        engine = _engine._engines.get((id(loop), "aio"))
+        if engine is None:
+            return "this loop has no kernaio engine: no request was ever started"
+        ctx, efd = engine.ctx, engine.ctx.fileno()
+        count = int(proc.fdinfo(os.getpid(), efd).get("eventfd-count", "0"), 16)
+        selector = getattr(loop, "_selector", None)
+        watched = ("" if selector is None else
+                   ", and the loop watches it" if efd in selector.get_map() else ", and the loop does NOT watch it")
+        return (f"{len(engine.queue)} requests queued (not given to the kernel yet), {ctx.in_flight} in flight in "
+                f"the kernel, {ctx.free} slots free, {engine.submit_calls} io_submit calls made; the eventfd "
+                f"(fd {efd}) holds {count}{watched}")
+    except (AttributeError, OSError, ValueError) as err:   # an engine of another shape: say what is known
+        return f"(the engine's state could not be read: {err!r})"
+
+
 def run(main: Callable[[], Awaitable[T]], seconds: float = 10, *, uvloop: bool = False) -> T:
-    """Run main() on a new event loop (uvloop's if asked); fail with advice after `seconds`."""
+    """Run main() on a new event loop (uvloop's if asked); fail after `seconds` with what was seen then
+    (the engine's queue, what is in flight, the eventfd, where the loop's thread waited) and advice.
+
+    Not asyncio.run: at its end it waits for every cancelled task to finish, and a File's close waits
+    for the kernel to give its requests back, so a stuck engine would hang it until pytest's timeout.
+    """
     require_kaio()
-
-    async def bounded() -> T:
-        try:
-            return await asyncio.wait_for(main(), seconds)
-        except TimeoutError:
-            raise AssertionError(f"still waiting after {seconds:g} s: {STUCK}") from None
-
+    loop: asyncio.AbstractEventLoop
     if uvloop:
         import uvloop as uv
-        return uv.run(bounded())
-    return asyncio.run(bounded())
+        loop = uv.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    loop_thread = threading.get_native_id()
+    seen: list[str] = []
+    look = threading.Timer(max(seconds - 0.3, 0), lambda: seen.append(where_threads_wait(loop_thread)))
+    try:
+        task = asyncio.ensure_future(main(), loop=loop)
+        look.start()
+        loop.run_until_complete(asyncio.wait({task}, timeout=seconds))
+        look.cancel()
+        if task.done():
+            return task.result()
+        state = engine_state(loop)
+        task.cancel()
+        loop.run_until_complete(asyncio.wait({task}, timeout=2))   # its cleanup, if it can
+        raise AssertionError(f"still waiting after {seconds:g} s. The engine: {state}. Where the threads were:\n"
+                             f"{''.join(seen) or '    (not seen)'}\n"
+                             + (LEFT_BEHIND if re.search(r"[1-9]\d* in flight .* holds 0,", state) else STUCK))
+    finally:
+        look.cancel()
+        look.join()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 HERE = Path(__file__).parent
@@ -65,7 +113,10 @@ def traced_reader(impl: Impl, data: DataFile, count: int, *options: str) -> stra
         _traces[key] = strace.run(argv, env=impl.env(), cwd=data.dir, timeout=60,
                                   trace="io_setup,io_submit,io_getevents,epoll_wait,read,write,eventfd2,clone,clone3")
     tr = _traces[key]
-    assert tr.returncode == 0, f"lab6_reader.py failed (exit {tr.returncode}):\n{tr.stderr[-3000:]}"
+    assert not tr.timed_out, (f"lab6_reader.py {count} did not finish in 60 s under strace, and was stopped. Where "
+                              f"its threads waited:\n{tr.stuck or '    (not seen)'}\nWhat it printed last:\n"
+                              f"{last_lines(tr.stdout + tr.stderr)}\n{STUCK}")
+    assert tr.returncode == 0, f"lab6_reader.py failed ({died(tr.returncode)}):\n{tr.stderr[-3000:]}"
     return tr
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from grading import programs
 from grading.plugin import Impl
 from grading.programs import DataFile, Report, parse_report
 from xray import proc, strace
@@ -38,16 +39,12 @@ def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
     return [str(impl.bin("uring_cat")), data.name, *args]
 
 
-def run(impl: Impl, data: DataFile, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """uring_cat on data, in the data directory, to the end."""
+def run(impl: Impl, data: DataFile, *args: str, timeout: float = 30) -> programs.Ran:
+    """uring_cat on data, in the data directory, to the end; if it does not end, the failure says where
+    its threads waited (io_cqring_wait: io_uring_enter waiting for completions)."""
     require_uring("--buffered" not in args)
-    try:
-        return subprocess.run(cat_argv(impl, data, *args), cwd=data.dir, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"uring_cat {' '.join(args)} did not end in {timeout:g} s: it waits for something "
-                             "that never comes (io_uring_enter waiting for CQEs of SQEs the kernel never saw?)"
-                             ) from None
+    return programs.run(cat_argv(impl, data, *args), timeout, cwd=data.dir,
+                        advice="Waiting in io_uring_enter for completions: of SQEs the kernel never saw?")
 
 
 def traced(impl: Impl, data: DataFile, *args: str) -> strace.Trace:
@@ -56,14 +53,17 @@ def traced(impl: Impl, data: DataFile, *args: str) -> strace.Trace:
     return strace.run(cat_argv(impl, data, *args), trace=TRACE, cwd=data.dir, timeout=40)
 
 
-def said(out: subprocess.CompletedProcess[str] | strace.Trace) -> str:
+def said(out: programs.Ran | subprocess.CompletedProcess[str] | strace.Trace) -> str:
     """What the program said, for a failure message: its last stderr line first, then everything."""
     lines = out.stderr.strip().splitlines()
     last = lines[-1] if lines else "(nothing on stderr)"
+    if isinstance(out, strace.Trace) and out.timed_out:
+        last = f"it did not finish, and was stopped; where its threads waited:\n{out.stuck}\n{last}"
     return f"{last} [exit code {out.returncode}]\nstdout:\n{out.stdout.strip()}\nstderr:\n{out.stderr.strip()}"
 
 
-def check_read(out: subprocess.CompletedProcess[str] | strace.Trace, data: DataFile, what: str) -> Report:
+def check_read(out: programs.Ran | subprocess.CompletedProcess[str] | strace.Trace, data: DataFile,
+               what: str) -> Report:
     """The program ended well and read every byte of data (size and CRC-32): its report."""
     assert out.returncode == 0, f"{what} failed: {said(out)}"
     report = parse_report(out.stdout)
