@@ -37,7 +37,10 @@ $(VENV)/.installed: requirements.txt tools/setup-venv.sh | system
 # kernaio (the capstone): py/kernaio IS the package (py/ is on the venv's path), so its C extension
 # is built in place next to its sources: exactly one importable `kernaio`. Rebuilt when its C changes.
 KERNAIO_SOURCES := $(wildcard py/kernaio/src/*.c py/kernaio/src/*.h) py/kernaio/setup.py
-build/kernaio.stamp: $(KERNAIO_SOURCES) | $(VENV)/.installed
+# Also rebuilt when the extension for this venv's Python is missing: in a container the checkout is the
+# host's (whose py/kernaio has none, or one for another Python) while build/ is the container's own.
+KERNAIO_SO := py/kernaio/_kernaio$(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
+build/kernaio.stamp: $(KERNAIO_SOURCES) $(if $(wildcard $(KERNAIO_SO)),,FORCE) | $(VENV)/.installed
 	@echo "setup: building kernaio's C extension (py/kernaio/_kernaio*.so)"
 	@mkdir -p build && cd py/kernaio && ../../$(PY) setup.py --quiet build_ext --inplace \
 		--build-temp ../../build/kernaio-ext --build-lib ../../build/kernaio-ext/lib
@@ -110,6 +113,13 @@ asan ubsan tsan: system
 
 asan: $(VENV)/.installed
 
+#m test-container: build the workshop's image with podman, then doctor, lab1, lab7, reveal in containers (default profile, workshop flags)
+test-container:
+	@tools/setup-system.sh container
+	@$(PYTHON) tools/container/test.py
+
+FORCE:
+
 ## clean: remove build/ (keeps .venv; `make distclean` removes it too)
 clean:
 	rm -rf build
@@ -117,4 +127,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides test mutants asan ubsan tsan test-container FORCE clean distclean

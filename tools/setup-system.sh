@@ -4,18 +4,27 @@
 #   tools/setup-system.sh            the packages every lab needs
 #   tools/setup-system.sh slides     also Node.js and npm, for `make slides` (and Chromium on Debian,
 #                                    optional: the deck's PDF and its screenshot check)
+#   tools/setup-system.sh node       Node.js and npm without Chromium (the container image)
+#   tools/setup-system.sh container  also podman (with runc) and debootstrap, for `make test-container`
 #
 # Idempotent and quick when everything is there: it asks dpkg, and calls apt only for what is missing.
 # As root it runs apt-get itself; with password-less sudo it uses sudo; otherwise it prints the
 # exact command and stops.
 set -euo pipefail
 
-required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio)
+# ca-certificates: pip's HTTPS to PyPI; every desktop has it, a minimal container image does not.
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio ca-certificates)
 slides_packages=()   # optional: installed when possible, like perf below
-if [[ " $* " == *" slides "* ]]; then
+if [[ " $* " == *" slides "* || " $* " == *" node "* ]]; then
     # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
     command -v node >/dev/null 2>&1 || required+=(nodejs)
     command -v npm >/dev/null 2>&1 || required+=(npm)
+fi
+if [[ " $* " == *" container "* ]]; then
+    # runc, not crun: crun refuses hosts with a hybrid cgroup v1/v2 setup (tools/container/test.py).
+    required+=(podman runc debootstrap)
+fi
+if [[ " $* " == *" slides "* ]]; then
     # Chromium only renders the PDF and the screenshot check (a large download, about a minute):
     # Debian's package, not Ubuntu's (a snap, which does not run in containers; set CHROME_PATH there).
     if [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1 &&
