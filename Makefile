@@ -79,8 +79,11 @@ starters: $(VENV)/.installed
 	@$(PY) -m grading.starters write $(if $(FORCE),--force)
 
 ## notebooks: start Jupyter on localhost with the walkthroughs (notebooks/)
+# The container's image sets NOTEBOOK_IP=0.0.0.0: its own localhost is out of the host's reach, and
+# only the port its run publishes (to the host's 127.0.0.1) leads in.
+NOTEBOOK_IP ?= 127.0.0.1
 notebooks: setup
-	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	@$(VENV)/bin/jupyter lab --ip=$(NOTEBOOK_IP) --port=8888 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 ## reveal: every "async" file API of this machine: its threads, its loop's waits for the device, a verdict (REPEAT=3: three runs side by side)
 reveal: setup

@@ -82,7 +82,7 @@ def test_a_sysctl_is_set_where_the_kernel_is() -> None:
     on_host = causes.io_uring_fix(errno.EPERM, Place(runtime="docker", kernel="6.8.0"), "2")
     assert on_host.endswith("on the host: sudo sysctl -w kernel.io_uring_disabled=0")
     desktop = causes.io_uring_fix(errno.EPERM, Place(runtime="docker", desktop="Docker Desktop", kernel="6.10.14"), "2")
-    assert "docker run --rm --privileged" in desktop and "/proc/sys/kernel/io_uring_disabled" in desktop
+    assert "docker run --rm --privileged --pid=host debian nsenter -t 1 -m -- sysctl -w kernel.io_uring_disabled=0" in desktop
 
 
 def test_wsl1_is_told_to_move_to_wsl2() -> None:

@@ -120,7 +120,8 @@ def perf_fix(here: Place, said: str, *, perfmon: bool, sys_admin: bool, tracefs:
                           f"only with CAP_SYS_ADMIN; {_profile(here)}"))
         if not tracefs:
             needs.append((TRACEFS, "perf reads its tracepoints in tracefs, which a container does not mount (if the "
-                          "folder is empty on the host too: sudo mount -t tracefs nodev /sys/kernel/tracing there)"))
+                          "folder is empty where the kernel runs too, mount it "
+                          f"{here.as_root('mount -t tracefs nodev /sys/kernel/tracing')})"))
         runtime = here.runtime or "this"
         if needs:
             return (f"start the {runtime} container with {' '.join(flag for flag, _ in needs)} — "

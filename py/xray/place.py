@@ -52,15 +52,17 @@ class Place:
             parts.append("directly on Linux (no container or VM seen)")
         return ", ".join(parts) + (f"; Linux {self.kernel}" if self.kernel else "")
 
-    def sysctl(self, name: str, value: str) -> str:
-        """The command that sets a sysctl of this kernel, run where it must be run."""
+    def as_root(self, command: str) -> str:
+        """How to run a root command where this kernel is: here, on the host, or in a desktop app's VM."""
         if self.runtime and (self.desktop or self.wsl):
-            # The kernel is the desktop app's VM's: a privileged container writes its /proc/sys.
-            path = "/proc/sys/" + name.replace(".", "/")
-            return (f"in the VM that runs your containers, until it restarts: docker run --rm --privileged "
-                    f"debian sh -c 'echo {value} > {path}'")
-        where = "on the host: " if self.runtime else ""
-        return f"{where}sudo sysctl -w {name}={value}"
+            # The kernel is the VM's: a privileged container enters its mount namespace and runs it there.
+            return ("in the VM that runs your containers: docker run --rm --privileged --pid=host debian "
+                    f"nsenter -t 1 -m -- {command}")
+        return f"{'on the host: ' if self.runtime else ''}sudo {command}"
+
+    def sysctl(self, name: str, value: str) -> str:
+        """The command that sets a sysctl of this kernel (until it restarts), where it must run."""
+        return self.as_root(f"sysctl -w {name}={value}")
 
 
 def _read(path: Path) -> str:

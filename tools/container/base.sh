@@ -17,4 +17,4 @@ if ! debootstrap --variant=minbase "$suite" "$work/root" "$mirror" >"$work/log" 
 fi
 # The downloaded packages and the package lists: the image's first apt-get update fetches lists anew.
 rm -rf "$work"/root/var/cache/apt/archives/*.deb "$work"/root/var/lib/apt/lists/*
-tar -C "$work/root" -c . | podman import --change 'CMD ["bash"]' - "$image" >/dev/null
+tar -C "$work/root" -c . | podman import -q --change 'CMD ["bash"]' - "$image" >/dev/null

@@ -87,6 +87,7 @@ def build(base: str) -> None:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
         raise SystemExit(f"test-container: the image did not build:\n{tail}\n(whole log: build/container/build.log)")
+    podman("image", "prune", "-f")   # the images this tag replaced; the layers it is made of stay, as a cache
 
 
 def devcontainer(volumes: str) -> tuple[list[str], list[str]]:
