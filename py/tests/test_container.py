@@ -7,6 +7,8 @@ import re
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 from grading.labs import repo_root
 
 
@@ -70,3 +72,29 @@ def test_the_devcontainer_flags_are_the_readmes() -> None:
         assert written in line.group(0), f"{written} of devcontainer.json is not in README's docker run line"
     config = (repo_root() / ".devcontainer" / "devcontainer.json").read_text()
     json.loads("\n".join(x for x in config.splitlines() if not x.lstrip().startswith("//")))
+
+
+def test_the_docker_command_in_front_of_podman_gets_podmans_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    seccomp = tool("seccomp")
+    answers = {"{{json .SecurityOptions}}": '["name=seccomp,profile=default"]', "{{.Server.Version}}": "4.3.1\n",
+               "{{json .Server.Components}}": '[{"Name": "Podman Engine", "Version": "4.3.1"}]'}
+    monkeypatch.setattr(seccomp, "_run", lambda *argv: answers.get(argv[-1]))
+    monkeypatch.setattr(seccomp, "podman_default", lambda: ("{}", "podman's own"))
+    assert seccomp.docker_default() == ("{}", "podman's own")
+
+
+def test_dockers_builtin_profile_is_mobys_of_that_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    seccomp = tool("seccomp")
+    answers = {"{{json .SecurityOptions}}": '["name=seccomp,profile=builtin"]', "{{.Server.Version}}": "28.3.2\n",
+               "{{json .Server.Components}}": '[{"Name": "Engine", "Version": "28.3.2"}]'}
+    monkeypatch.setattr(seccomp, "_run", lambda *argv: answers.get(argv[-1]))
+    asked: list[str] = []
+
+    def offline(url: str, timeout: float) -> None:
+        asked.append(url)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(seccomp.urllib.request, "urlopen", offline)
+    with pytest.raises(SystemExit, match="--from FILE"):
+        seccomp.docker_default()
+    assert [u.split("/")[5] for u in asked] == ["v28.3.2", "docker-v28.3.2"]

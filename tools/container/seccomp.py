@@ -98,6 +98,9 @@ def docker_default() -> tuple[str, str]:
     version = (_run("docker", "version", "--format", "{{.Server.Version}}") or "").strip()
     if options is None or not version:
         raise SystemExit("seccomp: `docker info` failed: is Docker running?")
+    components = json.loads(_run("docker", "version", "--format", "{{json .Server.Components}}") or "[]") or []
+    if any(c.get("Name") == "Podman Engine" for c in components):
+        return podman_default()   # the docker command talks to `podman system service`: the profile is podman's
     for option in json.loads(options) or []:
         fields = dict(f.split("=", 1) for f in option.split(",") if "=" in f)
         if fields.get("name") == "seccomp" and fields.get("profile") not in (None, "builtin", "default"):

@@ -7,7 +7,7 @@ in volumes filled from the image, the flags of .devcontainer/devcontainer.json. 
   doctor, default profile   io_uring and perf reported blocked, each with the flag that fixes it
   doctor, workshop flags    every check passes
   lab1 REF=1, default       done
-  lab7 REF=1, default       every test skipped, each saying io_uring is blocked and how to fix it
+  lab7 REF=1, default       every test but a check of the source skipped, each saying why and the fix
   lab7 REF=1, flags         done, nothing skipped
   reveal, flags             the table, nothing degraded, lab 7's io_uring rows kernel-async
 
