@@ -47,7 +47,10 @@ $(VENV)/.installed: requirements.txt tools/setup-venv.sh | system
 # kernaio (the capstone): py/kernaio IS the package (py/ is on the venv's path), so its C extension
 # is built in place next to its sources: exactly one importable `kernaio`. Rebuilt when its C changes.
 KERNAIO_SOURCES := $(wildcard py/kernaio/src/*.c py/kernaio/src/*.h) py/kernaio/setup.py
-build/kernaio.stamp: $(KERNAIO_SOURCES) | $(VENV)/.installed
+# Also rebuilt when the extension for this venv's Python is missing: in a container the checkout is the
+# host's (whose py/kernaio has none, or one for another Python) while build/ is the container's own.
+KERNAIO_SO := py/kernaio/_kernaio$(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
+build/kernaio.stamp: $(KERNAIO_SOURCES) $(if $(wildcard $(KERNAIO_SO)),,FORCE) | $(VENV)/.installed
 	@echo "setup: building kernaio's C extension (py/kernaio/_kernaio*.so)"
 	@mkdir -p build && cd py/kernaio && ../../$(PY) setup.py --quiet build_ext --inplace \
 		--build-temp ../../build/kernaio-ext --build-lib ../../build/kernaio-ext/lib
@@ -86,8 +89,11 @@ starters: $(VENV)/.installed
 	@$(PY) -m grading.starters write $(if $(FORCE),--force)
 
 ## notebooks: start Jupyter on localhost with the walkthroughs (notebooks/)
+# The container's image sets NOTEBOOK_IP=0.0.0.0: its own localhost is out of the host's reach, and
+# only the port its run publishes (to the host's 127.0.0.1) leads in.
+NOTEBOOK_IP ?= 127.0.0.1
 notebooks: setup
-	@$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	@$(VENV)/bin/jupyter lab --ip=$(NOTEBOOK_IP) --port=8888 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 ## reveal: every "async" file API of this machine, its threads and its loop's waits for the device (REPEAT=3 runs it thrice, verdicts side by side)
 reveal: setup
@@ -125,6 +131,13 @@ asan ubsan tsan: system
 
 asan: $(VENV)/.installed
 
+#m test-container: build the workshop's image with podman, then doctor, lab1, lab7, reveal in containers (default profile, workshop flags)
+test-container:
+	@tools/setup-system.sh container
+	@$(PYTHON) tools/container/test.py
+
+FORCE:
+
 ## clean: remove build/ (keeps .venv; `make distclean` removes it too)
 clean:
 	rm -rf build
@@ -132,4 +145,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides handout test mutants asan ubsan tsan clean distclean
+.PHONY: help setup system build doctor status watch hint reset starters notebooks reveal bench slides handout test mutants asan ubsan tsan test-container FORCE clean distclean

@@ -6,6 +6,8 @@
 #                                    optional: the deck's PDF and its screenshot check)
 #   tools/setup-system.sh --list [slides]   print the packages it would want on an empty machine,
 #                                    one per line, and install nothing (tools/offline-cache.sh uses it)
+#   tools/setup-system.sh node       Node.js and npm without Chromium (the container image)
+#   tools/setup-system.sh container  also podman (with runc) and debootstrap, for `make test-container`
 #
 # Idempotent and quick when everything is there: it asks dpkg, and calls apt only for what is missing.
 # As root it runs apt-get itself; with password-less sudo it uses sudo; otherwise it prints the
@@ -18,12 +20,20 @@ set -euo pipefail
 list_only=false
 [[ " $* " == *" --list "* ]] && list_only=true
 
-required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio netcat-openbsd)
+# ca-certificates: pip's HTTPS to PyPI; every desktop has it, a minimal container image does not.
+required=(gcc make libc6-dev libaio-dev liburing-dev strace python3-dev python3-venv openssl fio netcat-openbsd
+          ca-certificates)
 slides_packages=()   # optional: installed when possible, like perf below
-if [[ " $* " == *" slides "* ]]; then
+if [[ " $* " == *" slides "* || " $* " == *" node "* ]]; then
     # A working command counts: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
     { $list_only || ! command -v node >/dev/null 2>&1; } && required+=(nodejs)
     { $list_only || ! command -v npm >/dev/null 2>&1; } && required+=(npm)
+fi
+if [[ " $* " == *" container "* ]]; then
+    # runc, not crun: crun refuses hosts with a hybrid cgroup v1/v2 setup (tools/container/test.py).
+    required+=(podman runc debootstrap)
+fi
+if [[ " $* " == *" slides "* ]]; then
     # Chromium only renders the PDF and the screenshot check (a large download, about a minute):
     # Debian's package, not Ubuntu's (a snap, which does not run in containers; set CHROME_PATH there).
     if { $list_only || { [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; }; } &&

@@ -14,11 +14,13 @@ import platform
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 from xray import causes
 from xray.causes import filesystem
+from xray.place import detect
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", ROOT / "build" / "data"))  # where the labs put their files
@@ -45,6 +47,11 @@ def _syscall(name: str, *args: object) -> tuple[int, int]:
 Check = tuple[bool, str, str]  # (ok, what was seen, what to do when not ok)
 
 
+def _errno(err: int) -> str:
+    """'ENOSYS (Function not implemented)': the name tells EPERM from ENOSYS at a glance."""
+    return f"{errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+
+
 def check_kernel() -> Check:
     release = platform.release()
     major, minor = (int(x) for x in release.split(".")[:2])
@@ -56,9 +63,7 @@ def check_kernel_aio() -> Check:
     ctx = ctypes.c_ulong(0)
     result, err = _syscall("io_setup", ctypes.c_uint(8), ctypes.byref(ctx))
     if result < 0:
-        return False, f"io_setup failed: {os.strerror(err)}", (
-            "kernel AIO is missing or forbidden (seccomp in a container?): labs 5-6 will skip; "
-            "run the container with --security-opt seccomp=unconfined")
+        return False, f"io_setup failed: {_errno(err)}", causes.kernel_aio_refused(err) + "; labs 5-6 skip until then"
     _syscall("io_destroy", ctx)
     return True, "io_setup/io_destroy work", ""
 
@@ -92,8 +97,11 @@ def check_o_direct() -> Check:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, 0o600)
     except OSError as err:
+        shared = (" In a container, build/ is shared from the host here: mount a volume over it instead "
+                  "(-v asyncfs-build:/workshop/build, as README.md's run line does).") if detect().runtime else ""
         return False, f"{where} ({fs}) refuses O_DIRECT: {err.strerror}", (
-            "some overlay, network and FUSE filesystems refuse it: set LAB_DATA_DIR to a directory on ext4/xfs/btrfs")
+            "some overlay, network and FUSE filesystems refuse it: set LAB_DATA_DIR to a directory on "
+            "ext4/xfs/btrfs." + shared)
     try:
         block = mmap.mmap(-1, 4096)  # page-aligned memory, as O_DIRECT wants
         block.write(b"x" * 4096)
@@ -116,9 +124,8 @@ def check_io_uring() -> Check:
         os.close(fd)
         return True, "io_uring_setup works", ""
     extra = f" (kernel.io_uring_disabled={disabled.read_text().strip()})" if disabled.exists() else ""
-    return False, f"io_uring_setup failed: {os.strerror(err)}{extra}", (
-        "Docker's default seccomp profile blocks io_uring: run with --security-opt seccomp=unconfined, "
-        "or sysctl kernel.io_uring_disabled=0; lab 7 will skip with this reason")
+    return False, f"io_uring_setup failed: {_errno(err)}{extra}", (
+        causes.io_uring_refused(err) + "; lab 7 skips until then")
 
 
 def check_strace() -> Check:
@@ -137,7 +144,8 @@ def check_perf() -> Check:
     try:
         perf.check()  # a real `perf trace` of a child: syscall tracepoints included
     except Unavailable as err:
-        return False, f"perf cannot trace here (perf_event_paranoid={paranoid})", str(err)
+        return False, f"perf cannot trace here (perf_event_paranoid={paranoid})", (
+            str(err).removeprefix("perf cannot trace here: "))
     try:
         timeline.check()  # the scheduler's events machine-wide: make reveal's device waits
     except Unavailable as err:
@@ -200,6 +208,7 @@ def _short(path: Path) -> str:
 
 def main() -> int:
     print("make doctor — what this machine can do for the workshop\n")
+    print(f"  · {'where':<14} {detect().describe()}")
     failures = 0
     for name, check in CHECKS:
         try:
@@ -209,7 +218,8 @@ def main() -> int:
         failures += not ok
         print(f"  {'✓' if ok else '✗'} {name:<14} {seen}")
         if not ok:
-            print(f"  {'':16} → {todo}")
+            print(textwrap.fill(todo, 112, initial_indent=f"  {'':16} → ", subsequent_indent=" " * 21,
+                                break_on_hyphens=False, break_long_words=False))
     print("\nAll set." if not failures else
           f"\n{failures} feature(s) missing: the labs that need them skip and say why; the rest works.")
     return 0
