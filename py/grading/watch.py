@@ -123,6 +123,9 @@ def report(lab: Lab, graded: Graded) -> str:
         lines.append(f"{lab.name} is done ✓")
     elif result.unjudged:
         lines.append(f"{len(result.unjudged)} tests could not judge on a machine this busy: save again")
+    elif result.skipped:
+        lines.append(f"everything that ran passes; {result.skipped} tests cannot run on this machine "
+                     "(make doctor says why): not done until they do")
     return "\n".join(lines)
 
 

@@ -201,6 +201,16 @@ def test_every_test_skipped_is_not_done(workshop: Path) -> None:
     assert "could not be graded here" in ran.stdout, ran.stdout
 
 
+def test_a_lab_with_a_skipped_test_is_not_done(workshop: Path) -> None:
+    # Everything that ran passes, but one test could not run here: not a pass, so not done.
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    grader.write_text(grader.read_text() + "\n\ndef test_needs_io_uring():\n    import pytest\n"
+                      "    pytest.skip('io_uring_setup failed: ENOSYS')\n")
+    ran = make_lab(workshop, "--ref")
+    assert ran.returncode == 1, ran.stdout
+    assert "is done" not in ran.stdout and "1 tests could not run on this machine" in ran.stdout, ran.stdout
+
+
 # ---- the catalogue of known wrong solutions (grading.mutants), in the same fake workshop ----------
 
 def mutant(root: Path, name: str, says: str, old: str, new: str) -> None:
