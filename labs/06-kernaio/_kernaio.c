@@ -305,7 +305,9 @@ static int kernaio_exec(PyObject *module)
         return -1;
     if (PyModule_AddType(module, st->context_type) < 0)
         return -1;
-    if (kernaio_add_uring_type(module) < 0) /* UringContext: the io_uring backend */
+    if (kernaio_add_uring_type(module, st) < 0) /* UringContext: the io_uring backend */
+        return -1;
+    if (kernaio_add_engine_types(module, st) < 0) /* Engine and FileCore: the C engine */
         return -1;
     if (PyModule_AddIntConstant(module, "OP_READ", OP_READ) < 0
         || PyModule_AddIntConstant(module, "OP_WRITE", OP_WRITE) < 0
@@ -320,7 +322,8 @@ static int kernaio_traverse(PyObject *module, visitproc visit, void *arg)
     kernaio_state *st = PyModule_GetState(module);
     Py_VISIT(st->context_type);
     Py_VISIT(st->request_type);
-    return 0;
+    Py_VISIT(st->uring_type);
+    return kernaio_traverse_engine_state(st, visit, arg);
 }
 
 static int kernaio_clear(PyObject *module)
@@ -328,7 +331,9 @@ static int kernaio_clear(PyObject *module)
     kernaio_state *st = PyModule_GetState(module);
     Py_CLEAR(st->context_type);
     Py_CLEAR(st->request_type);
+    Py_CLEAR(st->uring_type);
     kernaio_clear_request_state(st);
+    kernaio_clear_engine_state(st);
     return 0;
 }
 
@@ -339,7 +344,7 @@ static PyModuleDef_Slot kernaio_slots[] = {
     {0, NULL},
 };
 
-static struct PyModuleDef kernaio_module = {
+struct PyModuleDef kernaio_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "kernaio._kernaio",
     .m_doc = module_doc,

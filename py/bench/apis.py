@@ -69,8 +69,9 @@ def open_direct(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
 
 
-def _kernaio_api(backend: str) -> Opener:
-    """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API)."""
+def _kernaio_api(backend: str, *, sqpoll: bool = False, engine: str = "c") -> Opener:
+    """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API,
+    with SQPOLL's kernel thread if asked), on one engine: "c" (the default) or "python"."""
     @asynccontextmanager
     async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
         import kernaio
@@ -78,7 +79,7 @@ def _kernaio_api(backend: str) -> Opener:
             ok, seen, todo = check_io_uring()
             if not ok:
                 raise Unsupported(f"{seen} ({todo})")
-        async with kernaio.open(path, "rb", direct=True, backend=backend) as f:
+        async with kernaio.open(path, "rb", direct=True, backend=backend, sqpoll=sqpoll, engine=engine) as f:
             def reader() -> Reader:
                 buf = kernaio.aligned_buffer(BLOCK)
 
@@ -90,7 +91,11 @@ def _kernaio_api(backend: str) -> Opener:
 
 
 api("kernaio", needs=("kernaio",))(_kernaio_api("aio"))
+# The Python engine (lab 6's reference): what the C engine saves.
+api("kernaio (Python engine)", needs=("kernaio",))(_kernaio_api("aio", engine="python"))
 api("kernaio (io_uring)", needs=("kernaio",))(_kernaio_api("io_uring"))
+# A kernel thread (iou-sqp) submits: its CPU is the process's, and the threads column counts it.
+api("kernaio (io_uring, SQPOLL)", needs=("kernaio",))(_kernaio_api("io_uring", sqpoll=True))
 # The same reads on uvloop's event loop (libuv, in Cython): what asyncio's own loop costs kernaio.
 api("kernaio (uvloop)", needs=("kernaio", "uvloop"), loop="uvloop")(_kernaio_api("aio"))
 

@@ -32,6 +32,6 @@ extension is built in place next to this file by `make setup`
 (`python setup.py build_ext --inplace` in this directory). There is no installed copy, so
 exactly one `kernaio` is importable, and it has the compiled module.
 """
-from kernaio._file import Alignment, DirectIOUnsupported, File, aligned_buffer, open
+from kernaio._file import Alignment, CFile, DirectIOUnsupported, File, aligned_buffer, open
 
-__all__ = ["Alignment", "DirectIOUnsupported", "File", "aligned_buffer", "open"]
+__all__ = ["Alignment", "CFile", "DirectIOUnsupported", "File", "aligned_buffer", "open"]
