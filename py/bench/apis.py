@@ -13,7 +13,8 @@ again and again from its own coroutine, so QD reads are in flight at any time.
 
 `direct=False` marks an API that cannot read O_DIRECT (its buffers are not aligned): the
 worker then drops the file's pages from the page cache before the reads and the table
-says "buffered, cache dropped". `needs` names the modules imported before the clock starts.
+says "buffered, cache dropped"; the opener turns readahead off (POSIX_FADV_RANDOM), and no
+block is read twice (bench.worker), so each of its reads is a read of the device too. `needs` names the modules imported before the clock starts.
 """
 from __future__ import annotations
 
@@ -151,6 +152,10 @@ def _aiofile_api(impl: str) -> Opener:
             raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
         aiofile = module("aiofile")
         async with aiofile.AIOFile(path, "rb") as afp:
+            # Random reads: no readahead, whose neighbouring pages later reads would find in the
+            # page cache instead of the device (what an application reading at random says too).
+            os.posix_fadvise(afp.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+
             async def read(offset: int) -> int:
                 return len(await afp.read_bytes(BLOCK, offset))   # caio allocates the buffer
             yield [read] * qd

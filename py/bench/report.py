@@ -14,11 +14,12 @@ from bench.run import FIO_APIS, Config
 KERNAIO = "kernaio"
 SQPOLL = "kernaio (io_uring, SQPOLL)"
 CEILING = "fio (libaio)"
+FIO_SQPOLL = "fio (io_uring, SQPOLL)"
 ALONE = "asyncio alone (no I/O)"
 CAIO_URING = "aiofile (caio uring)"
 TARGET_QD = 32           # the queue depth the CPU and fio targets are judged at
 ROUNDS = 3               # those rows at TARGET_QD, back to back: the median of the rounds is judged
-ROUNDED = (KERNAIO, SQPOLL, CEILING, ALONE)
+ROUNDED = (KERNAIO, SQPOLL, CEILING, FIO_SQPOLL, ALONE)
 CPU_FACTOR = 1.15        # kernaio's CPU per read <= this x (fio-libaio's + asyncio alone's)
 PEER_SHARE = 0.97        # kernaio's IOPS >= this x every Python peer's, at every QD (3%: the noise)
 FIO_SHARE = 0.8          # kernaio >= this share of fio-libaio's IOPS
@@ -124,9 +125,11 @@ def targets(results: list[Result], depths: tuple[int, ...], floors: list[float] 
     # 3. fio-libaio at TARGET_QD
     fio, said = _median(round_values(rounds, _iops_ratio(KERNAIO, CEILING)), "kernaio / fio")
     sq_fio, said_sq = _median(round_values(rounds, _iops_ratio(SQPOLL, CEILING)), "SQPOLL / fio")
+    ceiling, said_ceiling = _median(round_values(rounds, _iops_ratio(FIO_SQPOLL, CEILING)),
+                                    "fio's own SQPOLL / fio (the ceiling of a reader with that thread here):")
     ok = None if fio is None or sq_fio is None else fio >= FIO_SHARE and sq_fio >= SQPOLL_FIO_SHARE
     add(f"kernaio >= {FIO_SHARE:g} x fio-libaio IOPS at QD {TARGET_QD}; with SQPOLL >= {SQPOLL_FIO_SHARE:g} x",
-        fio, f"{said}; {said_sq}", ok)
+        fio, "; ".join(x for x in (said, said_sq, said_ceiling if ceiling is not None else "") if x), ok)
 
     # 4. loop stalls
     stalls = [(float(r["stall_ms"]), r["qd"]) for r in results if r["api"] == KERNAIO and r.get("iops")
@@ -207,7 +210,8 @@ def table(results: list[Result], config: Config, floors: list[float] | None = No
         out.append(f"  [{mark:^12}] {t['target']}: {t['measured']}")
     out += ["", "file: O_DIRECT = every read goes to the device. buffered, cache dropped = caio reads into a buffer it",
             "  allocates, which O_DIRECT refuses (EINVAL), so these rows read through the page cache, emptied of the",
-            "  file first (posix_fadvise DONTNEED); blocks read twice during the run come from memory.",
+            "  file first (posix_fadvise DONTNEED), with readahead off (POSIX_FADV_RANDOM); no block is read twice in",
+            "  a row (each block of the file once, shuffled), so their reads are reads of the device too.",
             "threads = threads beside the main one alive during the reads (/proc/PID/task, io_uring's kernel",
             "  workers included); worst stall = how late a coroutine that sleeps 1 ms at a time woke up, at worst",
             "  (an idle loop here = the same heartbeat with nothing else running: the machine's own floor).",
@@ -216,6 +220,7 @@ def table(results: list[Result], config: Config, floors: list[float] | None = No
             "  runq ms = how long the loop's thread waited for a CPU while runnable: a stall the machine caused",
             "  (other programs), not the API.",
             "fio = the same reads from C (one job, --direct=1): the ceiling. Latencies: fio's clat percentiles.",
+            "  fio (io_uring, SQPOLL) = fio's io_uring reader with its kernel thread (--sqthread_poll=1).",
             "kernaio = the C engine (the default); kernaio (Python engine) = the same reads on the Python one (lab 6's).",
             "kernaio (io_uring, SQPOLL) = a kernel thread of the process (iou-sqp) submits: its CPU is in CPU %, its",
             "  thread in threads. Targets at QD 32 are judged on the median of rounds of those rows run back to back.",
