@@ -75,7 +75,7 @@ class Window:
     asleep_ms: float = 0.0       # off the CPU by choice (epoll_wait), not woken yet
     gc_ms: float = 0.0           # of the own work, Python's garbage collector
     others: dict[str, float] = field(default_factory=lambda: defaultdict(float))   # comm -> ms on a CPU
-    calls: dict[str, float] = field(default_factory=dict)    # syscall -> ms of the loop's in the window
+    calls: dict[str, float] = field(default_factory=lambda: defaultdict(float))    # syscall -> the loop's ms
 
 
 def most(spent: dict[str, float]) -> list[tuple[str, float]]:
