@@ -191,6 +191,7 @@ class File:
         engine = self._engine_cache
         if engine is not None and not engine.closed:
             engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
+            engine.ctx.settle()     # with SQPOLL, the kernel's thread may not have read (taken the fd of) all yet
         os.close(self._fd)
         if engine is not None:
             await _engine.drained(engine, self)

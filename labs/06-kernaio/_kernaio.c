@@ -233,11 +233,20 @@ static PyObject *Context_close(ContextObject *self, PyObject *Py_UNUSED(ignored)
     Py_RETURN_NONE;
 }
 
+/* settle(): return once the kernel has read every request submitted: at once, since io_submit
+ * reads the iocbs (and takes each file) before it returns. UringContext's may have to wait. */
+static PyObject *Context_settle(ContextObject *self, PyObject *Py_UNUSED(ignored))
+{
+    (void)self;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Context_methods[] = {
     {"submit", (PyCFunction)Context_submit, METH_O, "submit(requests) -> how many the kernel took (one io_submit)"},
     {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> the list of completions not taken yet: [(token, res, data)]"},
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
+    {"settle", (PyCFunction)Context_settle, METH_NOARGS, "settle(): the kernel has read every request submitted"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
     {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
     {NULL, NULL, 0, NULL},
