@@ -114,6 +114,10 @@ static int gave_up(kernaio_state *st, PyObject *r)
  * (first, so that a failing call_soon leaves nothing queued: the caller gets its exception). */
 int kernaio_engine_start(kernaio_state *st, EngineObject *e, PyObject *r)
 {
+    if (e->closed) { /* File never uses a closed engine: its cache is looked up again */
+        PyErr_SetString(PyExc_RuntimeError, "kernaio: this engine is closed");
+        return -1;
+    }
     if (!e->flush_pending) {
         PyObject *loop = kernaio_engine_loop(e);
         if (loop == NULL) {
@@ -253,9 +257,10 @@ static Py_ssize_t deliver(kernaio_state *st, PyObject *done)
     Py_ssize_t n = PyList_GET_SIZE(done);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *item = PyList_GET_ITEM(done, k); /* (token, res, data), made by slots_finish */
-        PyObject *token = PyTuple_GET_ITEM(item, 0);
-        if (!PyObject_TypeCheck(token, st->request_type))
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3
+            || !PyObject_TypeCheck(PyTuple_GET_ITEM(item, 0), st->request_type))
             continue;
+        PyObject *token = PyTuple_GET_ITEM(item, 0);
         long long res = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 1));
         if ((res == -1 && PyErr_Occurred())
             || kernaio_request_complete(st, (RequestObject *)token, res, PyTuple_GET_ITEM(item, 2)) < 0)
@@ -336,6 +341,8 @@ void kernaio_engine_resume_later(kernaio_state *st, EngineObject *e)
 
 int kernaio_engine_wake_drain_waiters(kernaio_state *st, EngineObject *e)
 {
+    if (e->drain_waiters == NULL) /* cleared by the GC: nobody waits */
+        return 0;
     PyObject *waiters = e->drain_waiters, *fresh = PyList_New(0);
     if (fresh == NULL)
         return -1;

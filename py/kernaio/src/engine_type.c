@@ -88,6 +88,7 @@ static int Engine_traverse(EngineObject *e, visitproc visit, void *arg)
 
 static int Engine_clear(EngineObject *e)
 {
+    e->closed = 1; /* its callbacks go now: every step checks this first */
     Py_CLEAR(e->cb_flush); /* each holds the engine: the cycle the GC breaks here */
     Py_CLEAR(e->cb_completions);
     Py_CLEAR(e->cb_after_slice);
