@@ -12,8 +12,16 @@ caller awaits, and its ending: complete(res, data) when the kernel answers, fail
 it never reaches the kernel. All in C: every request passes there.
 
 Backends: "aio" (kernel AIO: _kernaio.Context, io_submit) and "io_uring"
-(_kernaio.UringContext, io_uring_enter). Both types have the same methods and semantics,
-so one Engine serves both; a loop has one engine per backend its files use.
+(_kernaio.UringContext, io_uring_enter; with sqpoll=True a kernel thread submits). Both
+types have the same methods and semantics, so one Engine serves both; a loop has one
+engine per backend its files use.
+
+Two engines, one behaviour (CPython's pattern: asyncio's futures.py beside
+_asynciomodule.c): Engine, below, is the Python one, the readable story and lab 6's
+reference; _kernaio.Engine (src/engine.c) is the same engine in C, the default
+(kernaio.open's engine=, or $KERNAIO_ENGINE: "c" or "python"). What both share is here
+too: making an engine for a loop, closing it (close_engine), File.close's wait (drained),
+the pool of idle contexts, fork.
 
 Lifetime: an engine lives as long as its loop is open. When a new engine is made, the
 engines of closed (or garbage-collected) loops are closed first, and an engine is also
@@ -58,9 +66,21 @@ POOL_SIZE = 2   # idle contexts kept for the next loop instead of a slow io_dest
 AnyContext = _kernaio.Context | _kernaio.UringContext
 # backend name (kernaio.open's backend=) -> the C type that implements it
 BACKENDS: dict[str, type[AnyContext]] = {"aio": _kernaio.Context, "io_uring": _kernaio.UringContext}
+ENGINES = ("c", "python")   # kernaio.open's engine=: the C one (the default) or the Python one (lab 6's)
 
-# per backend: contexts of closed loops, nothing in flight, ready for reuse
-_idle: dict[str, list[AnyContext]] = {backend: [] for backend in BACKENDS}
+# per (backend, sqpoll): contexts of closed loops, nothing in flight, ready for reuse
+_idle: dict[tuple[str, bool], list[AnyContext]] = {}
+
+
+def engine_kind(engine: str | None = None) -> str:
+    """engine (kernaio.open's engine=), or else $KERNAIO_ENGINE, or else "c"; ValueError for
+    another name. Read at each open: the environment variable chooses for code that does
+    not say (lab 6's grader runs the learner's Python engine that way)."""
+    kind = engine if engine is not None else os.environ.get("KERNAIO_ENGINE") or "c"
+    if kind not in ENGINES:
+        said = "engine" if engine is not None else "$KERNAIO_ENGINE"
+        raise ValueError(f"kernaio: {said} must be one of {', '.join(map(repr, ENGINES))}, not {kind!r}")
+    return kind
 
 
 # os.getpid() is a system call every time, and every request asks "same process?": remember
@@ -68,16 +88,18 @@ _idle: dict[str, list[AnyContext]] = {backend: [] for backend in BACKENDS}
 _pid = os.getpid()
 
 
-def _take_context(backend: str) -> AnyContext:
+def _take_context(backend: str, sqpoll: bool = False) -> AnyContext:
     """An idle context of this process for backend if there is one, else a new one (io_setup,
-    or io_uring_setup: OSError saying so when io_uring is blocked here)."""
-    idle = _idle[backend]
+    or io_uring_setup: OSError saying so when io_uring, or its SQPOLL, is refused here)."""
+    idle = _idle.setdefault((backend, sqpoll), [])
     while idle:
         ctx = idle.pop()
         if ctx.pid == _pid and not ctx.closed:
             del ctx.reap()[:]       # drain the eventfd; forget what a closed loop left undelivered
             return ctx
     try:
+        if sqpoll:
+            return _kernaio.UringContext(CAPACITY, sqpoll=True)
         return BACKENDS[backend](CAPACITY)
     except BlockingIOError as err:
         if backend != "aio":
@@ -88,7 +110,8 @@ def _take_context(backend: str) -> AnyContext:
                 return open(f"/proc/sys/fs/{name}").read().strip()
             except OSError:
                 return "?"
-        ours = sum(1 for e in _engines.values() if e.backend == "aio" and not e.closed) + len(_idle["aio"])
+        ours = sum(1 for e in _engines.values() if e.backend == "aio" and not e.closed) + \
+            len(_idle.get(("aio", False), []))
         raise BlockingIOError(err.errno, (
             f"kernaio: the kernel's AIO events are used up: fs.aio-nr {sysctl('aio-nr')} of fs.aio-max-nr "
             f"{sysctl('aio-max-nr')} reserved on this machine; this process holds {ours} context(s) of "
@@ -99,12 +122,14 @@ def _take_context(backend: str) -> AnyContext:
 class Engine:
     """The context of one event loop (for one backend). Every method runs in that loop's thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, backend: str = "aio") -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, ctx: AnyContext, backend: str = "aio",
+                 sqpoll: bool = False) -> None:
         self._loop_ref = weakref.ref(loop)
         self.loop_id = id(loop)     # for a cheap "same loop?" per request (File._submit)
-        self.pid = _pid
+        self.pid = ctx.pid
         self.backend = backend
-        self.ctx = _take_context(backend)
+        self.sqpoll = sqpoll
+        self.ctx = ctx              # a context of its own (_new_engine takes it from the pool or makes it)
         self.closed = False
         self.queue: deque[_kernaio.Request] = deque()
         self._in_hand: list[_kernaio.Request] = []   # taken from the queue for one submit (_take)
@@ -150,6 +175,12 @@ class Engine:
             self.queue = deque(r for r in self.queue if r.file is not file)
             for r in mine:
                 r.fail(exc)
+
+    def take_queued(self) -> list[_kernaio.Request]:
+        """Every request still queued, in order; the queue is left empty (close_engine)."""
+        pending = list(self.queue)
+        self.queue.clear()
+        return pending
 
     def _take(self, n: int) -> None:
         """Move up to n requests from the front of the queue into self._in_hand, leaving out
@@ -259,74 +290,94 @@ class Engine:
             self._resume_later()        # a full slice left completions behind a drained eventfd
             raise
 
-    async def drained(self, file: File) -> None:
-        """Return once the kernel holds no request of file here (File.close). Each reap wakes
-        the waiters, which look again: no count is kept per request on the way."""
-        loop = asyncio.get_running_loop()
-        while not self.closed and self.loop is loop and self.ctx.in_flight_for(file):
-            waiter = loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
-
     def _wake_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():       # a close() cancelled meanwhile
                 waiter.set_result(None)
 
-    def close(self) -> None:
-        """Stop watching the eventfd, wait for the requests in flight (io_destroy), release
-        everything; queued requests fail. Safe on a closed loop and in a fork()ed child."""
-        loop = self.loop
-        if self.closed:
-            return
-        self.closed = True
-        if loop is not None and not loop.is_closed() and self.pid == _pid and not self.ctx.closed:
-            loop.remove_reader(self.ctx.fileno())
-        pending = list(self.queue)
-        self.queue.clear()
-        idle = _idle[self.backend]
-        if self.ctx.in_flight == 0 and self.pid == _pid and len(idle) < POOL_SIZE:
-            idle.append(self.ctx)   # nothing under the kernel: reuse it, skip the slow io_destroy
-        else:
-            self.ctx.close()        # io_destroy (or io_uring_queue_exit): waits for the requests in flight
-        for r in pending:
-            try:
-                r.fail(RuntimeError("kernaio: the event loop closed before this request was submitted"))
-            except RuntimeError:
-                pass                # the loop is closed: nobody can await it any more
-        try:
-            self._wake_drain_waiters()  # they look again, and see the engine closed
-        except RuntimeError:
-            pass
+
+# Either engine: the Python one above, or its C twin. Both have what the code below and File use.
+AnyEngine = Engine | _kernaio.Engine
+
+# (id(loop), backend, sqpoll, engine kind) -> its engine (which holds the loop weakly)
+_engines: dict[tuple[int, str, bool, str], AnyEngine] = {}
 
 
-_engines: dict[tuple[int, str], Engine] = {}  # (id(loop), backend) -> its engine (which holds the loop weakly)
-
-
-def for_running_loop(backend: str = "aio") -> Engine:
+def for_running_loop(backend: str = "aio", *, sqpoll: bool = False, engine: str | None = None) -> AnyEngine:
     """The running loop's engine for backend, made on first use. RuntimeError outside a loop."""
-    return for_loop(asyncio.get_running_loop(), backend)
+    return for_loop(asyncio.get_running_loop(), backend, sqpoll=sqpoll, engine=engine)
 
 
-def for_loop(loop: asyncio.AbstractEventLoop, backend: str = "aio") -> Engine:
+def for_loop(loop: asyncio.AbstractEventLoop, backend: str = "aio", *, sqpoll: bool = False,
+             engine: str | None = None) -> AnyEngine:
     """The engine of loop (the running one: the caller got it from get_running_loop()) for
-    backend ("aio" or "io_uring"). OSError if its context cannot be made (io_uring blocked)."""
-    engine = _engines.get((id(loop), backend))
-    if engine is not None and engine.loop is loop and engine.pid == _pid:
-        return engine
+    backend ("aio" or "io_uring", with or without SQPOLL), of the kind engine_kind(engine)
+    says. OSError if its context cannot be made (io_uring blocked)."""
+    key = (id(loop), backend, sqpoll, engine_kind(engine))
+    found = _engines.get(key)
+    if found is not None and found.loop is loop and found.pid == _pid:
+        return found
     _sweep()
-    engine = Engine(loop, backend)
-    _engines[(id(loop), backend)] = engine
-    weakref.finalize(loop, _close_engine, engine)
-    return engine
+    made = _new_engine(loop, backend, sqpoll, key[3])
+    _engines[key] = made
+    weakref.finalize(loop, _close_engine, made)
+    return made
 
 
-def _close_engine(engine: Engine) -> None:
+def _new_engine(loop: asyncio.AbstractEventLoop, backend: str, sqpoll: bool, kind: str) -> AnyEngine:
+    ctx = _take_context(backend, sqpoll)
+    try:
+        if kind == "c":
+            return _kernaio.Engine(loop, ctx, backend, sqpoll, REAP_SHARE, REAP_MIN)
+        return Engine(loop, ctx, backend, sqpoll)
+    except BaseException:
+        ctx.close()
+        raise
+
+
+async def drained(engine: AnyEngine, file: File) -> None:
+    """Return once the kernel holds no request of file in engine (File.close). Each reap
+    wakes the waiters, which look again: no count is kept per request on the way."""
+    loop = asyncio.get_running_loop()
+    while not engine.closed and engine.loop is loop and engine.ctx.in_flight_for(file):
+        waiter = loop.create_future()
+        engine._drain_waiters.append(waiter)
+        await waiter
+
+
+def close_engine(engine: AnyEngine) -> None:
+    """Stop watching the eventfd, wait for the requests in flight (io_destroy), release
+    everything; queued requests fail. Safe on a closed loop and in a fork()ed child."""
+    loop = engine.loop
+    if engine.closed:
+        return
+    engine.closed = True
+    ctx = engine.ctx
+    if loop is not None and not loop.is_closed() and engine.pid == _pid and not ctx.closed:
+        loop.remove_reader(ctx.fileno())
+    pending = engine.take_queued()
+    idle = _idle.setdefault((engine.backend, engine.sqpoll), [])
+    if ctx.in_flight == 0 and engine.pid == _pid and len(idle) < POOL_SIZE:
+        idle.append(ctx)            # nothing under the kernel: reuse it, skip the slow io_destroy
+    else:
+        ctx.close()                 # io_destroy (or io_uring_queue_exit): waits for the requests in flight
+    for r in pending:
+        try:
+            r.fail(RuntimeError("kernaio: the event loop closed before this request was submitted"))
+        except RuntimeError:
+            pass                    # the loop is closed: nobody can await it any more
+    try:
+        engine._wake_drain_waiters()  # they look again, and see the engine closed
+    except RuntimeError:
+        pass
+
+
+def _close_engine(engine: AnyEngine) -> None:
     """weakref.finalize: the loop was garbage-collected (maybe never closed). It runs whenever
     the GC does, in the middle of any code, _sweep's included: it closes the engine and leaves
     _engines alone (the next _sweep drops the closed engine)."""
-    engine.close()
+    close_engine(engine)
 
 
 def _sweep() -> None:
@@ -338,13 +389,13 @@ def _sweep() -> None:
         if engine.closed or loop is None or loop.is_closed() or engine.pid != _pid:
             if _engines.get(key) is engine:
                 del _engines[key]
-            engine.close()
+            close_engine(engine)
 
 
 def close_all() -> None:
     """Close every engine of this process (at exit; also handy in tests)."""
     for key in list(_engines):
-        _engines.pop(key).close()
+        close_engine(_engines.pop(key))
     for idle in _idle.values():
         while idle:
             idle.pop().close()

@@ -233,11 +233,20 @@ static PyObject *Context_close(ContextObject *self, PyObject *Py_UNUSED(ignored)
     Py_RETURN_NONE;
 }
 
+/* settle(): return once the kernel has read every request submitted: at once, since io_submit
+ * reads the iocbs (and takes each file) before it returns. UringContext's may have to wait. */
+static PyObject *Context_settle(ContextObject *self, PyObject *Py_UNUSED(ignored))
+{
+    (void)self;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Context_methods[] = {
     {"submit", (PyCFunction)Context_submit, METH_O, "submit(requests) -> how many the kernel took (one io_submit)"},
     {"reap", (PyCFunction)Context_reap, METH_VARARGS, "reap(limit=0) -> the list of completions not taken yet: [(token, res, data)]"},
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
+    {"settle", (PyCFunction)Context_settle, METH_NOARGS, "settle(): the kernel has read every request submitted"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
     {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
     {NULL, NULL, 0, NULL},
@@ -305,7 +314,9 @@ static int kernaio_exec(PyObject *module)
         return -1;
     if (PyModule_AddType(module, st->context_type) < 0)
         return -1;
-    if (kernaio_add_uring_type(module) < 0) /* UringContext: the io_uring backend */
+    if (kernaio_add_uring_type(module, st) < 0) /* UringContext: the io_uring backend */
+        return -1;
+    if (kernaio_add_engine_types(module, st) < 0) /* Engine and FileCore: the C engine */
         return -1;
     if (PyModule_AddIntConstant(module, "OP_READ", OP_READ) < 0
         || PyModule_AddIntConstant(module, "OP_WRITE", OP_WRITE) < 0
@@ -320,7 +331,8 @@ static int kernaio_traverse(PyObject *module, visitproc visit, void *arg)
     kernaio_state *st = PyModule_GetState(module);
     Py_VISIT(st->context_type);
     Py_VISIT(st->request_type);
-    return 0;
+    Py_VISIT(st->uring_type);
+    return kernaio_traverse_engine_state(st, visit, arg);
 }
 
 static int kernaio_clear(PyObject *module)
@@ -328,7 +340,9 @@ static int kernaio_clear(PyObject *module)
     kernaio_state *st = PyModule_GetState(module);
     Py_CLEAR(st->context_type);
     Py_CLEAR(st->request_type);
+    Py_CLEAR(st->uring_type);
     kernaio_clear_request_state(st);
+    kernaio_clear_engine_state(st);
     return 0;
 }
 
@@ -339,7 +353,7 @@ static PyModuleDef_Slot kernaio_slots[] = {
     {0, NULL},
 };
 
-static struct PyModuleDef kernaio_module = {
+struct PyModuleDef kernaio_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "kernaio._kernaio",
     .m_doc = module_doc,

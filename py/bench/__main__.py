@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import echo, echo_report, report
+from bench import echo, echo_report, lost, report
 from bench.run import ROOT, Config, all_apis, idle_floor, paired_rounds, run_all
 from reveal.report import cannot_write, write_all
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", action="append", choices=all_apis(), metavar="NAME",
                         help="only this API, named as in the table (repeatable; kernaio is always run)")
     parser.add_argument("--no-png", action="store_true", help="skip the pictures")
+    parser.add_argument("--no-lost", action="store_true",
+                        help="skip the 'nothing lost' target's tests (kernaio's own, about 30 s)")
     parser.add_argument("--echo-server", action="append", choices=list(echo.SERVERS), metavar="NAME",
                         help="echo: only this server (repeatable; asyncio, the baseline, is always run)")
     parser.add_argument("--no-pin", action="store_true",
@@ -54,18 +56,25 @@ def files(args: argparse.Namespace) -> None:
     began = time.monotonic()
     print(f"make bench: {len(config.selected())} APIs x QD {', '.join(map(str, config.depths))}, "
           f"{config.seconds:g} s each", flush=True)
-    results = run_all(config, progress=lambda line: print(line, flush=True))
+    floors: list[float] = []
+    results = run_all(config, progress=lambda line: print(line, flush=True), floors=floors)
     rounds = None
-    judged = (report.KERNAIO, report.CEILING)
-    if report.TARGET_QD in config.depths and all(api in config.selected() for api in judged):
-        rounds = paired_rounds(results, *judged, report.TARGET_QD, config, report.ROUNDS,
+    if report.TARGET_QD in config.depths and all(api in config.selected() for api in report.ROUNDED):
+        rounds = paired_rounds(results, list(report.ROUNDED), report.TARGET_QD, config, report.ROUNDS,
                                progress=lambda line: print(line, flush=True))
-    floor = idle_floor(min(config.seconds, 3.0))
-    print(f"an idle loop's heartbeat here: worst {floor:.2f} ms late (the machine's own floor)", flush=True)
-    text = report.table(results, config, floor, rounds)
+    floors.append(round(idle_floor(min(config.seconds, 3.0)), 3))
+    print(f"an idle loop's heartbeat here: worst {max(floors):.2f} ms late of {len(floors)} samples "
+          "(the machine's own floor)", flush=True)
+    found = None
+    if not args.quick and not args.no_lost:
+        print("nothing lost? kernaio's cancellation, fork, close, loops and uvloop tests, both engines and "
+              "backends ...", flush=True)
+        found = lost.check()
+        print(f"  {found['measured']}", flush=True)
+    text = report.table(results, config, floors, rounds, found)
     elapsed = time.monotonic() - began
     outputs: dict[str, Callable[[Path], None]] = {
-        "bench.json": lambda path: report.write_json(results, config, elapsed, path, floor, rounds)}
+        "bench.json": lambda path: report.write_json(results, config, elapsed, path, floors, rounds, found)}
     if not args.no_png:
         outputs["iops.png"] = lambda path: report.draw(results, config, path)
     write_all(args.out, "bench.txt", text, outputs, elapsed, ROOT)

@@ -13,7 +13,8 @@ again and again from its own coroutine, so QD reads are in flight at any time.
 
 `direct=False` marks an API that cannot read O_DIRECT (its buffers are not aligned): the
 worker then drops the file's pages from the page cache before the reads and the table
-says "buffered, cache dropped". `needs` names the modules imported before the clock starts.
+says "buffered, cache dropped"; the opener turns readahead off (POSIX_FADV_RANDOM), and no
+block is read twice (bench.worker), so each of its reads is a read of the device too. `needs` names the modules imported before the clock starts.
 
 BUFFERED holds the same readers of kernaio, to_thread and aiofiles on a buffered file, cache
 left as it is (not rows of `make bench`: notebook 06 measures them from a warm page cache).
@@ -76,8 +77,9 @@ def open_file(path: str, direct: bool) -> int:
     return open_direct(path) if direct else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
-def _kernaio_api(backend: str, direct: bool = True) -> Opener:
-    """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API)."""
+def _kernaio_api(backend: str, direct: bool = True, *, sqpoll: bool = False, engine: str = "c") -> Opener:
+    """kernaio's reader on one backend: "aio" (io_submit) or "io_uring" (the same Python API,
+    with SQPOLL's kernel thread if asked), on one engine: "c" (the default) or "python"."""
     @asynccontextmanager
     async def kernaio_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
         import kernaio
@@ -85,7 +87,7 @@ def _kernaio_api(backend: str, direct: bool = True) -> Opener:
             ok, seen, todo = check_io_uring()
             if not ok:
                 raise Unsupported(f"{seen} ({todo})")
-        async with kernaio.open(path, "rb", direct=direct, backend=backend) as f:
+        async with kernaio.open(path, "rb", direct=direct, backend=backend, sqpoll=sqpoll, engine=engine) as f:
             def reader() -> Reader:
                 buf = kernaio.aligned_buffer(BLOCK)
 
@@ -97,7 +99,11 @@ def _kernaio_api(backend: str, direct: bool = True) -> Opener:
 
 
 api("kernaio", needs=("kernaio",))(_kernaio_api("aio"))
+# The Python engine (lab 6's reference): what the C engine saves.
+api("kernaio (Python engine)", needs=("kernaio",))(_kernaio_api("aio", engine="python"))
 api("kernaio (io_uring)", needs=("kernaio",))(_kernaio_api("io_uring"))
+# A kernel thread (iou-sqp) submits: its CPU is the process's, and the threads column counts it.
+api("kernaio (io_uring, SQPOLL)", needs=("kernaio",))(_kernaio_api("io_uring", sqpoll=True))
 # The same reads on uvloop's event loop (libuv, in Cython): what asyncio's own loop costs kernaio.
 api("kernaio (uvloop)", needs=("kernaio", "uvloop"), loop="uvloop")(_kernaio_api("aio"))
 
@@ -161,6 +167,10 @@ def _aiofile_api(impl: str) -> Opener:
             raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
         aiofile = module("aiofile")
         async with aiofile.AIOFile(path, "rb") as afp:
+            # Random reads: no readahead, whose neighbouring pages later reads would find in the
+            # page cache instead of the device (what an application reading at random says too).
+            os.posix_fadvise(afp.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+
             async def read(offset: int) -> int:
                 return len(await afp.read_bytes(BLOCK, offset))   # caio allocates the buffer
             yield [read] * qd

@@ -115,14 +115,20 @@ def idle_floor(seconds: float) -> float:
     return asyncio.run(beat_alone()) * 1e3
 
 
-def run_all(config: Config, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Every (API, QD) result, grouped by QD; progress gets one line per measurement."""
+def run_all(config: Config, progress: Callable[[str], None] = print,
+            floors: list[float] | None = None) -> list[dict[str, Any]]:
+    """Every (API, QD) result, grouped by QD; progress gets one line per measurement. With
+    floors, the idle loop's heartbeat is measured before each QD group and appended there: the
+    machine's floor sampled through the run, not at one moment of it."""
     make_data_file(RevealConfig(file_size=config.file_size))
     apis = config.selected()
     total = len(apis) * len(config.depths)
     width = max(len(a) for a in apis)
     results: list[dict[str, Any]] = []
     for qd in config.depths:
+        if floors is not None:
+            floors.append(round(idle_floor(min(config.seconds, 3.0)), 3))
+            progress(f"an idle loop's heartbeat before QD {qd}: worst {floors[-1]:.2f} ms late")
         for api in apis:
             began = time.monotonic()
             try:
@@ -137,26 +143,30 @@ def run_all(config: Config, progress: Callable[[str], None] = print) -> list[dic
     return results
 
 
-def paired_rounds(results: list[dict[str, Any]], first: str, second: str, qd: int, config: Config,
-                  rounds: int, progress: Callable[[str], None] = print) -> list[dict[str, float | None]]:
-    """IOPS of first and second at qd in `rounds` rounds, {api: IOPS} each: round 1 is the
-    table's own pair, the others are measured now, the two back to back, in alternating
-    order. On a virtual disk whose speed wanders (the host's cache, its neighbours) one pair
-    of runs can land on a fast and a slow moment; the median ratio of several adjacent pairs
-    is what the target is judged on."""
-    def iops(api: str) -> float | None:
-        return next((r["iops"] for r in results if r["api"] == api and r["qd"] == qd), None)
+Round = dict[str, dict[str, Any] | None]   # api -> its result in that round (None: it failed)
 
-    pairs = [{first: iops(first), second: iops(second)}]
+
+def paired_rounds(results: list[dict[str, Any]], apis: list[str], qd: int, config: Config,
+                  rounds: int, progress: Callable[[str], None] = print) -> list[Round]:
+    """The results of apis at qd in `rounds` rounds: round 1 is the table's own, the others
+    are measured now, the apis back to back, in alternating order. On a virtual disk whose
+    speed wanders (the host's cache, its neighbours) and a machine whose other programs come
+    and go, one run of each can land on a fast and a slow moment; the median ratio of several
+    adjacent rounds is what a target between two rows is judged on."""
+    def table_row(api: str) -> dict[str, Any] | None:
+        return next((r for r in results if r["api"] == api and r["qd"] == qd and r.get("iops")), None)
+
+    out: list[Round] = [{api: table_row(api) for api in apis}]
     for k in range(1, rounds):
-        pair: dict[str, float | None] = {}
-        for api in ((second, first) if k % 2 else (first, second)):
+        this: Round = {}
+        for api in (list(reversed(apis)) if k % 2 else apis):
             began = time.monotonic()
             try:
-                pair[api] = run_one(api, qd, config).get("iops")
+                row: dict[str, Any] | None = run_one(api, qd, config)
             except (RuntimeError, OSError, subprocess.SubprocessError):
-                pair[api] = None
-            shown = "-" if pair[api] is None else f"{pair[api]:.0f} IOPS"
+                row = None
+            this[api] = row if row and row.get("iops") else None
+            shown = "-" if this[api] is None else f"{row['iops']:.0f} IOPS"   # type: ignore[index]
             progress(f"[round {k + 1}/{rounds}] QD {qd:<3} {api}  {shown}  ({time.monotonic() - began:.1f} s)")
-        pairs.append(pair)
-    return pairs
+        out.append(this)
+    return out

@@ -3,7 +3,7 @@
 It imports the API, opens the file, starts a heartbeat (reveal's: sleeps 1 ms again and
 again, notes how late it wakes), then QD coroutines each read a random 4 KiB block, again
 and again, until the time is up, timing every read (the random offsets are drawn before
-the clock starts). Reads that end in the warm-up (the
+the clock starts: each block of the file once, shuffled). Reads that end in the warm-up (the
 first tenth of the run) are not counted. It prints a line with its pid (so the parent
 samples the right /proc/PID/task), then ONE JSON line:
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import itertools
 import json
@@ -39,7 +40,7 @@ from reveal.probes import Unsupported
 
 HELLO = "bench.worker pid"
 WARMUP = 0.1   # this fraction of the run is not counted: the device's and the API's start
-OFFSETS = 1 << 18   # random offsets drawn before the clock starts, shared out among the readers
+SEED = 2019         # the blocks' order: the same for every row
 
 
 def run_delay_ns() -> int:
@@ -65,9 +66,19 @@ async def measure(entry: Api, path: str, qd: int, seconds: float, result: dict[s
     latencies: list[float] = []
     heartbeat = Heartbeat(loop.time, asyncio.sleep)
     # Drawn now, not per read: random.randrange costs about 0.4 µs of Python, which every
-    # Python row would pay and fio (C) would not.
-    offsets = [[pick.randrange(blocks) * BLOCK for _ in range(max(1024, OFFSETS // qd))]
-               for pick in (random.Random(k) for k in range(qd))]
+    # Python row would pay and fio (C) would not. Every block of the file once, in a shuffled
+    # order, dealt out to the readers: no block is read twice before the whole file has been
+    # (a row of ~90,000 reads a second reads it once in 3 s). A block read twice would come
+    # from the page cache for the buffered rows (caio's), and be no read of the device.
+    order = list(range(blocks))
+    random.Random(SEED).shuffle(order)
+    offsets = [[block * BLOCK for block in order[k::qd]] for k in range(qd)]
+    del order
+    # The harness's own objects (these 262,144 offsets, soon the latencies) out of the GC's way:
+    # a collection that walks them while young took 6-10 ms here, just as the reads began, and
+    # was every row's worst stall. What the API allocates is still collected, at its own cost.
+    gc.collect()
+    gc.freeze()
     async with entry.open(path, qd) as readers:
         beat = loop.create_task(heartbeat.run())
         await asyncio.sleep(SETTLE)

@@ -42,7 +42,13 @@ Layout: py/kernaio/ IS the package (py/ is on sys.path through the venv's .pth f
 extension is built in place next to this file by `make setup`
 (`python setup.py build_ext --inplace` in this directory). There is no installed copy, so
 exactly one `kernaio` is importable, and it has the compiled module.
-"""
-from kernaio._file import Alignment, DirectIOUnsupported, File, aligned_buffer, open
 
-__all__ = ["Alignment", "DirectIOUnsupported", "File", "aligned_buffer", "open"]
+Two engines, one behaviour: kernaio.open(..., engine="c"), the default, runs requests on a C
+engine (src/engine.c; File.read returns its checked Request, the coroutine awaited: no frame
+per request); engine="python" (or $KERNAIO_ENGINE=python) on _engine.py's, lab 6's. And
+kernaio.open(..., backend="io_uring", sqpoll=True) asks for io_uring's kernel submission
+thread (iou-sqp): no io_uring_enter per batch, a CPU spinning meanwhile; never a default.
+"""
+from kernaio._file import Alignment, CFile, DirectIOUnsupported, File, aligned_buffer, open
+
+__all__ = ["Alignment", "CFile", "DirectIOUnsupported", "File", "aligned_buffer", "open"]

@@ -1,4 +1,8 @@
-"""kernaio.File: positional async reads and writes of one open file, through the loop's AIO context (or io_uring)."""
+"""kernaio.File: positional async reads and writes of one open file, through the loop's AIO context (or io_uring).
+
+File is the Python engine's (lab 6's reference); CFile, what kernaio.open returns unless
+told otherwise, is the same File with read, readinto and write in C (src/file.c), over the
+C engine."""
 from __future__ import annotations
 
 import asyncio
@@ -65,23 +69,29 @@ def _is_dir(path: str) -> bool:
 
 
 class File:
-    """An open file whose reads and writes are kernel AIO (or io_uring) requests (see kernaio.open)."""
+    """An open file whose reads and writes are kernel AIO (or io_uring) requests (see kernaio.open).
+    This class runs them on the Python engine (_engine.Engine); CFile on the C one."""
 
     _closed = True  # until the fd exists, so that __del__ is quiet after a failed open
+    engine = "python"   # which engine runs its requests (kernaio.open's engine=)
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,
-                 backend: str = "aio") -> None:
+                 backend: str = "aio", sqpoll: bool = False) -> None:
         if mode not in _MODES:
             raise ValueError(f"kernaio.open: mode must be one of {', '.join(_MODES)}, not {mode!r}")
         if backend not in _engine.BACKENDS:
             raise ValueError(f"kernaio.open: backend must be one of {', '.join(map(repr, _engine.BACKENDS))}, "
                              f"not {backend!r}")
+        if sqpoll and backend != "io_uring":
+            raise ValueError("kernaio.open: sqpoll=True needs backend=\"io_uring\" (a kernel thread that reads "
+                             "the ring's submissions; kernel AIO has no such thing)")
         flags, self.readable, self.writable = _MODES[mode]
         self.name = os.fspath(path)
         self.mode = mode
-        self.direct = direct
+        self.direct = bool(direct)
         self.backend = backend
-        self._engine_cache: _engine.Engine | None = None    # the engine of the loop last used
+        self.sqpoll = bool(sqpoll)
+        self._engine_cache: _engine.AnyEngine | None = None    # the engine of the loop last used
         try:
             self._fd = os.open(self.name, flags | os.O_CLOEXEC | (os.O_DIRECT if direct else 0), 0o666)
         except OSError as err:
@@ -180,9 +190,10 @@ class File:
         engine = self._engine_cache
         if engine is not None and not engine.closed:
             engine.drop_queued(self, ValueError("kernaio: the file was closed before this request was submitted"))
+            engine.ctx.settle()     # with SQPOLL, the kernel's thread may not have read (taken the fd of) all yet
         os.close(self._fd)
         if engine is not None:
-            await engine.drained(self)
+            await _engine.drained(engine, self)
 
     async def __aenter__(self) -> File:
         return self
@@ -199,7 +210,9 @@ class File:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self._fd}"
-        return f"<kernaio.File {self.name!r} mode={self.mode!r} direct={self.direct} backend={self.backend!r} {state}>"
+        sqpoll = " sqpoll" if self.sqpoll else ""
+        return (f"<kernaio.File {self.name!r} mode={self.mode!r} direct={self.direct} backend={self.backend!r}{sqpoll} "
+                f"engine={self.engine!r} {state}>")
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -260,8 +273,7 @@ class File:
             # The first request on this loop: find (or make) its engine. A closed one (its
             # loop closed or collected, or the parent's in a fork()ed child) is never
             # reused, so a new loop that inherits a dead one's id() gets its own.
-            self._check_owner(loop)
-            engine = self._engine_cache = _engine.for_loop(loop, self.backend)
+            engine = self._engine_for(loop)
         request.future = future = loop.create_future()
         engine.start(request)
         try:
@@ -272,9 +284,27 @@ class File:
             engine.cancel(request)
             raise
 
+    def _engine_for(self, loop: asyncio.AbstractEventLoop) -> _engine.AnyEngine:
+        """The engine of loop for this file's backend and engine kind (the first request on this
+        loop: _submit, and the C engine's first step). RuntimeError if another loop owns the file."""
+        self._check_owner(loop)
+        engine = self._engine_cache = _engine.for_loop(loop, self.backend, sqpoll=self.sqpoll, engine=self.engine)
+        return engine
+
+
+class CFile(_kernaio.FileCore, File):
+    """File on the C engine (_kernaio.Engine, src/engine.c): read, readinto and write are
+    _kernaio.FileCore's, in C. Each checks its request there and returns it; the request is
+    the coroutine the caller awaits (src/awaitable.c): no coroutine frame of kernaio's per
+    request. Anything out of the ordinary (a failed check, a zero length, a write to bounce
+    through aligned memory) goes to File's method above, which raises the same errors, at the
+    same moment. The rest (open, close, fsync, the errors' words) is File's."""
+
+    engine = "c"
+
 
 def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,  # noqa: A001
-         backend: str = "aio") -> File:
+         backend: str = "aio", sqpoll: bool = False, engine: str | None = None) -> File:
     """Open path for kernel AIO ("rb", "r+b", "wb", "w+b", "xb", "x+b"); use with async with.
 
     direct=True (the default) opens with O_DIRECT: io_submit hands requests to the device
@@ -298,8 +328,17 @@ def open(path: str | os.PathLike[str], mode: str = "rb", *, direct: bool = True,
     profile, kernel.io_uring_disabled) the first request raises OSError (PermissionError)
     saying so.
 
+    sqpoll=True (io_uring only, never a default) starts a kernel thread of this process,
+    iou-sqp, that reads the ring's submissions by itself: no io_uring_enter per batch, but
+    that thread spins on a CPU until it has been idle 50 ms (CPU that `make bench` counts).
+    Where it is refused, the first request raises OSError saying so.
+
+    engine="c" (the default, or $KERNAIO_ENGINE) runs requests on the C engine (CFile);
+    engine="python" on the Python one (File, lab 6's reference). Same behaviour, same errors.
+
     Raises FileNotFoundError, IsADirectoryError, PermissionError... (with the file name),
     DirectIOUnsupported when the filesystem refuses O_DIRECT, ValueError for an unknown
-    mode or backend.
+    mode, backend or engine, or sqpoll without io_uring.
     """
-    return File(path, mode, direct=direct, backend=backend)
+    cls = CFile if _engine.engine_kind(engine) == "c" else File
+    return cls(path, mode, direct=direct, backend=backend, sqpoll=sqpoll)

@@ -291,12 +291,22 @@ async def read_posixaio(plan: Plan) -> int:
 
 @probe("kernaio (io_submit, lab 6)", needs=("kernaio",))
 async def read_kernaio(plan: Plan) -> int:
+    return await kernaio_reads(plan)
+
+
+@probe("kernaio (io_uring + SQPOLL)", needs=("kernaio",))
+async def read_kernaio_sqpoll(plan: Plan) -> int:
+    # kernaio.open(..., sqpoll=True): the iou-sqp kernel thread submits, and spins until idle.
+    return await kernaio_reads(plan, backend="io_uring", sqpoll=True)
+
+
+async def kernaio_reads(plan: Plan, **options: Any) -> int:
     import kernaio
     # direct=False is kernaio's explicit buffered mode: io_submit then copies from the page
     # cache before it returns (caveat 1), and the row shows that stall.
     # One buffer per worker, reused, as for the other rows: f.read() would allocate fresh memory
     # per request, and the kernel faults fresh pages in inside io_submit (~1 ms per 4 MiB).
-    async with kernaio.open(plan.path, "rb", direct=plan.direct) as f:
+    async with kernaio.open(plan.path, "rb", direct=plan.direct, **options) as f:
         async def worker(offsets: list[int], buf: mmap.mmap) -> int:
             return sum([await f.readinto(buf, off) for off in offsets])
         stripes = plan.stripes()

@@ -63,7 +63,8 @@ def test_kernaio_measured_sanely_with_no_thread_and_the_ratios_follow(bench):
         on_uvloop = rows["kernaio (uvloop)", qd]
         assert on_uvloop["error"] is None and on_uvloop["threads"] == 0, on_uvloop
     assert {t["ok"] for t in doc["targets"]} <= {True, False, None}
-    assert len(doc["targets"]) == 5
+    assert len(doc["targets"]) == 5 and doc["targets"][4]["ok"] is None   # --quick: nothing-lost not run
+    assert len(doc["idle_loop_stall_samples_ms"]) == len(doc["config"]["depths"]) + 1
 
 
 def test_fio_rows_are_read_from_its_json(bench):
@@ -75,16 +76,34 @@ def test_fio_rows_are_read_from_its_json(bench):
             assert 0 < row["cpu_pct"] <= 100, f"fio's own CPU (usr_cpu + sys_cpu) was not read: {row}"
 
 
-def test_the_fio_target_is_judged_on_the_median_of_paired_rounds():
-    """One pair of runs can land on a fast and a slow moment of a virtual disk: with several
-    adjacent pairs, the target takes their median ratio (no measurement, pure arithmetic)."""
+def test_the_fio_and_cpu_targets_are_judged_on_the_median_of_rounds():
+    """One run of each can land on a fast and a slow moment of a virtual disk: with several
+    adjacent rounds, the targets take their median ratio (no measurement, pure arithmetic)."""
     from bench import report
-    rows = [{"api": report.KERNAIO, "qd": 32, "iops": 30.0}, {"api": report.CEILING, "qd": 32, "iops": 100.0}]
-    rounds = [{report.KERNAIO: 30.0, report.CEILING: 100.0},      # 0.30: the table's own pair, unlucky
-              {report.KERNAIO: 85.0, report.CEILING: 100.0},      # 0.85
-              {report.KERNAIO: 90.0, report.CEILING: 100.0}]      # 0.90
-    fio_target = report.targets(rows, (32,), rounds=rounds)[0]
-    assert fio_target["ok"] is True and "median 0.85 x of 3 paired rounds" in fio_target["measured"]
-    assert report.targets(rows, (32,))[0]["ok"] is False           # one pair alone: 0.30
-    missing = [*rounds[:2], {report.KERNAIO: None, report.CEILING: 100.0}]
-    assert "of 2 paired rounds" in report.targets(rows, (32,), rounds=missing)[0]["measured"]
+
+    def row(api, iops, cpu_pct):
+        return {"api": api, "qd": 32, "iops": iops, "cpu_pct": cpu_pct}
+
+    def rnd(kernaio, sqpoll, fio=100.0):
+        return {report.KERNAIO: row(report.KERNAIO, kernaio, kernaio / 10), report.SQPOLL: row(report.SQPOLL, sqpoll, 50.0),
+                report.CEILING: row(report.CEILING, fio, 5.0), report.ALONE: row(report.ALONE, 1000.0, 10.0)}
+
+    rows = list(rnd(30.0, 90.0).values())
+    rounds = [rnd(30.0, 90.0), rnd(85.0, 105.0), rnd(90.0, 110.0)]   # kernaio/fio 0.30 (unlucky), 0.85, 0.90
+    fio_target = report.targets(rows, (32,), rounds=rounds)[2]
+    assert fio_target["ok"] is True and "kernaio / fio median 0.85 x of 3 rounds" in fio_target["measured"]
+    assert "SQPOLL / fio median 1.05 x" in fio_target["measured"]
+    assert report.targets(rows, (32,))[2]["ok"] is False            # the table's round alone: 0.30
+    # CPU per read: kernaio 1 % / k IOPS... = 10 us per read (kernaio/10 % of iops), fio 0.5 + asyncio 0.1 us
+    cpu = report.targets(rows, (32,), rounds=rounds)[0]
+    assert cpu["ok"] is False and cpu["value"] > report.CPU_FACTOR
+    missing = [*rounds[:2], {**rounds[2], report.CEILING: None}]
+    assert "of 2 rounds" in report.targets(rows, (32,), rounds=missing)[2]["measured"]
+
+
+def test_the_stall_target_takes_the_worst_idle_floor_of_the_run():
+    from bench import report
+    rows = [{"api": report.KERNAIO, "qd": qd, "iops": 1.0, "stall_ms": stall} for qd, stall in ((1, 0.4), (128, 2.5))]
+    assert report.targets(rows, (1, 128), floors=[0.3, 0.5])[3]["ok"] is False     # 2.5 > max(1, 0.75)
+    judged = report.targets(rows, (1, 128), floors=[0.3, 2.0])[3]                   # 2.5 <= 1.5 x 2.0
+    assert judged["ok"] is True and "worst 2.50 ms (QD 128) against 3.00 ms" in judged["measured"]

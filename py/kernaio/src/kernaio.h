@@ -1,4 +1,4 @@
-/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type). */
+/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type; engine.c, file.c: the C engine). */
 #ifndef KERNAIO_H
 #define KERNAIO_H
 
@@ -26,7 +26,25 @@ typedef struct {
     PyTypeObject *request_type; /* what submit recognises as a Request (subclasses too) */
     /* The names Request.complete and fail look up on every call, made once (request.c). */
     PyObject *str_done, *str_set_result, *str_set_exception, *str_name;
+    /* The C engine (engine.c, file.c): its two types, what it calls in asyncio, the names
+     * it looks up per request or per batch (made once), and the running-loop cache. */
+    PyTypeObject *uring_type, *engine_type, *file_type;
+    PyObject *get_running_loop;   /* asyncio.get_running_loop */
+    PyObject *cancelled_error;    /* asyncio.CancelledError */
+    PyObject *base_create_future; /* asyncio.BaseEventLoop.create_future: a loop that keeps it makes
+                                     asyncio's own Future, which the engine may then make directly */
+    PyObject *future_type;        /* asyncio.Future (the C one when _asyncio is there) */
+    PyObject *str_call_soon, *str_call_later, *str_create_future, *str_add_reader, *str_result,
+        *str_blocking, *str_submit, *str_reap, *str_cancel, *str_fileno, *str_engine_for,
+        *str_wake_drain_waiters, *str_loop, *str_running_loop_key;
+    PyObject *kw_loop;            /* ("loop",): the keyword of Future(loop=...) */
+    PyObject *running_holder;     /* see running_loop() in engine.c: the thread's running-loop */
+    PyObject *running_loop;       /* holder and its loop when last asked, both held; NULL: none */
+    pid_t running_pid;            /* ... and in which process */
 } kernaio_state;
+
+/* The module definition (_kernaio.c), for PyType_GetModuleByDef from a subclass's method. */
+extern struct PyModuleDef kernaio_module;
 
 /* ---- The Request type (request.c) -------------------------------------------------------
  * One read, write or fsync, made by the Python side for each call and checked there and
@@ -36,6 +54,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *future;   /* what the caller awaits (the Python side sets it) */
     PyObject *file;     /* the kernaio.File: kept alive while the request exists */
+    PyObject *engine;   /* C engine only: the engine it was queued on (NULL until then) */
     Py_buffer view;     /* OP_READ/OP_WRITE: the caller's buffer, exported until the request is
                            freed; view.obj NULL: none (OP_READ_NEW, OP_FSYNC) */
     long long offset;   /* >= 0, and offset + length fits in a file offset */
@@ -43,12 +62,103 @@ typedef struct {
     int op;             /* OP_* */
     int fd;
     char submitted;     /* the kernel took it (set by submit itself; io_cancel may find it) */
+    char awaited;       /* C engine: AWAIT_NEW, AWAIT_WAITING or AWAIT_DONE (see request.c) */
 } RequestObject;
+
+enum { AWAIT_NEW = 0, AWAIT_WAITING = 1, AWAIT_DONE = 2 };
 
 /* Add the type kernaio._kernaio.Request to module and to st, and st's method names. 0, or
  * -1 with an exception. kernaio_clear_request_state releases what it put in st. */
 int kernaio_add_request_type(PyObject *module, kernaio_state *st);
 void kernaio_clear_request_state(kernaio_state *st);
+
+/* A new Request, checked exactly as Request(file, op, fd, buffer, offset, size) is (buffer
+ * NULL: None; size NULL: None). New reference, or NULL with TypeError/ValueError/... */
+RequestObject *kernaio_request_make(kernaio_state *st, PyObject *file, int op, int fd, PyObject *buffer,
+                                    PyObject *offset, PyObject *size);
+
+/* The two endings (Request.complete and Request.fail), for the C engine: the future gets
+ * the result or the exception, unless it is done already or there is none. 0, or -1 with
+ * an exception (from the future's own calls). */
+int kernaio_request_complete(kernaio_state *st, RequestObject *r, long long res, PyObject *data);
+int kernaio_request_fail(kernaio_state *st, RequestObject *r, PyObject *exc);
+
+/* A Request as the coroutine its caller awaits (awaitable.c): Request's am_await, am_send,
+ * tp_iternext and its methods send, throw and close. */
+PyObject *kernaio_request_await(PyObject *self);
+PySendResult kernaio_request_send(PyObject *self, PyObject *arg, PyObject **result);
+PyObject *kernaio_request_iternext(PyObject *self);
+PyObject *kernaio_request_send_method(PyObject *self, PyObject *arg);
+PyObject *kernaio_request_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *kernaio_request_close(PyObject *self, PyObject *ignored);
+
+/* ---- The C engine (engine.c) and the C file (file.c) ----------------------------------------
+ * _engine.Engine and File's read/readinto/write, in C: CPython's own pattern (asyncio's
+ * futures.py beside _asynciomodule.c). One behaviour, two implementations; the Python one
+ * is lab 6's reference and the readable story. Every method runs in the loop's thread. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop_ref;      /* weakref.ref(loop): the loop holds the engine (its reader), not back */
+    uintptr_t loop_id;       /* id(loop) when made: the cheap "same loop?" of each request */
+    PyObject *ctx;           /* the context (a SlotsObject: Context or UringContext) */
+    PyObject *backend;       /* "aio" or "io_uring" */
+    PyObject *drain_waiters; /* list of futures: File.close()s waiting until drained */
+    PyObject *cb_flush, *cb_completions, *cb_after_slice; /* bound methods, made once */
+    PyObject *make_future;   /* asyncio's Future type when the loop's create_future is asyncio's
+                                own (then called directly); NULL: call loop.create_future() */
+    PyObject **queue;        /* requests waiting for a slot, a ring of qcap: qlen from qhead on */
+    Py_ssize_t qhead, qlen, qcap;
+    long long submit_calls;  /* io_submit (io_uring_enter) calls made */
+    long long submitted;     /* requests the kernel took */
+    int reap_share, reap_min; /* a slice is max(reap_min, in_flight // reap_share): _engine.py's */
+    int pid;                 /* the process that made it (its context's) */
+    char closed, flush_pending, sqpoll;
+} EngineObject;
+
+/* What file.c's FileCore holds: the hot fields of a File (File's Python code sets them
+ * through members of the same names). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;          /* the path, for errors */
+    PyObject *engine_cache;  /* _engine_cache: the engine of the loop last used, or None */
+    PyObject *alignment;     /* the Alignment tuple (memory, offset, source), or None */
+    long long mem_align;     /* its first two numbers (1 when buffered, or before it is set) */
+    long long off_align;
+    int fd;                  /* _fd: -1 until opened */
+    char closed;             /* _closed: 1 until opened */
+    char readable, writable, direct;
+} FileCoreObject;
+
+/* Add the types kernaio._kernaio.Engine (engine_type.c) and FileCore (file.c) to module,
+ * and what they need in st (asyncio's functions, the names). 0, or -1 with an exception. */
+int kernaio_add_engine_types(PyObject *module, kernaio_state *st);
+int kernaio_add_file_type(PyObject *module, kernaio_state *st);
+int kernaio_traverse_engine_state(kernaio_state *st, visitproc visit, void *arg);
+void kernaio_clear_engine_state(kernaio_state *st);
+
+/* engine.c, for engine_type.c: the engine's loop (a new reference, NULL once gone, no
+ * exception); its queue (push takes a new reference: 0, or -1 with MemoryError; pop hands
+ * the queue's reference over, from a queue that is not empty); and its steps, each 0 or -1
+ * with an exception, every request still queued, in the kernel or ended: start (queue r,
+ * scheduling the flush if none is), flush, completions (flush, reap a slice, deliver it,
+ * schedule _after_slice), resume_later (schedule _on_completions, keeping the exception being
+ * raised), wake_drain_waiters. */
+PyObject *kernaio_engine_loop(EngineObject *e);
+int kernaio_queue_push(EngineObject *e, PyObject *r);
+PyObject *kernaio_queue_pop(EngineObject *e);
+int kernaio_engine_start(kernaio_state *st, EngineObject *e, PyObject *r);
+int kernaio_engine_flush(kernaio_state *st, EngineObject *e);
+int kernaio_engine_completions(kernaio_state *st, EngineObject *e);
+void kernaio_engine_resume_later(kernaio_state *st, EngineObject *e);
+int kernaio_engine_wake_drain_waiters(kernaio_state *st, EngineObject *e);
+
+/* The first step of a C-engine request that is awaited (request.c's send): find the running
+ * loop and the file's engine there, make the future, queue it. 0, or -1 with an exception
+ * (RuntimeError outside a running loop, ValueError on a closed file, ...). */
+int kernaio_engine_begin(kernaio_state *st, RequestObject *r);
+
+/* The caller gave up on r (its task was cancelled): as _engine.Engine.cancel. 0, or -1. */
+int kernaio_engine_cancel(kernaio_state *st, EngineObject *e, RequestObject *r);
 
 /* ---- The slot table (slots.c) ----------------------------------------------------------
  * Context (kernel AIO) and UringContext (io_uring) differ only in how a request reaches the
@@ -120,6 +230,9 @@ void slots_watch_forks(void);
 PyObject *slots_new(PyTypeObject *type, PyObject *args, PyObject *kwds, const char *format,
                     int max_capacity, const char *what);
 
+/* This process's pid, as remembered (refreshed in a fork()ed child before any Python code runs). */
+pid_t slots_this_process(void);
+
 /* 1 in a fork()ed child of the process that made the context: then the kernel side is the
  * parent's, and the child must neither use it nor wait for its requests. Else 0. */
 int slots_forked(const struct slot_table *t);
@@ -182,9 +295,8 @@ PyObject *slots_fileno(PyObject *self, PyObject *ignored);
 /* The properties free, in_flight, closed and pid. */
 extern PyGetSetDef slots_getset[];
 
-/* Add the type kernaio._kernaio.UringContext (uring_context.c) to module: called once by
- * the module's Py_mod_exec, with the GIL. 0, or -1 with an exception set. The module's dict
- * holds the type; instances hold their type; nothing else needs to. */
-int kernaio_add_uring_type(PyObject *module);
+/* Add the type kernaio._kernaio.UringContext (uring_context.c) to module and to st: called
+ * once by the module's Py_mod_exec, with the GIL. 0, or -1 with an exception set. */
+int kernaio_add_uring_type(PyObject *module, kernaio_state *st);
 
 #endif

@@ -63,10 +63,66 @@ static int export_buffer(RequestObject *r, PyObject *buffer)
     return -1;
 }
 
-/* Request(file, op, fd, buffer, offset, size): file is kept (and named in errors by the
- * Python side); buffer is None for OP_READ_NEW and OP_FSYNC; size None means the whole
- * buffer. TypeError for a wrong type, ValueError for a value out of range: nothing is
- * queued yet when they are raised. */
+/* Fill a freshly allocated r as Request(file, op, fd, buffer, offset, size) asks: file is
+ * kept (and named in errors by the Python side); buffer is None for OP_READ_NEW and
+ * OP_FSYNC; size None means the whole buffer. 0, or -1 with TypeError for a wrong type,
+ * ValueError for a value out of range (r holds what it took; its dealloc releases it). */
+static int request_init(RequestObject *r, PyObject *file, long op, long fd, PyObject *buffer,
+                        PyObject *offset_arg, PyObject *size)
+{
+    if (op < OP_READ || op > OP_READ_NEW || fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "kernaio: bad op %ld or fd %ld", op, fd);
+        return -1;
+    }
+    int has_buffer = op == OP_READ || op == OP_WRITE;
+    if (has_buffer == (buffer == Py_None) || (op == OP_READ_NEW && size == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "kernaio: reads and writes take a buffer, read_new a size, "
+                        "fsync neither");
+        return -1;
+    }
+    r->file = Py_NewRef(file);
+    r->future = Py_NewRef(Py_None);
+    r->op = (int)op;
+    r->fd = (int)fd;
+    long long length = 0, offset = 0;
+    if (op != OP_FSYNC) {
+        if (as_long_long(offset_arg, "offset", &offset) < 0)
+            return -1;
+        if (has_buffer && export_buffer(r, buffer) < 0)
+            return -1;
+        if (size == Py_None)
+            length = r->view.len;
+        else if (as_long_long(size, "size", &length) < 0)
+            return -1;
+    }
+    if (length < 0) {
+        PyErr_Format(PyExc_ValueError, "kernaio: size must be >= 0, not %S", size);
+        return -1;
+    }
+    if (length > KERNAIO_MAX_IO) {
+        if (size == Py_None)
+            PyErr_Format(PyExc_ValueError, "kernaio: size %lld is more than one request can move (%lld)", length, KERNAIO_MAX_IO);
+        else
+            PyErr_Format(PyExc_ValueError, "kernaio: size %S is more than one request can move (%lld)", size, KERNAIO_MAX_IO);
+        return -1;
+    }
+    if (offset < 0) {
+        PyErr_Format(PyExc_ValueError, "kernaio: offset must be >= 0, not %S", offset_arg);
+        return -1;
+    }
+    if (offset > LLONG_MAX - length) {
+        PyErr_Format(PyExc_ValueError, "kernaio: offset %S is beyond any file", offset_arg);
+        return -1;
+    }
+    if (has_buffer && length > r->view.len)
+        length = r->view.len; /* never past the end of the caller's memory */
+    r->offset = offset;
+    r->length = (Py_ssize_t)length;
+    return 0;
+}
+
+/* Request(file, op, fd, buffer, offset, size): request_init's checks. TypeError and
+ * ValueError are raised before anything is queued. */
 static PyObject *Request_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
@@ -77,85 +133,43 @@ static PyObject *Request_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "kernaio: Request(file, op, fd, buffer, offset, size)");
         return NULL;
     }
-    PyObject *file = PyTuple_GET_ITEM(args, 0), *buffer = PyTuple_GET_ITEM(args, 3);
-    PyObject *size = PyTuple_GET_ITEM(args, 5);
     long op = PyLong_AsLong(PyTuple_GET_ITEM(args, 1));
     long fd = PyLong_AsLong(PyTuple_GET_ITEM(args, 2));
     if ((op == -1 || fd == -1) && PyErr_Occurred())
         return NULL;
-    if (op < OP_READ || op > OP_READ_NEW || fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "kernaio: bad op %ld or fd %ld", op, fd);
-        return NULL;
-    }
-    int has_buffer = op == OP_READ || op == OP_WRITE;
-    if (has_buffer == (buffer == Py_None) || (op == OP_READ_NEW && size == Py_None)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: reads and writes take a buffer, read_new a size, "
-                        "fsync neither");
-        return NULL;
-    }
     RequestObject *r = (RequestObject *)type->tp_alloc(type, 0);
     if (r == NULL)
         return NULL;
-    r->file = Py_NewRef(file);
-    r->future = Py_NewRef(Py_None);
-    r->op = (int)op;
-    r->fd = (int)fd;
-    long long length = 0, offset = 0;
-    if (op != OP_FSYNC) {
-        if (as_long_long(PyTuple_GET_ITEM(args, 4), "offset", &offset) < 0)
-            goto fail;
-        if (has_buffer && export_buffer(r, buffer) < 0)
-            goto fail;
-        if (size == Py_None)
-            length = r->view.len;
-        else if (as_long_long(size, "size", &length) < 0)
-            goto fail;
+    if (request_init(r, PyTuple_GET_ITEM(args, 0), op, fd, PyTuple_GET_ITEM(args, 3), PyTuple_GET_ITEM(args, 4),
+                     PyTuple_GET_ITEM(args, 5)) < 0) {
+        Py_DECREF(r);
+        return NULL;
     }
-    if (length < 0) {
-        PyErr_Format(PyExc_ValueError, "kernaio: size must be >= 0, not %S", size);
-        goto fail;
-    }
-    if (length > KERNAIO_MAX_IO) {
-        if (size == Py_None)
-            PyErr_Format(PyExc_ValueError, "kernaio: size %lld is more than one request can move (%lld)", length, KERNAIO_MAX_IO);
-        else
-            PyErr_Format(PyExc_ValueError, "kernaio: size %S is more than one request can move (%lld)", size, KERNAIO_MAX_IO);
-        goto fail;
-    }
-    if (offset < 0) {
-        PyErr_Format(PyExc_ValueError, "kernaio: offset must be >= 0, not %S", PyTuple_GET_ITEM(args, 4));
-        goto fail;
-    }
-    if (offset > LLONG_MAX - length) {
-        PyErr_Format(PyExc_ValueError, "kernaio: offset %S is beyond any file", PyTuple_GET_ITEM(args, 4));
-        goto fail;
-    }
-    if (has_buffer && length > r->view.len)
-        length = r->view.len; /* never past the end of the caller's memory */
-    r->offset = offset;
-    r->length = (Py_ssize_t)length;
     return (PyObject *)r;
-fail:
-    Py_DECREF(r);
-    return NULL;
 }
 
-/* What complete and fail begin with: exactly `expected` positional arguments (else
- * TypeError showing usage), the module state in *st, and whether r's future still waits:
- * 1 if it does, 0 if it is done already (the caller was cancelled meanwhile: the outcome
- * is dropped) or there is none (never queued, or dropped by the GC: nobody to tell), -1
- * with an exception. */
-static int ending_begins(RequestObject *r, PyTypeObject *cls, Py_ssize_t nargs, PyObject *kwnames,
-                         Py_ssize_t expected, const char *usage, kernaio_state **st)
+RequestObject *kernaio_request_make(kernaio_state *st, PyObject *file, int op, int fd, PyObject *buffer,
+                                    PyObject *offset, PyObject *size)
 {
-    if (nargs != expected || kwnames != NULL) {
-        PyErr_Format(PyExc_TypeError, "kernaio: Request.%s", usage);
-        return -1;
+    PyTypeObject *type = st->request_type;
+    RequestObject *r = (RequestObject *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    if (request_init(r, file, op, fd, buffer != NULL ? buffer : Py_None, offset, size != NULL ? size : Py_None) < 0) {
+        Py_DECREF(r);
+        return NULL;
     }
-    *st = PyType_GetModuleState(cls);
+    return r;
+}
+
+/* Whether r's future still waits: 1 if it does, 0 if it is done already (the caller was
+ * cancelled meanwhile: the outcome is dropped) or there is none (never queued, or dropped by
+ * the GC: nobody to tell), -1 with an exception. */
+static int still_waiting(kernaio_state *st, RequestObject *r)
+{
     if (r->future == NULL || r->future == Py_None) /* NULL: cleared by the GC (Request_clear) */
         return 0;
-    PyObject *done = PyObject_CallMethodNoArgs(r->future, (*st)->str_done);
+    PyObject *done = PyObject_CallMethodNoArgs(r->future, st->str_done);
     if (done == NULL)
         return -1;
     int is_done = PyObject_IsTrue(done);
@@ -163,15 +177,42 @@ static int ending_begins(RequestObject *r, PyTypeObject *cls, Py_ssize_t nargs, 
     return is_done < 0 ? -1 : !is_done;
 }
 
-/* future.<method>(value); steals the reference to value. None, or NULL with an exception. */
-static PyObject *future_settle(PyObject *future, PyObject *method, PyObject *value)
+/* future.<method>(value); steals the reference to value. 0, or -1 with an exception. */
+static int future_settle(PyObject *future, PyObject *method, PyObject *value)
 {
     if (value == NULL)
-        return NULL;
+        return -1;
     PyObject *call[2] = {future, value};
     PyObject *ret = PyObject_VectorcallMethod(method, call, 2, NULL);
     Py_DECREF(value);
-    return ret;
+    Py_XDECREF(ret);
+    return ret == NULL ? -1 : 0;
+}
+
+int kernaio_request_complete(kernaio_state *st, RequestObject *r, long long res, PyObject *data)
+{
+    int waiting = still_waiting(st, r);
+    if (waiting <= 0)
+        return waiting;
+    if (res < 0) {
+        int code = res < -4095 ? EIO : (int)-res; /* -errno is never below -4095 */
+        PyObject *name = r->file != NULL ? PyObject_GetAttr(r->file, st->str_name) : Py_NewRef(Py_None);
+        if (name == NULL)
+            return -1;
+        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", code, strerror(code), name);
+        Py_DECREF(name);
+        return future_settle(r->future, st->str_set_exception, exc);
+    }
+    PyObject *result = r->op == OP_READ_NEW ? Py_NewRef(data) : PyLong_FromLongLong(res);
+    return future_settle(r->future, st->str_set_result, result);
+}
+
+int kernaio_request_fail(kernaio_state *st, RequestObject *r, PyObject *exc)
+{
+    int waiting = still_waiting(st, r);
+    if (waiting <= 0)
+        return waiting;
+    return future_settle(r->future, st->str_set_exception, Py_NewRef(exc));
 }
 
 /* complete(res, data): the kernel finished the request with res, a byte count or -errno;
@@ -181,24 +222,16 @@ static PyObject *future_settle(PyObject *future, PyObject *method, PyObject *val
 static PyObject *Request_complete(RequestObject *r, PyTypeObject *cls, PyObject *const *args,
                                   Py_ssize_t nargs, PyObject *kwnames)
 {
-    kernaio_state *st;
-    int waiting = ending_begins(r, cls, nargs, kwnames, 2, "complete(res, data)", &st);
-    if (waiting <= 0)
-        return waiting < 0 ? NULL : Py_NewRef(Py_None);
+    if (nargs != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "kernaio: Request.complete(res, data)");
+        return NULL;
+    }
     long long res = PyLong_AsLongLong(args[0]);
     if (res == -1 && PyErr_Occurred())
         return NULL;
-    if (res < 0) {
-        int code = res < -4095 ? EIO : (int)-res; /* -errno is never below -4095 */
-        PyObject *name = r->file != NULL ? PyObject_GetAttr(r->file, st->str_name) : Py_NewRef(Py_None);
-        if (name == NULL)
-            return NULL;
-        PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", code, strerror(code), name);
-        Py_DECREF(name);
-        return future_settle(r->future, st->str_set_exception, exc);
-    }
-    PyObject *result = r->op == OP_READ_NEW ? Py_NewRef(args[1]) : PyLong_FromLongLong(res);
-    return future_settle(r->future, st->str_set_result, result);
+    if (kernaio_request_complete(PyType_GetModuleState(cls), r, res, args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* fail(exc): the request never reached the kernel (closed file, closed loop, io_submit
@@ -206,11 +239,13 @@ static PyObject *Request_complete(RequestObject *r, PyTypeObject *cls, PyObject 
 static PyObject *Request_fail(RequestObject *r, PyTypeObject *cls, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames)
 {
-    kernaio_state *st;
-    int waiting = ending_begins(r, cls, nargs, kwnames, 1, "fail(exc)", &st);
-    if (waiting <= 0)
-        return waiting < 0 ? NULL : Py_NewRef(Py_None);
-    return future_settle(r->future, st->str_set_exception, Py_NewRef(args[0]));
+    if (nargs != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "kernaio: Request.fail(exc)");
+        return NULL;
+    }
+    if (kernaio_request_fail(PyType_GetModuleState(cls), r, args[0]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef Request_methods[] = {
@@ -218,6 +253,11 @@ static PyMethodDef Request_methods[] = {
      "complete(res, data): the kernel's answer (a byte count or -errno) to the future"},
     {"fail", (PyCFunction)(void (*)(void))Request_fail, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
      "fail(exc): it never reached the kernel; the future (unless done) gets exc"},
+    /* The coroutine protocol (awaitable.c): what the C engine's File.read returns. */
+    {"send", kernaio_request_send_method, METH_O, "send(value): run until the future is yielded or done"},
+    {"throw", (PyCFunction)(void (*)(void))kernaio_request_throw, METH_FASTCALL,
+     "throw(exc): raise exc where the caller waits (a CancelledError tells the engine)"},
+    {"close", kernaio_request_close, METH_NOARGS, "close(): the awaitable is over; the request goes on"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -226,6 +266,7 @@ static int Request_traverse(RequestObject *r, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(r));
     Py_VISIT(r->future);
     Py_VISIT(r->file);
+    Py_VISIT(r->engine);
     return 0;
 }
 
@@ -235,6 +276,7 @@ static int Request_clear(RequestObject *r)
 {
     Py_CLEAR(r->future);
     Py_CLEAR(r->file);
+    Py_CLEAR(r->engine);
     return 0;
 }
 
@@ -278,7 +320,8 @@ static PyMemberDef Request_members[] = {
 
 static PyType_Slot Request_slots[] = {
     {Py_tp_doc, "Request(file, op, fd, buffer, offset, size): one request, checked (types, ranges, the "
-                "buffer) when it is made; what Context.submit and UringContext.submit take."},
+                "buffer) when it is made; what Context.submit and UringContext.submit take. With the C "
+                "engine, also the coroutine its caller awaits (awaitable.c)."},
     {Py_tp_new, Request_new},
     {Py_tp_dealloc, Request_dealloc},
     {Py_tp_traverse, Request_traverse},
@@ -286,6 +329,10 @@ static PyType_Slot Request_slots[] = {
     {Py_tp_getset, Request_getset},
     {Py_tp_members, Request_members},
     {Py_tp_methods, Request_methods},
+    {Py_am_await, kernaio_request_await},
+    {Py_am_send, kernaio_request_send},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, kernaio_request_iternext},
     {0, NULL},
 };
 

@@ -35,6 +35,11 @@ void slots_watch_forks(void)
     (void)pthread_once(&fork_watch, watch_forks_once);
 }
 
+pid_t slots_this_process(void)
+{
+    return this_process;
+}
+
 int slots_forked(const struct slot_table *t)
 {
     return t->pid != this_process;

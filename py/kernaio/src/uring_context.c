@@ -2,6 +2,10 @@
 #include "kernaio.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stddef.h> /* offsetof */
+#include <string.h>
+#include <structmember.h>
 #include <liburing.h> /* link with -luring (setup.py); lab 7's uring_liburing.c shows the same calls */
 #include <stdint.h>
 
@@ -27,11 +31,23 @@
  *
  * Sizes: the SQ ring has at least capacity entries and the CQ ring twice that. At most
  * capacity requests are in flight (the slots), plus at most capacity cancel requests, so
- * the CQ ring can never overflow and every completion lands in it. */
+ * the CQ ring can never overflow and every completion lands in it.
+ *
+ * SQPOLL (UringContext(capacity, sqpoll=True), kernaio.open(..., sqpoll=True)): a kernel
+ * thread of this process, iou-sqp-PID, reads the SQ ring by itself, so submit publishes the
+ * SQEs and returns: no io_uring_enter, unless that thread has gone to sleep after
+ * SQPOLL_IDLE_MS without work (liburing's io_uring_submit then wakes it). The price: the
+ * thread spins on a CPU all that time, which `make bench` counts in the process's CPU and
+ * `make reveal` shows. What changes here: the kernel consumes SQEs whenever it likes, so
+ * SQEs once published are never taken back (they are all the kernel's: submit took them
+ * all; a request it cannot start comes back as a CQE with its error), and the SQ ring is
+ * twice as long, because consumed-or-not SQEs of cancels may still occupy it when a full
+ * batch comes. */
 
 #define URING_REAP_BATCH 128       /* CQEs looked at per io_uring_peek_batch_cqe */
 #define URING_MAX_CAPACITY 32768   /* the largest SQ ring io_uring_setup makes (IORING_MAX_ENTRIES) */
 #define CANCEL_DATA UINT64_MAX     /* user_data of our IORING_OP_ASYNC_CANCEL requests: no slot has it */
+#define SQPOLL_IDLE_MS 50          /* an idle iou-sqp thread spins this long before it sleeps (caio: 100) */
 
 typedef struct {
     SlotsObject base;     /* first: the object header and the slot table, shared with Context */
@@ -39,6 +55,7 @@ typedef struct {
                              valid while base.table.open */
     int busy;             /* a thread is inside a system call on the ring, GIL released */
     int cancels;          /* IORING_OP_ASYNC_CANCEL requests whose CQE is not reaped yet */
+    char sqpoll;          /* made with IORING_SETUP_SQPOLL: a kernel thread reads the SQ ring */
 } UringObject;
 
 /* slots_check, and also -1 with RuntimeError while another thread uses the ring: the ring
@@ -57,17 +74,25 @@ static int check_usable(UringObject *self)
 
 /* Set OSError for a failed io_uring_setup (err > 0). EPERM/EACCES/ENOSYS mean io_uring is
  * blocked here (a container's seccomp profile, kernel.io_uring_disabled): say so and what
- * to do. The errno is kept, so Python raises PermissionError etc. */
-static void set_setup_error(int err)
+ * to do; with SQPOLL asked for, EPERM and EINVAL may be SQPOLL's alone (before Linux 5.11 it
+ * needs CAP_SYS_NICE), and that is said too. The errno is kept, so Python raises
+ * PermissionError etc. */
+static void set_setup_error(int err, int sqpoll)
 {
-    if (err != EPERM && err != EACCES && err != ENOSYS) {
+    int blocked = err == EPERM || err == EACCES || err == ENOSYS;
+    if (!blocked && !(sqpoll && err == EINVAL)) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         return;
     }
-    PyObject *args = Py_BuildValue("(is)", err, "kernaio: io_uring is blocked here (io_uring_setup was "
-        "refused): a container's seccomp profile (Docker: run with --security-opt seccomp=unconfined) or "
-        "sysctl kernel.io_uring_disabled; `make doctor` says which. Or use backend=\"aio\"");
+    PyObject *args = Py_BuildValue("(is)", err, !sqpoll
+        ? "kernaio: io_uring is blocked here (io_uring_setup was refused): a container's seccomp profile "
+          "(Docker: run with --security-opt seccomp=unconfined) or sysctl kernel.io_uring_disabled; `make doctor` "
+          "says which. Or use backend=\"aio\""
+        : "kernaio: io_uring_setup with SQPOLL was refused: SQPOLL itself may be (before Linux 5.11 it needs "
+          "CAP_SYS_NICE; a container may forbid it), or io_uring altogether (a seccomp profile, sysctl "
+          "kernel.io_uring_disabled: `make doctor` says). sqpoll=True is only ever asked for, never assumed: "
+          "open without it, or use backend=\"aio\"");
     if (args != NULL) {
         PyErr_SetObject(PyExc_OSError, args); /* OSError(errno, message) picks the subclass */
         Py_DECREF(args);
@@ -79,21 +104,43 @@ static void set_setup_error(int err)
  * fd is always close-on-exec (io_uring_setup makes it so). OSError with the real errno. */
 static PyObject *Uring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    /* sqpoll is keyword-only, after slots_new's (capacity): parsed here, then removed */
+    int sqpoll = 0;
+    PyObject *flag = kwds != NULL ? PyDict_GetItemString(kwds, "sqpoll") : NULL; /* borrowed */
+    if (flag != NULL) {
+        if ((sqpoll = PyObject_IsTrue(flag)) < 0)
+            return NULL;
+        kwds = PyDict_Copy(kwds);
+        if (kwds == NULL || PyDict_DelItemString(kwds, "sqpoll") < 0) {
+            Py_XDECREF(kwds);
+            return NULL;
+        }
+    }
     UringObject *self = (UringObject *)slots_new(type, args, kwds, "|i:UringContext", URING_MAX_CAPACITY,
                                                  "io_uring context");
+    if (flag != NULL)
+        Py_DECREF(kwds);
     if (self == NULL)
         return NULL;
     int ret;
     struct io_uring *ring = &self->ring;
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
     unsigned entries = (unsigned)self->base.table.capacity;
+    if (sqpoll) {
+        params.flags = IORING_SETUP_SQPOLL;
+        params.sq_thread_idle = SQPOLL_IDLE_MS;
+        entries *= 2; /* room for cancels the poller has not consumed yet */
+    }
     Py_BEGIN_ALLOW_THREADS
-    ret = io_uring_queue_init(entries, ring, 0); /* liburing returns -errno */
+    ret = io_uring_queue_init_params(entries, ring, &params); /* liburing returns -errno */
     Py_END_ALLOW_THREADS
     if (ret < 0) {
-        set_setup_error(-ret);
+        set_setup_error(-ret, sqpoll);
         Py_DECREF(self);
         return NULL;
     }
+    self->sqpoll = (char)sqpoll;
     self->base.table.open = 1;
     int efd = self->base.table.efd;
     Py_BEGIN_ALLOW_THREADS
@@ -143,6 +190,8 @@ static unsigned ring_submit(UringObject *self, unsigned prepared, int *err)
             break;
     }
     *err = ret < 0 ? ret : 0;
+    if (self->sqpoll) /* published is taken: the poller consumes them when it likes */
+        return prepared;
     unsigned left = io_uring_sq_ready(ring); /* published, not consumed */
     if (left > 0)
         sq_take_back(ring);
@@ -330,8 +379,39 @@ static void Uring_dealloc(UringObject *self)
     Py_DECREF(tp);
 }
 
+/* settle(): return once the kernel has read every request submitted so far, and so holds its
+ * own reference to each one's file: only then may a file's fd be closed (File.close), or the
+ * number, reused by the next open(), would be what a late request reads or writes. Without
+ * SQPOLL that is always so (io_uring_enter read them). With it, the iou-sqp thread reads the
+ * ring a moment after submit returned: wait for it, waking it if it went to sleep, the GIL
+ * released. RuntimeError while another thread uses the ring; nothing in a fork()ed child. */
+static PyObject *Uring_settle(UringObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->sqpoll || !self->base.table.open || slots_forked(&self->base.table))
+        Py_RETURN_NONE;
+    if (check_usable(self) < 0)
+        return NULL;
+    struct io_uring *ring = &self->ring;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    while (io_uring_sq_ready(ring) > 0) {
+        if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_NEED_WAKEUP)
+            (void)io_uring_submit(ring); /* nothing new: only the wake-up (IORING_ENTER_SQ_WAKEUP) */
+        else
+            sched_yield(); /* it is awake: a few microseconds */
+    }
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_RETURN_NONE;
+}
+
 /* close(): wait for the requests in flight (GIL released), io_uring_queue_exit, release
  * every buffer, close the eventfd. Safe to call twice, and in a fork()ed child. */
+static PyMemberDef Uring_members[] = {
+    {"sqpoll", T_BOOL, offsetof(UringObject, sqpoll), READONLY, "made with IORING_SETUP_SQPOLL (a kernel thread submits)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyObject *Uring_close(UringObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (uring_close(self) < 0)
@@ -344,6 +424,8 @@ static PyMethodDef Uring_methods[] = {
     {"reap", (PyCFunction)Uring_reap, METH_VARARGS, "reap(limit=0) -> the list of completions not taken yet: [(token, res, data)]"},
     {"cancel", (PyCFunction)Uring_cancel, METH_O, "cancel(token) -> True if an IORING_OP_ASYNC_CANCEL was submitted"},
     {"close", (PyCFunction)Uring_close, METH_NOARGS, "close(): wait for requests in flight, then io_uring_queue_exit"},
+    {"settle", (PyCFunction)Uring_settle, METH_NOARGS, "settle(): return once the kernel has read every request "
+     "submitted (with SQPOLL, its thread may not have yet)"},
     {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
     {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
     {NULL, NULL, 0, NULL},
@@ -358,6 +440,7 @@ static PyType_Slot Uring_slots[] = {
     {Py_tp_clear, slots_clear},
     {Py_tp_methods, Uring_methods},
     {Py_tp_getset, slots_getset},
+    {Py_tp_members, Uring_members},
     {0, NULL},
 };
 
@@ -368,12 +451,10 @@ static PyType_Spec Uring_spec = {
     .slots = Uring_slots,
 };
 
-int kernaio_add_uring_type(PyObject *module)
+int kernaio_add_uring_type(PyObject *module, kernaio_state *st)
 {
-    PyObject *type = PyType_FromModuleAndSpec(module, &Uring_spec, NULL);
-    if (type == NULL)
+    st->uring_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Uring_spec, NULL);
+    if (st->uring_type == NULL)
         return -1;
-    int ret = PyModule_AddType(module, (PyTypeObject *)type); /* the module's dict keeps it */
-    Py_DECREF(type);
-    return ret;
+    return PyModule_AddType(module, st->uring_type);
 }

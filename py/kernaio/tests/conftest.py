@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kernaio import _engine
 from xray import Unavailable, doctor
-
 from xray.doctor import DATA_DIR
 
 SIZE = 1 << 20  # the test file: 1 MiB of random bytes
@@ -47,7 +47,8 @@ def scratch(data_dir: Path) -> Iterator[Path]:
 
 @pytest.fixture(params=["aio", "io_uring"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Each kernaio backend in turn; io_uring is skipped, saying why, where it is blocked."""
+    """Each kernaio backend in turn; io_uring is skipped, saying why, where it is blocked. A
+    test that also takes `sqpoll` runs on io_uring twice: without SQPOLL and with it."""
     name: str = request.param
     if name == "io_uring":
         try:
@@ -55,3 +56,31 @@ def backend(request: pytest.FixtureRequest) -> str:
         except Unavailable as why:
             pytest.skip(str(why))
     return name
+
+
+@pytest.fixture(autouse=True, params=_engine.ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both engines, the C one and the Python one (lab 6's): one behaviour,
+    two implementations, one suite (CPython tests asyncio's futures.py and _asynciomodule.c
+    so). The environment variable reaches what the test starts too (strace's children)."""
+    name: str = request.param
+    monkeypatch.setenv("KERNAIO_ENGINE", name)
+    return name
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`sqpoll`: False, and True (io_uring's kernel submission thread, kernaio.open(...,
+    sqpoll=True)): a test that takes it runs with and without, on io_uring only."""
+    if "sqpoll" in metafunc.fixturenames:
+        metafunc.parametrize("sqpoll", [False, True], ids=["", "sqpoll"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """SQPOLL is io_uring's: the (aio, sqpoll) pairs are not tests, and are left out unreported."""
+    def aio_with_sqpoll(item: pytest.Item) -> bool:
+        params = getattr(item, "callspec", None)
+        return params is not None and params.params.get("sqpoll") is True and params.params.get("backend") == "aio"
+    dropped = [item for item in items if aio_with_sqpoll(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not aio_with_sqpoll(item)]

@@ -123,7 +123,7 @@ def test_close_waits_for_its_own_requests_only_cancelled_ones_too(data: tuple[Pa
 def test_closing_the_loop_with_requests_in_flight(data: tuple[Path, bytes]) -> None:
     path, _ = data
     tasks: list[asyncio.Task[bytes]] = []
-    engines: list[_engine.Engine] = []
+    engines: list[_engine.AnyEngine] = []
 
     async def start() -> None:
         f = kernaio.open(path, "rb")
@@ -168,17 +168,17 @@ def test_a_thousand_loops_do_not_leak_contexts(data: tuple[Path, bytes]) -> None
     assert grown < 20 * _engine.CAPACITY * 2, f"aio-nr grew by {grown} over 1,000 loops: contexts leak"
 
 
-def test_forked_child_makes_its_own_context(data: tuple[Path, bytes], backend: str) -> None:
+def test_forked_child_makes_its_own_context(data: tuple[Path, bytes], backend: str, sqpoll: bool) -> None:
     path, content = data
 
     async def read() -> tuple[bytes, int]:
-        async with kernaio.open(path, "rb", backend=backend) as f:
-            return await f.read(4096), _engine.for_running_loop(backend).ctx.pid
+        async with kernaio.open(path, "rb", backend=backend, sqpoll=sqpoll) as f:
+            return await f.read(4096), _engine.for_running_loop(backend, sqpoll=sqpoll).ctx.pid
 
     loop = asyncio.new_event_loop()
     try:
         data0, parent_pid = loop.run_until_complete(read())
-        parent_ctx = _engine.for_loop(loop, backend).ctx
+        parent_ctx = _engine.for_loop(loop, backend, sqpoll=sqpoll).ctx
         pid = os.fork()
         if pid == 0:                   # the child: report through the exit status only
             status = 1
@@ -211,7 +211,7 @@ def rss_kib() -> int:
 LEAK_READS = int(os.environ.get("KERNAIO_LEAK_READS", "100000"))
 
 
-def test_no_leak_over_many_reads(data: tuple[Path, bytes], backend: str) -> None:
+def test_no_leak_over_many_reads(data: tuple[Path, bytes], backend: str, sqpoll: bool) -> None:
     path, _ = data
     buf = kernaio.aligned_buffer(4096)
 
@@ -221,7 +221,7 @@ def test_no_leak_over_many_reads(data: tuple[Path, bytes], backend: str) -> None
                                  *(f.readinto(buf, offset=(i % 256) * 4096) for i in range(250)))
 
     async def main() -> tuple[int, int]:
-        async with kernaio.open(path, "rb", backend=backend) as f:
+        async with kernaio.open(path, "rb", backend=backend, sqpoll=sqpoll) as f:
             await reads(f, 20_000)     # warm up: caches, free lists
             gc.collect()
             start = rss_kib()
@@ -234,12 +234,12 @@ def test_no_leak_over_many_reads(data: tuple[Path, bytes], backend: str) -> None
     assert sys.getrefcount(buf) == 2, "the buffer is still referenced after every request completed"
 
 
-def test_works_with_uvloop(data: tuple[Path, bytes], backend: str) -> None:
+def test_works_with_uvloop(data: tuple[Path, bytes], backend: str, sqpoll: bool) -> None:
     uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed in this venv")
     path, content = data
 
     async def main() -> bytes:
-        async with kernaio.open(path, "rb", backend=backend) as f:
+        async with kernaio.open(path, "rb", backend=backend, sqpoll=sqpoll) as f:
             parts = await asyncio.gather(*(f.read(4096, offset=i * 4096) for i in range(8)))
             return b"".join(parts)
 

@@ -34,15 +34,15 @@ def io_uring_works() -> None:
         pytest.skip(str(why))
 
 
-def uopen(path: Path, mode: str = "rb", *, direct: bool = True) -> kernaio.File:
-    return kernaio.open(path, mode, direct=direct, backend="io_uring")
+def uopen(path: Path, mode: str = "rb", *, direct: bool = True, sqpoll: bool = False) -> kernaio.File:
+    return kernaio.open(path, mode, direct=direct, backend="io_uring", sqpoll=sqpoll)
 
 
-def test_read_readinto_and_end_of_file(data: tuple[Path, bytes]) -> None:
+def test_read_readinto_and_end_of_file(data: tuple[Path, bytes], sqpoll: bool) -> None:
     path, content = data
 
     async def main() -> None:
-        async with uopen(path) as f:
+        async with uopen(path, sqpoll=sqpoll) as f:
             assert f.backend == "io_uring" and "io_uring" in repr(f)
             assert await f.read(4096, offset=8192) == content[8192:12288]
             buf = kernaio.aligned_buffer(8192)
@@ -51,7 +51,8 @@ def test_read_readinto_and_end_of_file(data: tuple[Path, bytes]) -> None:
             assert await f.read(4096, offset=len(content)) == b""
             parts = await asyncio.gather(*(f.read(4096, offset=i * 4096) for i in range(len(content) // 4096)))
             assert b"".join(parts) == content
-            assert isinstance(_engine.for_running_loop("io_uring").ctx, _kernaio.UringContext)
+            ctx = _engine.for_running_loop("io_uring", sqpoll=sqpoll).ctx
+            assert isinstance(ctx, _kernaio.UringContext) and ctx.sqpoll == sqpoll
 
     asyncio.run(main())
 
@@ -135,12 +136,12 @@ def test_errors_are_oserrors_with_errno_and_name(data: tuple[Path, bytes]) -> No
     asyncio.run(main())
 
 
-def test_one_submit_per_iteration_and_a_queue_beyond_capacity(data: tuple[Path, bytes]) -> None:
+def test_one_submit_per_iteration_and_a_queue_beyond_capacity(data: tuple[Path, bytes], sqpoll: bool) -> None:
     path, content = data
 
     async def main() -> None:
-        async with uopen(path) as f:
-            engine = _engine.for_running_loop("io_uring")
+        async with uopen(path, sqpoll=sqpoll) as f:
+            engine = _engine.for_running_loop("io_uring", sqpoll=sqpoll)
             calls = engine.submit_calls
             parts = await asyncio.gather(*(f.read(4096, offset=i * 4096) for i in range(64)))
             assert b"".join(parts) == content[:64 * 4096]
@@ -164,15 +165,21 @@ print("ok")
 """
 
 
-def test_strace_one_io_uring_enter_for_64_reads_and_no_thread(data: tuple[Path, bytes]) -> None:
-    path, _ = data
+def traced(script: str, path: Path) -> strace.Trace:
+    """script (which prints "ok" when done) run on path under strace -f, its io_uring calls
+    and any io_submit traced; the test is skipped where strace cannot run."""
     env = dict(os.environ, PYTHONPATH=str(ROOT_PY))
     try:
-        tr = strace.run([sys.executable, "-c", GATHER_64, str(path)], env=env,
+        tr = strace.run([sys.executable, "-c", script, str(path)], env=env,
                         trace="io_uring_setup,io_uring_enter,io_submit")
     except Unavailable as why:
         pytest.skip(str(why))
     assert tr.returncode == 0 and "ok" in tr.stdout, tr.stderr[-2000:]
+    return tr
+
+
+def test_strace_one_io_uring_enter_for_64_reads_and_no_thread(data: tuple[Path, bytes]) -> None:
+    tr = traced(GATHER_64, data[0])
     assert tr.named("io_uring_setup"), "no io_uring_setup: is backend='io_uring' using io_uring at all?"
     assert not tr.named("io_submit"), "io_submit seen: the io_uring backend must not use kernel AIO"
     enters = tr.named("io_uring_enter")
@@ -181,13 +188,13 @@ def test_strace_one_io_uring_enter_for_64_reads_and_no_thread(data: tuple[Path, 
     assert not tr.threads_created, f"{len(tr.threads_created)} thread(s) created with clone: there must be none"
 
 
-def test_cancelled_read_keeps_its_buffer_until_the_completion(data: tuple[Path, bytes]) -> None:
+def test_cancelled_read_keeps_its_buffer_until_the_completion(data: tuple[Path, bytes], sqpoll: bool) -> None:
     path, content = data
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with uopen(path) as f:
-            engine = _engine.for_running_loop("io_uring")
+        async with uopen(path, sqpoll=sqpoll) as f:
+            engine = _engine.for_running_loop("io_uring", sqpoll=sqpoll)
             loop.remove_reader(engine.ctx.fileno())    # hold completions back: the test decides
             buf = kernaio.aligned_buffer(65536)
             task = asyncio.create_task(f.readinto(buf, offset=0))
@@ -251,12 +258,12 @@ def test_ring_level_semantics(data: tuple[Path, bytes]) -> None:
         ctx.close()
 
 
-def test_closing_a_file_with_reads_in_flight_waits(data: tuple[Path, bytes]) -> None:
+def test_closing_a_file_with_reads_in_flight_waits(data: tuple[Path, bytes], sqpoll: bool) -> None:
     path, content = data
 
     async def main() -> None:
-        f = uopen(path)
-        engine = _engine.for_running_loop("io_uring")
+        f = uopen(path, sqpoll=sqpoll)
+        engine = _engine.for_running_loop("io_uring", sqpoll=sqpoll)
         tasks = [asyncio.create_task(f.read(4096, offset=i * 4096)) for i in range(32)]
         while engine.ctx.in_flight == 0 and not all(t.done() for t in tasks):
             await asyncio.sleep(0)
@@ -279,11 +286,11 @@ def uring_fds() -> int:
     return count
 
 
-def test_a_thousand_loops_do_not_leak_rings(data: tuple[Path, bytes]) -> None:
+def test_a_thousand_loops_do_not_leak_rings(data: tuple[Path, bytes], sqpoll: bool) -> None:
     path, content = data
 
     async def one() -> bytes:
-        async with uopen(path) as f:
+        async with uopen(path, sqpoll=sqpoll) as f:
             return await f.read(4096)
 
     before = uring_fds()
@@ -340,6 +347,61 @@ def test_strace_refused_submit_is_taken_back_and_retried(data: tuple[Path, bytes
     enters = [ln.split("io_uring_enter(", 1)[1] for ln in log.read_text().splitlines() if "io_uring_enter(" in ln]
     assert [e.split(",")[1].strip() for e in enters] == ["64", "64", "64"], enters
     assert "INJECTED" in enters[1] and enters[2].split("=")[-1].strip() == "64", enters
+
+
+SQPOLL_ROUNDS = """
+import asyncio, sys, kernaio
+async def main():
+    async with kernaio.open(sys.argv[1], "rb", backend="io_uring", sqpoll=True) as f:
+        for _ in range(10):
+            parts = await asyncio.gather(*(f.read(4096, offset=i * 4096) for i in range(32)))
+            assert all(len(p) == 4096 for p in parts)
+        print("threads", *sorted(open(f"/proc/self/task/{t}/comm").read().split()[0]
+                                 for t in __import__("os").listdir("/proc/self/task")))
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_sqpoll_submits_from_a_kernel_thread_not_from_io_uring_enter(data: tuple[Path, bytes]) -> None:
+    """sqpoll=True: an iou-sqp kernel thread of the process reads the SQ ring, so ten batches
+    need fewer than ten io_uring_enter calls (one only when that thread had gone to sleep);
+    still no thread of the program's own (clone)."""
+    tr = traced(SQPOLL_ROUNDS, data[0])
+    setups = tr.named("io_uring_setup")
+    assert setups and "IORING_SETUP_SQPOLL" in setups[0].args, f"no SQPOLL ring was made: {setups[:1]}"
+    threads = tr.stdout.split("threads", 1)[1].split()
+    assert any(name.startswith("iou-sqp") for name in threads), f"no iou-sqp thread in /proc/self/task: {threads}"
+    enters = tr.named("io_uring_enter")
+    assert len(enters) < 10, f"{len(enters)} io_uring_enter calls for 10 batches: the SQ thread should take them"
+    assert not tr.threads_created, f"{len(tr.threads_created)} thread(s) created with clone: there must be none"
+
+
+def test_sqpoll_ring_level_semantics(data: tuple[Path, bytes]) -> None:
+    """UringContext(sqpoll=True): what the kernel thread took is never taken back; close waits."""
+    path, content = data
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    ctx = _kernaio.UringContext(4, sqpoll=True)
+    try:
+        assert ctx.sqpoll
+        buf = bytearray(4096)
+        reqs = [(i, _kernaio.OP_READ, fd, buf, 0, 4096) if i == 0 else (i, _kernaio.OP_READ_NEW, fd, None, i, 5)
+                for i in range(6)]
+        assert ctx.submit(reqs) == 4, "four free slots: four taken, all of them the kernel thread's"
+        done: list[tuple[object, int, bytes | None]] = []
+        deadline = time.monotonic() + 10
+        while len(done) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)
+            done = ctx.reap()
+        assert sorted(d[0] for d in done) == [0, 1, 2, 3] and bytes(buf) == content[:4096], done  # type: ignore[type-var]
+        assert [d[2] for d in sorted(done, key=lambda d: str(d[0]))[1:]] == [content[i:i + 5] for i in (1, 2, 3)]
+        del done[:]
+        assert ctx.submit(reqs[4:]) == 2
+        ctx.close()                         # waits for the two, then releases them
+        assert ctx.closed and ctx.in_flight == 0
+    finally:
+        ctx.close()
+        os.close(fd)
 
 
 @pytest.fixture(autouse=True)
