@@ -33,10 +33,11 @@ status=0
 "$root/.venv/bin/python" -m pytest -c pytest.ini -q -p no:cacheprovider py/kernaio/tests -k "not strace" || status=$?
 found=0
 compgen -G "$out/report.*" >/dev/null && found=1
-# The outcome, for make bench's "nothing lost" target (bench/lost.py): counted only for these sources.
+# The outcome, for make bench's "nothing lost" target (bench/lost.py), one record per number of
+# reads (make test's 100,000 do not replace make asan's million): counted only for these sources.
 sources=$(env -u LD_PRELOAD PYTHONPATH="$root/py" "$root/.venv/bin/python" -c 'from bench.lost import sources_hash; print(sources_hash())')
 printf '{"exit": %d, "reads": %d, "sources": "%s"}\n' "$(( found ? 1 : status ))" "$KERNAIO_LEAK_READS" "$sources" \
-    > "$out/status.json"
+    > "$root/build/asan/kernaio-status-$KERNAIO_LEAK_READS.json"
 if (( found )); then
     echo "asan: AddressSanitizer found a memory error in kernaio:" >&2
     cat "$out"/report.* >&2

@@ -5,7 +5,8 @@
 
 One job, one process, no interpreter: what the device gives at this queue depth. Its JSON
 gives the IOPS, its own CPU use (usr_cpu + sys_cpu: mostly the kernel's work for the reads,
-which any API pays too) and the completion-latency percentiles (clat, in nanoseconds).
+which any API pays too) and the latency percentiles (lat: submission to completion, in
+nanoseconds; --lat_percentiles=1).
 """
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ def argv(path: str, engine: str, qd: int, seconds: float) -> list[str]:
     return ["fio", "--name=bench", f"--filename={path}", "--direct=1", "--rw=randread", "--bs=4k",
             f"--iodepth={qd}", *ENGINES[engine], f"--runtime={round(seconds * 900)}ms", "--time_based",
             f"--ramp_time={round(seconds * 100)}ms", "--randrepeat=0", "--norandommap",
-            "--output-format=json"]
+            "--lat_percentiles=1", "--output-format=json"]
 
 
 def parse(text: str) -> dict[str, Any]:
-    """IOPS, CPU % (user + system, of one core) and the p50/p99 completion latency (µs) of
-    fio's JSON output."""
+    """IOPS, CPU % (user + system, of one core) and the p50/p99 latency (µs, from submission to
+    completion: lat; with SQPOLL fio cannot time clat, which it then reports as ~1 s) of fio's
+    JSON output."""
     start = text.find("{")   # fio may print notes before the JSON
     if start < 0:
         raise ValueError(f"no JSON in fio's output: {text.strip()[-300:]!r}")
@@ -47,7 +49,7 @@ def parse(text: str) -> dict[str, Any]:
     if job.get("error"):
         raise ValueError(f"fio's job failed with error {job['error']}")
     read = job["read"]
-    percentiles = read["clat_ns"].get("percentile", {})
+    percentiles = read.get("lat_ns", {}).get("percentile") or read["clat_ns"].get("percentile", {})
     cpu = job.get("usr_cpu", 0.0) + job.get("sys_cpu", 0.0)   # % of one core, like the workers' cpu_pct
     return {"iops": round(float(read["iops"]), 1), "ops": int(read["total_ios"]),
             "cpu_pct": round(float(cpu), 1) if cpu else None,

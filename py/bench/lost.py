@@ -26,10 +26,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNAIO = ROOT / "py" / "kernaio"
-ASAN_STATUS = ROOT / "build" / "asan" / "kernaio" / "status.json"
 LEFT_OUT = "not anywhere_in_the_engine and not never_closed and not strace and not used_up"
 LEAK_READS = 20_000   # the leak test's reads here (make test: 100,000; make asan: a million)
 ASAN_READS = 1_000_000
+ASAN_STATUS = ROOT / "build" / "asan" / f"kernaio-status-{ASAN_READS}.json"   # tools/kernaio-asan.sh writes it
 
 
 def sources_hash() -> str:

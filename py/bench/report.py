@@ -219,7 +219,7 @@ def table(results: list[Result], config: Config, floors: list[float] | None = No
             "  = that CPU time per read: fio's is nearly all the kernel's work for one read, which every row pays too.",
             "  runq ms = how long the loop's thread waited for a CPU while runnable: a stall the machine caused",
             "  (other programs), not the API.",
-            "fio = the same reads from C (one job, --direct=1): the ceiling. Latencies: fio's clat percentiles.",
+            "fio = the same reads from C (one job, --direct=1): the ceiling. Latencies: fio's own (lat: from submission).",
             "  fio (io_uring, SQPOLL) = fio's io_uring reader with its kernel thread (--sqthread_poll=1).",
             "kernaio = the C engine (the default); kernaio (Python engine) = the same reads on the Python one (lab 6's).",
             "kernaio (io_uring, SQPOLL) = a kernel thread of the process (iou-sqp) submits: its CPU is in CPU %, its",
