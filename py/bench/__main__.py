@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import echo, echo_report, lost, report
-from bench.run import ROOT, Config, all_apis, idle_floor, paired_rounds, run_all
+from bench.run import ROOT, Config, Round, all_apis, idle_floor, paired_rounds, run_all
 from reveal.report import cannot_write, write_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes
@@ -58,10 +58,12 @@ def files(args: argparse.Namespace) -> None:
           f"{config.seconds:g} s each", flush=True)
     floors: list[float] = []
     results = run_all(config, progress=lambda line: print(line, flush=True), floors=floors)
-    rounds = None
-    if report.TARGET_QD in config.depths and all(api in config.selected() for api in report.ROUNDED):
-        rounds = paired_rounds(results, list(report.ROUNDED), report.TARGET_QD, config, report.ROUNDS,
-                               progress=lambda line: print(line, flush=True))
+    rounds: dict[int, list[Round]] = {}
+    if not args.quick:
+        for qd in config.depths:
+            again = [api for api in report.rounded_apis(results, qd) if api in config.selected()]
+            rounds[qd] = paired_rounds(results, again, qd, config, report.ROUNDS,
+                                       progress=lambda line: print(line, flush=True))
     floors.append(round(idle_floor(min(config.seconds, 3.0)), 3))
     print(f"an idle loop's heartbeat here: worst {max(floors):.2f} ms late of {len(floors)} samples "
           "(the machine's own floor)", flush=True)

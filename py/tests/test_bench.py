@@ -90,15 +90,34 @@ def test_the_fio_and_cpu_targets_are_judged_on_the_median_of_rounds():
 
     rows = list(rnd(30.0, 90.0).values())
     rounds = [rnd(30.0, 90.0), rnd(85.0, 105.0), rnd(90.0, 110.0)]   # kernaio/fio 0.30 (unlucky), 0.85, 0.90
-    fio_target = report.targets(rows, (32,), rounds=rounds)[2]
+    fio_target = report.targets(rows, (32,), rounds={32: rounds})[2]
     assert fio_target["ok"] is True and "kernaio / fio median 0.85 x of 3 rounds" in fio_target["measured"]
     assert "SQPOLL / fio median 1.05 x" in fio_target["measured"]
     assert report.targets(rows, (32,))[2]["ok"] is False            # the table's round alone: 0.30
     # CPU per read: kernaio 1 % / k IOPS... = 10 us per read (kernaio/10 % of iops), fio 0.5 + asyncio 0.1 us
-    cpu = report.targets(rows, (32,), rounds=rounds)[0]
+    cpu = report.targets(rows, (32,), rounds={32: rounds})[0]
     assert cpu["ok"] is False and cpu["value"] > report.CPU_FACTOR
     missing = [*rounds[:2], {**rounds[2], report.CEILING: None}]
-    assert "of 2 rounds" in report.targets(rows, (32,), rounds=missing)[2]["measured"]
+    assert "of 2 rounds" in report.targets(rows, (32,), rounds={32: missing})[2]["measured"]
+
+
+def test_the_peer_target_takes_the_median_of_the_closest_pairs_rounds():
+    """kernaio against its strongest peer at a QD: one unlucky run is outvoted by two more."""
+    from bench import report
+    peer = "aiofiles"
+    rows = [{"api": report.KERNAIO, "qd": 8, "iops": 70.0}, {"api": peer, "qd": 8, "iops": 100.0},
+            {"api": "asyncio.to_thread(os.preadv)", "qd": 8, "iops": 10.0},
+            {"api": report.SQPOLL, "qd": 8, "iops": 110.0}, {"api": report.CAIO_URING, "qd": 8, "iops": 90.0}]
+    assert report.strongest_peer(rows, 8) == peer
+    assert report.rounded_apis(rows, 8) == [report.KERNAIO, peer, report.SQPOLL, report.CAIO_URING]
+    judged = report.targets(rows, (8,))[1]
+    assert judged["ok"] is False and "0.70 x (aiofiles, QD 8)" in judged["measured"]   # the table alone
+
+    def rnd(mine: float) -> dict[str, dict[str, object] | None]:
+        return {report.KERNAIO: {"iops": mine}, peer: {"iops": 100.0}, report.SQPOLL: {"iops": 110.0},
+                report.CAIO_URING: {"iops": 90.0}}
+    judged = report.targets(rows, (8,), rounds={8: [rnd(70.0), rnd(120.0), rnd(125.0)]})[1]
+    assert judged["ok"] is True and "1.20 x (aiofiles, QD 8)" in judged["measured"], judged
 
 
 def test_the_stall_target_takes_the_worst_idle_floor_of_the_run():
