@@ -99,7 +99,7 @@ notebooks: setup
 reveal: setup
 	@$(PY) -m reveal $(if $(REPEAT),--repeat $(REPEAT))
 
-## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers (C reactor, uvloop...), ~4 min
+## bench: kernaio vs peers and fio (4 KiB random reads, QD 1-128), then echo servers (C reactor, uvloop...), ~6 min
 bench: setup
 	@$(PY) -m bench
 
