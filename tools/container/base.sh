@@ -10,11 +10,12 @@ image=$1 suite=${2:-bookworm} mirror=${3:-http://deb.debian.org/debian}
 # Under /var/tmp, on a disk: debootstrap makes device nodes and runs programs, which a tmpfs /tmp may forbid.
 work=$(mktemp -d /var/tmp/asyncfs-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-if ! debootstrap --variant=minbase "$suite" "$work/root" "$mirror" >"$work/log" 2>&1; then
+tree=$work/tree   # the image's file system, as debootstrap makes it
+if ! debootstrap --variant=minbase "$suite" "$tree" "$mirror" >"$work/log" 2>&1; then
     tail -20 "$work/log" >&2
     echo "base: debootstrap $suite from $mirror failed (the end of its log is above)" >&2
     exit 1
 fi
 # The downloaded packages and the package lists: the image's first apt-get update fetches lists anew.
-rm -rf "$work"/root/var/cache/apt/archives/*.deb "$work"/root/var/lib/apt/lists/*
-tar -C "$work/root" -c . | podman import -q --change 'CMD ["bash"]' - "$image" >/dev/null
+rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*
+tar -C "$tree" -c . | podman import -q --change 'CMD ["bash"]' - "$image" >/dev/null
