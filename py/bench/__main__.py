@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import echo, echo_report, lost, report
-from bench.run import ROOT, Config, Round, all_apis, idle_floor, paired_rounds, run_all
+from bench.run import Config, Round, all_apis, idle_floor, paired_rounds, run_all
+from paths import ROOT
 from reveal.report import cannot_write, write_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.run import ROOT, worker_env
+from bench.run import worker_env
 from grading.programs import parse_report
+from paths import ROOT
 from xray import proc
 
 LOAD = "echo_load"

@@ -21,10 +21,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from paths import ROOT
+
 KERNAIO = ROOT / "py" / "kernaio"
 LEFT_OUT = "not anywhere_in_the_engine and not never_closed and not strace and not used_up"
 LEAK_READS = 20_000   # the leak test's reads here (make test: 100,000; make asan: a million)

@@ -15,13 +15,13 @@ from typing import Any
 from bench import fio
 from bench.apis import APIS
 from bench.worker import HELLO
+from paths import ROOT
 from reveal.probe import Heartbeat
 from reveal.run import Config as RevealConfig
 from reveal.run import make_data_file
 from xray import proc
 from xray.sampler import ThreadSampler
 
-ROOT = Path(__file__).resolve().parents[2]
 FIO_APIS = [f"fio ({engine})" for engine in fio.ENGINES]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from deck import __doc__ as overview
 from deck.build import BuildError, build, find_chromium
 from deck.check import Report, check_notes, check_references, check_rendered, check_screens
-from grading.labs import repo_root
+from paths import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where make reveal / make bench wrote reveal/ and bench/ (default: build/), "
                              "e.g. results copied from the machine the workshop runs on")
     args = parser.parse_args(argv)
-    root = repo_root()
+    root = ROOT
     if args.setup and subprocess.run([str(root / "tools" / "setup-system.sh"), "slides"]).returncode != 0:
         print("slides: tools/setup-system.sh slides failed (see above)", file=sys.stderr)
         return 1

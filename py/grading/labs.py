@@ -18,10 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def repo_root() -> Path:
-    """The checkout this code runs from (py/grading/labs.py -> the repo)."""
-    return Path(__file__).resolve().parents[2]
+from paths import ROOT
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ def load_lab(folder: Path) -> Lab:
 
 
 def all_labs(root: Path | None = None) -> list[Lab]:
-    root = root or repo_root()
+    root = root or ROOT
     folders = sorted(p.parent for p in (root / "labs").glob("[0-9][0-9]-*/lab.toml"))
     return [load_lab(folder) for folder in folders]
 

@@ -38,10 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading.labs import Lab, all_labs, find_lab, repo_root
+from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import make_overlay
+from paths import ROOT
 
-ROOT = repo_root()
 HEADERS = ("mistake", "caught-by", "says")
 
 

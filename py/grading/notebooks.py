@@ -15,9 +15,9 @@ from pathlib import Path
 
 import nbformat
 
-from grading.labs import repo_root
+from paths import ROOT
 
-NOTEBOOKS = repo_root() / "notebooks"
+NOTEBOOKS = ROOT / "notebooks"
 
 
 def run(path: Path, timeout: int = 600) -> None:

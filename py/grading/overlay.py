@@ -19,8 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grading.labs import Lab, find_lab, repo_root
+from grading.labs import Lab, find_lab
 from grading.starters import make_starter
+from paths import ROOT
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "build", "*.egg-info")
 
@@ -32,7 +33,7 @@ def make_overlay(lab: Lab, into: Path, source: str, root: Path | None = None) ->
     the reference, as a learner first gets them) or "reference" (none swapped: the tree a
     known wrong solution is patched into, grading.mutants). Returns `into`.
     """
-    root = root or repo_root()
+    root = root or ROOT
     for part in ("c", "py"):
         target = into / part
         if target.exists():

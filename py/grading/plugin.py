@@ -36,9 +36,9 @@ from typing import Any, NoReturn
 
 import pytest
 
-from grading.labs import repo_root
 from grading.overlay import build
 from grading.programs import died, run
+from paths import ROOT
 from xray import Unavailable
 
 WATCHDOG = 5.0   # seconds the C self-test harness gives a check before it ends it (c/selftest/st.c)
@@ -90,7 +90,7 @@ class Impl:
 
 
 def _impl_root() -> Path:
-    return Path(os.environ.get("GRADE_IMPL") or repo_root()).resolve()
+    return Path(os.environ.get("GRADE_IMPL") or ROOT).resolve()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -209,7 +209,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_deselected(items: list[pytest.Item]) -> None:
     for item in items:  # `-k NAME` left these out: they are not part of this grading
         _outcomes.pop(item.nodeid, None)
-
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paths import DATA_DIR
 from xray import Unavailable
 from xray.causes import memory_filesystem
-from xray.doctor import DATA_DIR
 from xray.proc import family, where_they_wait
 
 

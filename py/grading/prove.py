@@ -29,7 +29,8 @@ from typing import Any
 
 from grading import mutants, readme_commands
 from grading.labs import all_labs, find_lab
-from grading.run import ROOT, Graded, grade
+from grading.run import Graded, grade
+from paths import ROOT
 
 
 def verdict(name: str, ref: dict[str, Any] | None, starter: dict[str, Any] | None) -> tuple[str, bool | None]:
@@ -121,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         step_results.append(run_step("starter files match the reference", [py, "-m", "grading.starters", "check"]))
         step_results.append(run_step("notebooks are stored without outputs", [py, "-m", "grading.notebooks", "check"]))
         packages = sorted(p.parent.name for p in (ROOT / "py").glob("*/__init__.py") if p.parent.name != "tests")
-        step_results.append(run_step("type check (mypy --strict) of " + ", ".join(packages),
-                                     [py, "-m", "mypy", "--config-file", "mypy.ini", *(f"-p{p}" for p in packages)]))
+        modules = sorted(p.stem for p in (ROOT / "py").glob("*.py"))   # paths.py
+        step_results.append(run_step("type check (mypy --strict) of " + ", ".join(packages + modules),
+                                     [py, "-m", "mypy", "--config-file", "mypy.ini", *(f"-p{p}" for p in packages),
+                                      *(f"-m{m}" for m in modules)]))
         step_results.append(run_step("toolkit tests (py/tests)", [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/tests"]))
         step_results.append(run_step("kernaio's own tests (py/kernaio/tests)",
                                      [py, "-m", "pytest", "-c", "pytest.ini", "-q", "py/kernaio/tests"]))

@@ -43,6 +43,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paths import ROOT
+
 FENCE = re.compile(r"^(\s*)(```+)\s*(\w*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*(run-all|run|not-run)\s*(?::\s*(.*?))?\s*-->\s*$")
 SHELLS = {"sh", "bash", "shell", "console"}
@@ -138,7 +140,7 @@ def merged(base: Options, own: Options) -> Options:
 def shown(path: Path) -> str:
     """A path for a message: relative to the checkout when it is in it."""
     try:
-        return str(path.resolve().relative_to(Path(__file__).resolve().parents[2]))
+        return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
 

@@ -39,15 +39,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading.labs import Lab, all_labs, find_lab, repo_root
+from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import build, make_overlay
 from grading.readme_blocks import PLACEHOLDER, Block, MarkerError, needs, parse, unmarked_commands
+from paths import DATA_DIR, ROOT
 from xray import Unavailable
 from xray.causes import memory_filesystem
-from xray.doctor import (DATA_DIR, check_io_uring, check_kernel_aio, check_o_direct, check_perf, check_strace,
-                         require)
+from xray.doctor import check_io_uring, check_kernel_aio, check_o_direct, check_perf, check_strace, require
 
-ROOT = repo_root()
 STATE = ROOT / "build" / "grade"
 DEFAULT_TIMEOUT = 60.0
 KEEP_READY = 30.0          # seconds a keep block has to show its text

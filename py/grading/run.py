@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from grading.labs import Lab, all_labs, find_lab, repo_root
+from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import build, make_overlay
 from grading.session import run_session
+from paths import DATA_DIR, ROOT
 from xray.causes import unwritable
-from xray.doctor import DATA_DIR
 
-ROOT = repo_root()
 STATE = ROOT / "build" / "grade"  # overlays, logs, status.json, hints.json
 
 

@@ -34,7 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading.labs import Lab, all_labs, find_lab, repo_root
+from grading.labs import Lab, all_labs, find_lab
+from paths import ROOT
 
 
 class MarkerError(ValueError):
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", type=Path, help="write under this directory instead of the repo")
     parser.add_argument("--force", action="store_true", help="write: overwrite changed files (saved first)")
     args = parser.parse_args(argv)
-    root = repo_root()
+    root = ROOT
     try:
         if args.action == "reset":
             if not args.lab:

@@ -23,7 +23,8 @@ import sys
 import time
 
 from grading.labs import Lab, find_lab
-from grading.run import ROOT, STATE, Graded, grade, hint_text, learner_paths, score
+from grading.run import STATE, Graded, grade, hint_text, learner_paths, score
+from paths import ROOT
 from xray.causes import filesystem
 
 # Filesystems where inotify sees no change made from the other side of a share (Docker Desktop's

@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from deck.build import BuildError
-from grading.labs import repo_root
 from kit import __doc__ as overview
 from kit import handout, refs
+from paths import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["handout", "check"])
     parser.add_argument("--no-pdf", action="store_true", help="handout: the HTML only")
     args = parser.parse_args(argv)
-    root = repo_root()
+    root = ROOT
     if args.action == "check":
         problems = refs.problems(root)
         for problem in problems:

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from paths import ROOT
 from reveal import report
 from reveal.probes import PROBES
-from reveal.run import ROOT, Config, Workload, run_all
+from reveal.run import Config, Workload, run_all
 
 
 def workload(text: str) -> Workload:

@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from paths import ROOT
 from reveal.probes import PROBES, Plan, Probe, Unsupported, make_plan
 
-ROOT = Path(__file__).resolve().parents[2]
 # This repository's packages that a later lab adds: missing means "not built yet".
 OUR_PACKAGES = {"miniloop", "posixaio", "kernaio", "uring"}
 HELLO = "reveal.probe pid"   # the first line the probe prints, with its pid

@@ -28,8 +28,9 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from paths import BIN
 
 ALIGN = 4096   # O_DIRECT wants buffers, offsets and sizes aligned to the logical block size; a page covers it
 
@@ -316,7 +317,7 @@ async def kernaio_reads(plan: Plan, **options: Any) -> int:
 
 # --- io_uring: lab 7's ring code (c/uring, built as uring_lab.so) through ctypes -------------
 
-URING_LIB = Path(__file__).resolve().parents[2] / "build" / "bin" / "uring_lab.so"
+URING_LIB = BIN / "uring_lab.so"
 UR_SQPOLL = 1   # c/uring/uring.h
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paths import DATA_DIR
 from reveal.analyze import STRACE_STALL_MS, Lane, Row, ms, size_label
 from reveal.run import Config, Tools, Workload
 from xray.causes import memory_filesystem
@@ -296,7 +297,6 @@ def cannot_write(out: Path, target: str) -> str:
     """Why the outputs (out) or the data files (the labs' data directory) cannot be written, with
     what to do; '' when both can. Checked before measuring, so no minute of measuring is lost."""
     from xray.causes import unwritable
-    from xray.doctor import DATA_DIR
     problems = [p for p in (unwritable(out), unwritable(DATA_DIR)) if p]
     if not problems:
         return ""

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paths import DATA_DIR, ROOT
 from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_perf, fill_from_trace, size_label, workers_during
 from reveal.costs import IO_CALLS, PerfRun
 from reveal.probe import HELLO
 from reveal.probes import PROBES
 from xray import Unavailable, proc, strace, timeline
-from xray.doctor import DATA_DIR, check_o_direct
+from xray.doctor import check_o_direct
 from xray.sampler import ThreadSampler
 
-ROOT = Path(__file__).resolve().parents[2]
 MODES = ("buffered", "O_DIRECT")
 
 

@@ -2,15 +2,14 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.run import all_apis
+from paths import ROOT
 from xray import Unavailable
 from xray.doctor import check_o_direct
 
-ROOT = Path(__file__).resolve().parents[2]
 ROW = {"api": str, "qd": int, "mode": str, "ops": int, "iops": (float, int, type(None)),
        "p50_us": (float, int, type(None)), "p99_us": (float, int, type(None)),
        "threads": (int, type(None)), "stall_ms": (float, int, type(None)),

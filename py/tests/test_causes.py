@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from grading.labs import repo_root
+from paths import ROOT
 from xray import causes
 
 
 def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(repo_root() / "py"), **env})
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "py"), **env})
 
 
 def test_a_tool_installed_but_off_path_is_named_with_its_place() -> None:

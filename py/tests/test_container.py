@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from grading.labs import repo_root
+from paths import ROOT
 
 
 def tool(name: str) -> ModuleType:
-    path = repo_root() / "tools" / "container" / f"{name}.py"
+    path = ROOT / "tools" / "container" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"container_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -64,13 +64,13 @@ def test_the_devcontainer_flags_are_the_readmes() -> None:
     """test.py runs the containers with devcontainer.json's flags; README's run line must say the same."""
     storage, flags = tool("test").devcontainer("x")
     assert any("target=/workshop/build" in m and "type=volume" in m for m in storage)
-    readme = (repo_root() / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     line = re.search(r"^docker run .*?(?=^```)", readme, re.M | re.S)
     assert line, "README.md has no docker run line"
     for flag in flags:
-        written = flag.replace(str(repo_root()), "$PWD")
+        written = flag.replace(str(ROOT), "$PWD")
         assert written in line.group(0), f"{written} of devcontainer.json is not in README's docker run line"
-    config = (repo_root() / ".devcontainer" / "devcontainer.json").read_text()
+    config = (ROOT / ".devcontainer" / "devcontainer.json").read_text()
     json.loads("\n".join(x for x in config.splitlines() if not x.lstrip().startswith("//")))
 
 

@@ -12,14 +12,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from grading.programs import parse_report
+from paths import ROOT
 from xray import proc
 
-ROOT = Path(__file__).resolve().parents[2]
 # A server's answer to the bytes it got: (connection's bytes so far, chunk) -> what to send back, None to hang up.
 Answer = Callable[[int, bytes], bytes | None]
 

@@ -6,9 +6,9 @@ import socket
 import subprocess
 import time
 
-from grading.labs import repo_root
+from paths import ROOT
 
-SERVER = repo_root() / "build" / "bin" / "rx_echo"
+SERVER = ROOT / "build" / "bin" / "rx_echo"
 
 
 def test_a_client_that_never_reads_is_dropped_and_the_others_go_on() -> None:

@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 
 from deck.build import BuildError, node_ready
-from grading.labs import repo_root
 from kit import handout, refs
-
-ROOT = repo_root()
+from paths import ROOT
 
 
 def test_everything_the_kit_names_exists() -> None:

@@ -2,10 +2,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from paths import ROOT
 from reveal.__main__ import workload
 from reveal.analyze import Row, decide, io_calls
 from reveal.probes import PROBES
@@ -23,7 +23,6 @@ THREADED = ["asyncio.to_thread(os.pread)", "loop.run_in_executor(None, os.pread)
             "aiofile (caio thread)", "aiofile (caio python)", "glibc POSIX aio (posixaio, lab 4)",
             "lab 3: miniloop run_in_executor(os.pread)", "lab 3: miniloop AsyncFile.read"]
 SIZES = ("16 KiB", "4 MiB")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.labs import repo_root
+from paths import ROOT
 
 REFERENCE_PY = '''\
 def answer() -> int:
@@ -46,6 +46,7 @@ int main(void)
 
 GRADER = '''\
 import subprocess
+from paths import ROOT
 
 def test_answer():
     from fake.work import answer
@@ -81,8 +82,9 @@ def workshop(tmp_path: Path) -> Path:
     """A one-lab workshop: c/ and py/ of the reference, labs/01-fake with its grader."""
     root = tmp_path / "ws"
     for package in ("grading", "xray"):
-        shutil.copytree(repo_root() / "py" / package, root / "py" / package,
+        shutil.copytree(ROOT / "py" / package, root / "py" / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "py" / "paths.py", root / "py" / "paths.py")
     (root / "py" / "fake").mkdir()
     (root / "py" / "fake" / "__init__.py").write_text("")
     (root / "py" / "fake" / "work.py").write_text(REFERENCE_PY)
@@ -281,7 +283,7 @@ def test_a_read_only_checkout_says_so(workshop: Path, can_mount: None) -> None:
 def test_reveal_and_bench_refuse_before_measuring(tmp_path: Path, can_mount: None, tool: str) -> None:
     started = time.monotonic()
     ran = read_only(tmp_path, [sys.executable, "-m", tool, "--out", str(tmp_path / "out")],
-                    env=dict(os.environ, PYTHONPATH=str(repo_root() / "py")))
+                    env=dict(os.environ, PYTHONPATH=str(ROOT / "py")))
     assert ran.returncode == 2 and "read-only filesystem" in ran.stderr and "nothing was measured" in ran.stderr, ran
     assert time.monotonic() - started < 20, "it must say so before measuring"
 
@@ -335,7 +337,7 @@ def test_a_long_failure_message_keeps_its_end(workshop: Path) -> None:
 def test_graders_put_data_files_in_the_checkouts_build_data(workshop: Path) -> None:
     """Where the lab READMEs send the learner (`cd build/data`), not under build/grade/labN/."""
     grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
-    grader.write_text("from xray.doctor import DATA_DIR\n\ndef test_where():\n"
+    grader.write_text("from paths import DATA_DIR\n\ndef test_where():\n"
                       f"    assert str(DATA_DIR) == {str(workshop / 'build' / 'data')!r}, str(DATA_DIR)\n")
     env = dict(os.environ, PYTHONPATH=str(workshop / "py"))
     env.pop("LAB_DATA_DIR", None)

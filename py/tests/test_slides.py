@@ -18,9 +18,7 @@ from deck import include, machine
 from deck.build import BuildError, Deck, Slide, find_chromium, load, marp, split
 from deck.check import (CODE_MIN_PX, Report, check_notes, check_readability, check_references, check_rendered,
                         not_blank, readability)
-from grading.labs import repo_root
-
-ROOT = repo_root()
+from paths import DATA_DIR, ROOT
 
 PY = '''\
 """A module."""
@@ -363,7 +361,6 @@ def test_snippet_waiting_task_size_measures_hundreds_of_bytes() -> None:
 def test_snippet_kernaio_gather_uses_no_thread() -> None:
     pytest.importorskip("kernaio", reason="kernaio's extension is not built (make setup builds it)")
     from grading.programs import make_data
-    from xray.doctor import DATA_DIR
     data = make_data("deck-snippet.bin", 1 << 18, seed=5)
     probe = DATA_DIR / ".deck-o-direct"
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from grading.labs import repo_root
 from grading.starters import MarkerError, make_starter
+from paths import ROOT
 
 C = """\
 int f(int fd)
@@ -63,7 +63,7 @@ def test_malformed_markers_are_refused(text, message):
 def test_make_starters_never_loses_a_learners_work(tmp_path: Path) -> None:
     """`make starters` in a learner's checkout refuses; FORCE and `make reset` save the work first."""
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(repo_root()), str(clone)], check=True)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     env = dict(os.environ, PYTHONPATH=str(clone / "py"))
 
     def starters(*args: str) -> subprocess.CompletedProcess[str]:

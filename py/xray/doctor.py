@@ -18,12 +18,10 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from paths import DATA_DIR, ROOT
 from xray import causes
 from xray.causes import filesystem
 from xray.place import detect
-
-ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", ROOT / "build" / "data"))  # where the labs put their files
 
 # System call numbers are per architecture; these are the two the workshop has been run on.
 SYSCALLS = {

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from grading.programs import DataFile, make_data
-from xray.doctor import DATA_DIR
+from paths import DATA_DIR
 
 
 @pytest.fixture(scope="session")

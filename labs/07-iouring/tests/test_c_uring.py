@@ -26,8 +26,9 @@ from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, DataFile, cat_argv, check_co
                         wait_for_pause)
 
 from grading.plugin import Impl
+from paths import DATA_DIR
 from xray import Unavailable, perf, proc, strace
-from xray.doctor import DATA_DIR, filesystem
+from xray.doctor import filesystem
 
 
 @pytest.mark.hint("ring")

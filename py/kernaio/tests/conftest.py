@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kernaio import _engine
+from paths import DATA_DIR
 from xray import Unavailable, doctor
-from xray.doctor import DATA_DIR
 
 SIZE = 1 << 20  # the test file: 1 MiB of random bytes
 

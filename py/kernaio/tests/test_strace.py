@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from paths import ROOT
 from xray import Unavailable, strace
 
 SCRIPT = """
@@ -23,7 +24,7 @@ print("ok")
 
 def test_no_thread_and_batched_io_submit(data: tuple[Path, bytes]) -> None:
     path, _ = data
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "py"))
     try:
         tr = strace.run([sys.executable, "-c", SCRIPT, str(path)], env=env, trace="io_submit,io_getevents")
     except Unavailable as why:

@@ -15,9 +15,10 @@ import pytest
 
 import kernaio
 from kernaio import _engine, _kernaio
+from paths import ROOT
 from xray import Unavailable, doctor, strace
 
-ROOT_PY = Path(__file__).resolve().parents[2]   # py/: what a traced child needs on PYTHONPATH
+ROOT_PY = ROOT / "py"   # what a traced child needs on PYTHONPATH
 # First line of the scripts run under strace by hand: a hang ends the child, not the test run.
 ALARM = "import signal; signal.alarm(20)\n"
 
