@@ -1,4 +1,6 @@
 /* slow_server.c — a deliberately slow echo server: small buffers, small pieces, a delayed reply (lab 1). */
+#include "../common/args.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -40,6 +42,13 @@ struct options {
     int once;          /* 1: exit after the first connection */
 };
 
+static void usage(void)
+{
+    fprintf(stderr, "usage: slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
+                    " [--bufsize BYTES] [--once]\n");
+}
+
+/* Fill *opt from argv. 0, or -1 after saying what is wrong (the caller prints usage). */
 static int parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longopts[] = {
@@ -51,20 +60,25 @@ static int parse_options(int argc, char **argv, struct options *opt)
         { NULL, 0, NULL, 0 },
     };
     *opt = (struct options){ .port = -1, .delay_ms = 1000, .chunk = 1024, .bufsize = 4096, .once = 0 };
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    long chunk = (long)opt->chunk;
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'p': opt->port = atoi(optarg); break;
-        case 'd': opt->delay_ms = atoi(optarg); break;
-        case 'c': opt->chunk = strtoull(optarg, NULL, 0); break;
-        case 'b': opt->bufsize = atoi(optarg); break;
+        case 'p': bad = args_int("slow_server", "--port", optarg, 0, 65535, &opt->port); break;
+        case 'd': bad = args_int("slow_server", "--delay-ms", optarg, 0, 3600 * 1000, &opt->delay_ms); break;
+        case 'c': bad = args_long("slow_server", "--chunk", optarg, 1, MAX_MESSAGE, &chunk); break;
+        case 'b': bad = args_int("slow_server", "--bufsize", optarg, 1, 64 << 20, &opt->bufsize); break;
         case 'o': opt->once = 1; break;
-        default: return -1;
+        default: bad = -1; /* getopt_long said what */
         }
     }
-    if (opt->port < 0 || opt->port > 65535 || opt->delay_ms < 0 || opt->chunk == 0
-        || opt->bufsize <= 0 || optind != argc)
+    opt->chunk = (size_t)chunk;
+    if (bad)
         return -1;
+    if (opt->port < 0 || optind != argc) {
+        fprintf(stderr, "slow_server: %s\n", opt->port < 0 ? "--port is required" : "too many arguments");
+        return -1;
+    }
     return 0;
 }
 
@@ -161,8 +175,7 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0);   /* one line at a time, even into a pipe */
     if (parse_options(argc, argv, &opt) < 0) {
-        fprintf(stderr, "usage: slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
-                        " [--bufsize BYTES] [--once]\n");
+        usage();
         return 2;
     }
     int lfd = listen_on(opt.port, opt.bufsize);
