@@ -87,11 +87,8 @@ static double cpu_seconds(void)
          + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: nb_client --port PORT [--host ADDR] [--wait spin|poll]"
-                    " [--size BYTES] [--sndbuf BYTES] [--timeout-ms MS]\n");
-}
+static const char USAGE[] = "nb_client --port PORT [--host ADDR] [--wait spin|poll]"
+                            " [--size BYTES] [--sndbuf BYTES] [--timeout-ms MS]";
 
 /* --wait spin|poll into *spin. 0, or -1 after saying what is wrong. */
 static int parse_wait(const char *text, int *spin)
@@ -104,7 +101,7 @@ static int parse_wait(const char *text, int *spin)
     return 0;
 }
 
-/* Fill *opt from argv. 0, or -1 after saying what is wrong (the caller prints usage). */
+/* Fill *opt from argv. 0, or -1 after saying what is wrong, and the usage line. */
 static int parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longopts[] = {
@@ -133,13 +130,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
         }
     }
     opt->size = (size_t)size;
-    if (bad)
-        return -1;
-    if (opt->port < 0 || optind != argc) {
-        fprintf(stderr, "nb_client: %s\n", opt->port < 0 ? "--port is required" : "too many arguments");
-        return -1;
-    }
-    return 0;
+    if (!bad && opt->port < 0)
+        bad = args_missing("nb_client", "--port");
+    return args_end("nb_client", bad, argc, argv, USAGE);
 }
 
 /* A connected TCP socket (blocking: on loopback connect answers at once), or -errno.
@@ -288,9 +281,7 @@ int main(int argc, char **argv)
 {
     struct options opt;
     setvbuf(stdout, NULL, _IOLBF, 0);   /* one line at a time, even into a pipe */
-    if (parse_options(argc, argv, &opt) < 0) {
-        usage();
-        return 2;
-    }
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
     return run(&opt);
 }

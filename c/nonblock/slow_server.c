@@ -42,13 +42,10 @@ struct options {
     int once;          /* 1: exit after the first connection */
 };
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
-                    " [--bufsize BYTES] [--once]\n");
-}
+static const char USAGE[] = "slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
+                            " [--bufsize BYTES] [--once]";
 
-/* Fill *opt from argv. 0, or -1 after saying what is wrong (the caller prints usage). */
+/* Fill *opt from argv. 0, or -1 after saying what is wrong, and the usage line. */
 static int parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longopts[] = {
@@ -73,13 +70,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
         }
     }
     opt->chunk = (size_t)chunk;
-    if (bad)
-        return -1;
-    if (opt->port < 0 || optind != argc) {
-        fprintf(stderr, "slow_server: %s\n", opt->port < 0 ? "--port is required" : "too many arguments");
-        return -1;
-    }
-    return 0;
+    if (!bad && opt->port < 0)
+        bad = args_missing("slow_server", "--port");
+    return args_end("slow_server", bad, argc, argv, USAGE);
 }
 
 /* Sleep ms milliseconds, sleeping again for the rest when a signal interrupts. */
@@ -174,10 +167,8 @@ int main(int argc, char **argv)
     struct options opt;
 
     setvbuf(stdout, NULL, _IOLBF, 0);   /* one line at a time, even into a pipe */
-    if (parse_options(argc, argv, &opt) < 0) {
-        usage();
-        return 2;
-    }
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
     int lfd = listen_on(opt.port, opt.bufsize);
     if (lfd < 0) {
         fprintf(stderr, "slow_server: cannot listen on port %d: %s\n", opt.port, strerror(-lfd));
