@@ -106,58 +106,67 @@ static int listen_on(int port, int bufsize)
     return fd;
 }
 
-/* Serve one connection: read all, wait, echo all. Returns 0 or -errno. Closes nothing. */
-static int serve(int conn, const struct options *opt)
+/* Read everything the client sends, --chunk bytes at a time, until it shuts down its
+ * sending side. *data (malloc'd, the caller frees it) and *len; 0 or -errno. */
+static int receive_all(int conn, const struct options *opt, unsigned char **data, size_t *len)
 {
-    unsigned char *data = NULL;
-    size_t len = 0, cap = 0, reads = 0, writes = 0;
-    int ret = 0;
-
+    size_t cap = 0, reads = 0;
+    *data = NULL;
+    *len = 0;
     for (;;) {
-        if (len == cap) {
+        if (*len == cap) {
             size_t ncap = cap ? cap * 2 : 1u << 20;
-            if (ncap > MAX_MESSAGE) {
-                ret = -EMSGSIZE;
-                goto out;
-            }
-            unsigned char *bigger = realloc(data, ncap);
-            if (bigger == NULL) {
-                ret = -ENOMEM;
-                goto out;
-            }
-            data = bigger;
+            if (ncap > MAX_MESSAGE)
+                return -EMSGSIZE;
+            unsigned char *bigger = realloc(*data, ncap);
+            if (bigger == NULL)
+                return -ENOMEM;
+            *data = bigger;
             cap = ncap;
         }
-        size_t room = cap - len;
-        ssize_t n = recv(conn, data + len, room < opt->chunk ? room : opt->chunk, 0);
+        size_t room = cap - *len;
+        ssize_t n = recv(conn, *data + *len, room < opt->chunk ? room : opt->chunk, 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            ret = -errno;
-            goto out;
-        }
+        if (n < 0)
+            return -errno;
         if (n == 0)
             break;   /* the client shut down its sending side: the message is complete */
-        len += (size_t)n;
+        *len += (size_t)n;
         reads++;
     }
-    printf("received %zu bytes in %zu reads; replying in %d ms\n", len, reads, opt->delay_ms);
-    sleep_ms(opt->delay_ms);
+    printf("received %zu bytes in %zu reads; replying in %d ms\n", *len, reads, opt->delay_ms);
+    return 0;
+}
 
+/* Send data[0..len) back, --chunk bytes at a time. 0 or -errno. */
+static int send_back(int conn, const struct options *opt, const unsigned char *data, size_t len)
+{
+    size_t writes = 0;
     for (size_t off = 0; off < len;) {
         size_t piece = len - off < opt->chunk ? len - off : opt->chunk;
         ssize_t n = send(conn, data + off, piece, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            ret = -errno;
-            goto out;
-        }
+        if (n < 0)
+            return -errno;
         off += (size_t)n;
         writes++;
     }
     printf("sent %zu bytes back in %zu writes\n", len, writes);
-out:
+    return 0;
+}
+
+/* Serve one connection: read all, wait, echo all. Returns 0 or -errno. Closes nothing. */
+static int serve(int conn, const struct options *opt)
+{
+    unsigned char *data;
+    size_t len;
+    int ret = receive_all(conn, opt, &data, &len);
+    if (ret == 0) {
+        sleep_ms(opt->delay_ms);
+        ret = send_back(conn, opt, data, len);
+    }
     free(data);
     return ret;
 }
