@@ -53,8 +53,7 @@ bool check_chain(void)
     if (ok && (cancelled_ok == 0 || victims_wrong != 0))
         ok = st_fail("done callbacks that submit and cancel: %d of 29 cancels succeeded, %d victims had "
                      "a status that does not match whether their work ran", cancelled_ok, victims_wrong);
-    st_destroy(chain_pool);
-    rx_destroy(rx);
+    st_teardown(rx, chain_pool);
     return ok;
 }
 
@@ -76,7 +75,6 @@ bool check_cancel(void)
     struct st_job a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
     atomic_store(&started, 0);
     atomic_store(&release, 0);
-    st_done_total = 0;
     bool ok = false;
     int ret;
     a.id = tp_submit(pool, blocker, st_note_done, &a);
@@ -138,8 +136,7 @@ bool check_cancel(void)
     ok = true;
 out:
     atomic_store(&release, 1);
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -160,7 +157,6 @@ bool check_coalesce(void)
     enum { N = 200 };
     struct st_job jobs[N] = { 0 };
     atomic_store(&worked, 0);
-    st_done_total = 0;
     bool ok = false;
     for (int i = 0; i < N; i++) {
         if (tp_submit(pool, count_work, st_note_done, &jobs[i]) <= 0) {
@@ -199,8 +195,7 @@ bool check_coalesce(void)
     }
     ok = true;
 out:
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -230,7 +225,6 @@ bool check_destroy_pending(void)
     enum { N = 12 };
     struct st_job jobs[N] = { 0 };
     atomic_store(&started, 0);
-    st_done_total = 0;
     late_submit = 0;
     bool ok = true;
     for (int i = 0; i < N && ok; i++)
