@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -26,4 +27,21 @@ int args_int(const char *prog, const char *option, const char *text, int min, in
         return -1;
     *out = (int)value;
     return 0;
+}
+
+int args_end(const char *prog, int bad, int argc, char **argv, const char *usage)
+{
+    if (bad == 0 && optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        bad = -1;
+    }
+    if (bad != 0)
+        fprintf(stderr, "usage: %s\n", usage);
+    return bad != 0 ? -1 : 0;
+}
+
+int args_missing(const char *prog, const char *option)
+{
+    fprintf(stderr, "%s: %s is required\n", prog, option);
+    return -1;
 }

@@ -45,6 +45,7 @@
  *        build/bin/echo_load --port 7000 --connections 1000 --size 4096 --rounds 20
  */
 #include "el.h"
+#include "../common/args.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,6 +81,29 @@ static double waited_seconds(void)
     return (double)waited / 1e9;
 }
 
+/* What the options cannot say one by one: the host is an address, --rounds and --total are
+ * not both given, --total is at least one round trip per connection. 0, or -1 after saying
+ * what is wrong. */
+static int check_settings(struct el_load *ld, const char *host)
+{
+    if (inet_pton(AF_INET, host, &ld->addr.sin_addr) != 1) {
+        fprintf(stderr, "echo_load: --host wants an IPv4 address like 127.0.0.1, not '%s'\n", host);
+        return -1;
+    }
+    if (ld->rounds && ld->total) {
+        fprintf(stderr, "echo_load: --rounds and --total are two ways to say how many: give one\n");
+        return -1;
+    }
+    if (ld->rounds == 0 && ld->total == 0)
+        ld->rounds = 100;
+    if (ld->total != 0 && ld->total < ld->connections) {
+        fprintf(stderr, "echo_load: --total %ld is fewer than one round trip per connection (%d)\n", ld->total,
+                ld->connections);
+        return -1;
+    }
+    return 0;
+}
+
 /* --sync: block until the caller sends a line on stdin (or closes it). 0 or -errno. */
 static int wait_for_go(void)
 {
@@ -111,26 +135,13 @@ static double percentile_us(const uint64_t *sorted, long n, double fraction)
     return (double)sorted[(rank > n ? n : rank) - 1] / 1e3;
 }
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: echo_load --port P [--host ADDR] [--connections N] [--size BYTES (1..%d)]\n"
-                    "                 [--rounds R | --total T] [--warmup W] [--timeout S] [--sync]\n", EL_MAX_SIZE);
-    exit(2);
-}
+static const char USAGE[] = "echo_load --port P [--host ADDR] [--connections N] [--size BYTES]\n"
+                            "                 [--rounds R | --total T] [--warmup W] [--timeout S] [--sync]";
 
-/* A whole number from text in [lo, hi], or usage(). */
-static long number(const char *text, long lo, long hi)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    bool whole = errno == 0 && end != text && *end == '\0';   /* digits only, and no overflow */
-    if (!whole || v < lo || v > hi)
-        usage();
-    return v;
-}
-
-static void parse_options(int argc, char **argv, struct el_load *ld, bool *sync)
+/* The options are el_load's settings (the engine's own struct: its first block of fields),
+ * and --sync. The address is checked here; the numbers by args_*. 0, or -1 after saying
+ * what is wrong and the usage line. */
+static int parse_options(int argc, char **argv, struct el_load *ld, bool *sync)
 {
     static const struct option longopts[] = {
         { "host", required_argument, NULL, 'h' },    { "port", required_argument, NULL, 'p' },
@@ -140,88 +151,96 @@ static void parse_options(int argc, char **argv, struct el_load *ld, bool *sync)
         { "sync", no_argument, NULL, 'S' },          { NULL, 0, NULL, 0 },
     };
     const char *host = "127.0.0.1";
-    long port = -1;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (opt) {
+    long port = -1, size = (long)ld->size;
+    int c, bad = 0, timeout_s = ld->timeout_ms / 1000;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
         case 'h': host = optarg; break;
-        case 'p': port = number(optarg, 1, 65535); break;
-        case 'n': ld->connections = (int)number(optarg, 1, MAX_CONNECTIONS); break;
-        case 's': ld->size = (size_t)number(optarg, 1, EL_MAX_SIZE); break;
-        case 'r': ld->rounds = number(optarg, 1, 100000000); break;
-        case 't': ld->total = number(optarg, 1, 100000000); break;
-        case 'w': ld->warmup = number(optarg, 0, 1000); break;
-        case 'T': ld->timeout_ms = (int)number(optarg, 1, 3600) * 1000; break;
+        case 'p': bad = args_long("echo_load", "--port", optarg, 1, 65535, &port); break;
+        case 'n': bad = args_int("echo_load", "--connections", optarg, 1, MAX_CONNECTIONS, &ld->connections); break;
+        case 's': bad = args_long("echo_load", "--size", optarg, 1, EL_MAX_SIZE, &size); break;
+        case 'r': bad = args_long("echo_load", "--rounds", optarg, 1, 100000000, &ld->rounds); break;
+        case 't': bad = args_long("echo_load", "--total", optarg, 1, 100000000, &ld->total); break;
+        case 'w': bad = args_long("echo_load", "--warmup", optarg, 0, 1000, &ld->warmup); break;
+        case 'T': bad = args_int("echo_load", "--timeout", optarg, 1, 3600, &timeout_s); break;
         case 'S': *sync = true; break;
-        default: usage();
+        default: bad = -1; /* getopt_long said what */
         }
     }
+    ld->size = (size_t)size;
+    ld->timeout_ms = timeout_s * 1000;
     ld->addr.sin_family = AF_INET;
     ld->addr.sin_port = htons((uint16_t)port);
-    if (port < 0 || optind != argc || (ld->rounds && ld->total) || inet_pton(AF_INET, host, &ld->addr.sin_addr) != 1)
-        usage();
-    if (ld->rounds == 0 && ld->total == 0)
-        ld->rounds = 100;
-    if (ld->total != 0 && ld->total < ld->connections) {
-        fprintf(stderr, "echo_load: --total %ld is fewer than one round trip per connection (%d)\n", ld->total,
-                ld->connections);
-        exit(2);
-    }
+    if (!bad && port < 0)
+        bad = args_missing("echo_load", "--port");
+    if (!bad)
+        bad = check_settings(ld, host);
+    return args_end("echo_load", bad, argc, argv, USAGE);
+}
+
+/* The timed round trips' lines of the report, sorting the latencies first. */
+static void report(struct el_load *ld, double seconds)
+{
+    qsort(ld->latency_ns, (size_t)ld->latencies, sizeof(*ld->latency_ns), compare_u64);
+    printf("requests: %ld in %.6f s, %.1f per second\n", ld->latencies, seconds, (double)ld->latencies / seconds);
+    printf("latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
+           percentile_us(ld->latency_ns, ld->latencies, 0.50), percentile_us(ld->latency_ns, ld->latencies, 0.90),
+           percentile_us(ld->latency_ns, ld->latencies, 0.99), percentile_us(ld->latency_ns, ld->latencies, 1.0));
+    printf("verified: %llu bytes echoed intact\n",
+           (unsigned long long)(ld->latencies + ld->warmup * ld->connections) * ld->size);
+}
+
+/* The first line: what load is about to be put on which server. */
+static void announce(const struct el_load *ld)
+{
+    char where[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &ld->addr.sin_addr, where, sizeof(where));
+    printf("echo_load: %s:%d, %d connections, %zu-byte messages, ", where, ntohs(ld->addr.sin_port), ld->connections,
+           ld->size);
+    if (ld->total)
+        printf("%ld round trips in all, %ld warm-up each\n", ld->total, ld->warmup);
+    else
+        printf("%ld round trips each, %ld warm-up\n", ld->rounds, ld->warmup);
+}
+
+/* Connect, warm up, run the timed round trips, report. The exit status: 0; 1 when the
+ * server misbehaved; 2 when no load could be put on it. ld->why says what went wrong. */
+static int run(struct el_load *ld, bool sync)
+{
+    if (el_init(ld) < 0)
+        return 2;
+    announce(ld);
+    uint64_t t0 = el_now_ns();
+    if (el_connect_all(ld) < 0)
+        return 2;   /* no load was put on the server: a set-up problem, not the server's fault */
+    printf("connected: %d connections in %.3f s\n", ld->connections, (double)(el_now_ns() - t0) / 1e9);
+    t0 = el_now_ns();
+    if (el_run_phase(ld, false, "warm-up") < 0)
+        return 1;
+    printf("warm-up: %ld round trips in %.3f s\n", ld->warmup * ld->connections, (double)(el_now_ns() - t0) / 1e9);
+    if (sync && wait_for_go() < 0)
+        return 1;
+    double user0 = cpu_seconds(false), system0 = cpu_seconds(true), waited0 = waited_seconds();
+    t0 = el_now_ns();
+    if (el_run_phase(ld, true, "timed round trips") < 0)
+        return 1;
+    report(ld, (double)(el_now_ns() - t0) / 1e9);
+    /* Ours, during the timed round trips: near `seconds`, the load generator was the limit. */
+    printf("cpu: user %.3f s, system %.3f s, waited %.3f s for a CPU\n", cpu_seconds(false) - user0,
+           cpu_seconds(true) - system0, waited_seconds() - waited0);
+    if (sync && wait_for_go() < 0)
+        return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     struct el_load ld = { .connections = 100, .size = 64, .warmup = 1, .timeout_ms = 30000, .epfd = -1 };
     bool sync = false;
-    int status = 1;
-    parse_options(argc, argv, &ld, &sync);
+    if (parse_options(argc, argv, &ld, &sync) < 0)
+        return 2;   /* a usage error */
     setvbuf(stdout, NULL, _IOLBF, 0);   /* one line at a time, even into a pipe */
-
-    if (el_init(&ld) < 0) {
-        status = 2;
-        goto out;
-    }
-    char where[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &ld.addr.sin_addr, where, sizeof(where));
-    printf("echo_load: %s:%d, %d connections, %zu-byte messages, ", where, ntohs(ld.addr.sin_port), ld.connections,
-           ld.size);
-    if (ld.total)
-        printf("%ld round trips in all, %ld warm-up each\n", ld.total, ld.warmup);
-    else
-        printf("%ld round trips each, %ld warm-up\n", ld.rounds, ld.warmup);
-
-    uint64_t t0 = el_now_ns();
-    if (el_connect_all(&ld) < 0) {
-        status = 2;   /* no load was put on the server: a set-up problem, not the server's fault */
-        goto out;
-    }
-    printf("connected: %d connections in %.3f s\n", ld.connections, (double)(el_now_ns() - t0) / 1e9);
-    t0 = el_now_ns();
-    if (el_run_phase(&ld, false, "warm-up") < 0)
-        goto out;
-    printf("warm-up: %ld round trips in %.3f s\n", ld.warmup * ld.connections, (double)(el_now_ns() - t0) / 1e9);
-    if (sync && wait_for_go() < 0)
-        goto out;
-    double user0 = cpu_seconds(false), system0 = cpu_seconds(true), waited0 = waited_seconds();
-    t0 = el_now_ns();
-    if (el_run_phase(&ld, true, "timed round trips") < 0)
-        goto out;
-    double seconds = (double)(el_now_ns() - t0) / 1e9;
-
-    qsort(ld.latency_ns, (size_t)ld.latencies, sizeof(*ld.latency_ns), compare_u64);
-    printf("requests: %ld in %.6f s, %.1f per second\n", ld.latencies, seconds, (double)ld.latencies / seconds);
-    printf("latency: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us\n",
-           percentile_us(ld.latency_ns, ld.latencies, 0.50), percentile_us(ld.latency_ns, ld.latencies, 0.90),
-           percentile_us(ld.latency_ns, ld.latencies, 0.99), percentile_us(ld.latency_ns, ld.latencies, 1.0));
-    printf("verified: %llu bytes echoed intact\n",
-           (unsigned long long)(ld.latencies + ld.warmup * ld.connections) * ld.size);
-    /* Ours, during the timed round trips: near `seconds`, the load generator was the limit. */
-    printf("cpu: user %.3f s, system %.3f s, waited %.3f s for a CPU\n", cpu_seconds(false) - user0,
-           cpu_seconds(true) - system0, waited_seconds() - waited0);
-    if (sync && wait_for_go() < 0)
-        goto out;
-    status = 0;
-out:
+    int status = run(&ld, sync);
     if (status != 0)
         fprintf(stderr, "echo_load: %s\n", ld.why[0] ? ld.why : "--sync: reading stdin failed");
     el_free(&ld);

@@ -1,4 +1,6 @@
 /* slow_server.c — a deliberately slow echo server: small buffers, small pieces, a delayed reply (lab 1). */
+#include "../common/args.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -40,6 +42,10 @@ struct options {
     int once;          /* 1: exit after the first connection */
 };
 
+static const char USAGE[] = "slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
+                            " [--bufsize BYTES] [--once]";
+
+/* Fill *opt from argv. 0, or -1 after saying what is wrong, and the usage line. */
 static int parse_options(int argc, char **argv, struct options *opt)
 {
     static const struct option longopts[] = {
@@ -51,21 +57,22 @@ static int parse_options(int argc, char **argv, struct options *opt)
         { NULL, 0, NULL, 0 },
     };
     *opt = (struct options){ .port = -1, .delay_ms = 1000, .chunk = 1024, .bufsize = 4096, .once = 0 };
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    long chunk = (long)opt->chunk;
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'p': opt->port = atoi(optarg); break;
-        case 'd': opt->delay_ms = atoi(optarg); break;
-        case 'c': opt->chunk = strtoull(optarg, NULL, 0); break;
-        case 'b': opt->bufsize = atoi(optarg); break;
+        case 'p': bad = args_int("slow_server", "--port", optarg, 0, 65535, &opt->port); break;
+        case 'd': bad = args_int("slow_server", "--delay-ms", optarg, 0, 3600 * 1000, &opt->delay_ms); break;
+        case 'c': bad = args_long("slow_server", "--chunk", optarg, 1, MAX_MESSAGE, &chunk); break;
+        case 'b': bad = args_int("slow_server", "--bufsize", optarg, 1, 64 << 20, &opt->bufsize); break;
         case 'o': opt->once = 1; break;
-        default: return -1;
+        default: bad = -1; /* getopt_long said what */
         }
     }
-    if (opt->port < 0 || opt->port > 65535 || opt->delay_ms < 0 || opt->chunk == 0
-        || opt->bufsize <= 0 || optind != argc)
-        return -1;
-    return 0;
+    opt->chunk = (size_t)chunk;
+    if (!bad && opt->port < 0)
+        bad = args_missing("slow_server", "--port");
+    return args_end("slow_server", bad, argc, argv, USAGE);
 }
 
 /* Sleep ms milliseconds, sleeping again for the rest when a signal interrupts. */
@@ -99,58 +106,67 @@ static int listen_on(int port, int bufsize)
     return fd;
 }
 
-/* Serve one connection: read all, wait, echo all. Returns 0 or -errno. Closes nothing. */
-static int serve(int conn, const struct options *opt)
+/* Read everything the client sends, --chunk bytes at a time, until it shuts down its
+ * sending side. *data (malloc'd, the caller frees it) and *len; 0 or -errno. */
+static int receive_all(int conn, const struct options *opt, unsigned char **data, size_t *len)
 {
-    unsigned char *data = NULL;
-    size_t len = 0, cap = 0, reads = 0, writes = 0;
-    int ret = 0;
-
+    size_t cap = 0, reads = 0;
+    *data = NULL;
+    *len = 0;
     for (;;) {
-        if (len == cap) {
+        if (*len == cap) {
             size_t ncap = cap ? cap * 2 : 1u << 20;
-            if (ncap > MAX_MESSAGE) {
-                ret = -EMSGSIZE;
-                goto out;
-            }
-            unsigned char *bigger = realloc(data, ncap);
-            if (bigger == NULL) {
-                ret = -ENOMEM;
-                goto out;
-            }
-            data = bigger;
+            if (ncap > MAX_MESSAGE)
+                return -EMSGSIZE;
+            unsigned char *bigger = realloc(*data, ncap);
+            if (bigger == NULL)
+                return -ENOMEM;
+            *data = bigger;
             cap = ncap;
         }
-        size_t room = cap - len;
-        ssize_t n = recv(conn, data + len, room < opt->chunk ? room : opt->chunk, 0);
+        size_t room = cap - *len;
+        ssize_t n = recv(conn, *data + *len, room < opt->chunk ? room : opt->chunk, 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            ret = -errno;
-            goto out;
-        }
+        if (n < 0)
+            return -errno;
         if (n == 0)
             break;   /* the client shut down its sending side: the message is complete */
-        len += (size_t)n;
+        *len += (size_t)n;
         reads++;
     }
-    printf("received %zu bytes in %zu reads; replying in %d ms\n", len, reads, opt->delay_ms);
-    sleep_ms(opt->delay_ms);
+    printf("received %zu bytes in %zu reads; replying in %d ms\n", *len, reads, opt->delay_ms);
+    return 0;
+}
 
+/* Send data[0..len) back, --chunk bytes at a time. 0 or -errno. */
+static int send_back(int conn, const struct options *opt, const unsigned char *data, size_t len)
+{
+    size_t writes = 0;
     for (size_t off = 0; off < len;) {
         size_t piece = len - off < opt->chunk ? len - off : opt->chunk;
         ssize_t n = send(conn, data + off, piece, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            ret = -errno;
-            goto out;
-        }
+        if (n < 0)
+            return -errno;
         off += (size_t)n;
         writes++;
     }
     printf("sent %zu bytes back in %zu writes\n", len, writes);
-out:
+    return 0;
+}
+
+/* Serve one connection: read all, wait, echo all. Returns 0 or -errno. Closes nothing. */
+static int serve(int conn, const struct options *opt)
+{
+    unsigned char *data;
+    size_t len;
+    int ret = receive_all(conn, opt, &data, &len);
+    if (ret == 0) {
+        sleep_ms(opt->delay_ms);
+        ret = send_back(conn, opt, data, len);
+    }
     free(data);
     return ret;
 }
@@ -160,11 +176,8 @@ int main(int argc, char **argv)
     struct options opt;
 
     setvbuf(stdout, NULL, _IOLBF, 0);   /* one line at a time, even into a pipe */
-    if (parse_options(argc, argv, &opt) < 0) {
-        fprintf(stderr, "usage: slow_server --port PORT [--delay-ms MS] [--chunk BYTES]"
-                        " [--bufsize BYTES] [--once]\n");
-        return 2;
-    }
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
     int lfd = listen_on(opt.port, opt.bufsize);
     if (lfd < 0) {
         fprintf(stderr, "slow_server: cannot listen on port %d: %s\n", opt.port, strerror(-lfd));

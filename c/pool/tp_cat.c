@@ -27,9 +27,11 @@
  * asyncio.to_thread, run_in_executor and libuv's uv_fs_read do.
  */
 #include "tp.h"
+#include "../common/args.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -230,126 +232,156 @@ static void on_alarm(int sig)
     _exit(1);
 }
 
-static long parse_num(const char *text, long min, long max)
+static const char USAGE[] = "tp_cat FILE [--workers N] [--block BYTES] [--inflight K] [--delay-ms MS]";
+
+struct options {
+    const char *path;   /* FILE */
+    int workers;        /* threads of the pool */
+    long block;         /* bytes per pread job */
+    int inflight;       /* blocks in flight; 0 before parse_options ends: two per worker */
+    long delay_ms;      /* see cat.delay_ms */
+};
+
+/* Fill *opt from argv. 0, or -1 after saying what is wrong and the usage line. */
+static int parse_options(int argc, char **argv, struct options *opt)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+    static const struct option longopts[] = {
+        { "workers", required_argument, NULL, 'w' },
+        { "block", required_argument, NULL, 'b' },
+        { "inflight", required_argument, NULL, 'i' },
+        { "delay-ms", required_argument, NULL, 'd' },
+        { NULL, 0, NULL, 0 },
+    };
+    *opt = (struct options){ .workers = 4, .block = 65536, .inflight = 0, .delay_ms = 0 };
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'w': bad = args_int("tp_cat", "--workers", optarg, 1, TP_MAX_WORKERS, &opt->workers); break;
+        case 'b': bad = args_long("tp_cat", "--block", optarg, 1, 64L << 20, &opt->block); break;
+        case 'i': bad = args_int("tp_cat", "--inflight", optarg, 1, 1024, &opt->inflight); break;
+        case 'd': bad = args_long("tp_cat", "--delay-ms", optarg, 0, 10000, &opt->delay_ms); break;
+        default: bad = -1; /* getopt_long said what */
+        }
+    }
+    if (!bad && optind < argc)
+        opt->path = argv[optind++];   /* the one operand (getopt_long moved it after the options) */
+    if (!bad && opt->path == NULL)
+        bad = args_missing("tp_cat", "FILE");
+    if (opt->inflight == 0)
+        opt->inflight = 2 * opt->workers;
+    return args_end("tp_cat", bad, argc, argv, USAGE);
+}
+
+/* Open the file, and make the window: `inflight` slots of one block each. 0, or -1 after
+ * saying what failed (what was made is in cat, for finish to free). */
+static int open_file(struct cat *cat, const struct options *opt)
+{
+    cat->fd = open(opt->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (cat->fd < 0 || fstat(cat->fd, &st) < 0) {
+        fprintf(stderr, "tp_cat: %s: %s\n", opt->path, strerror(errno));
         return -1;
-    return v;
+    }
+    cat->size = st.st_size;
+    cat->nblocks = ((int64_t)st.st_size + opt->block - 1) / opt->block;
+    cat->slots = calloc((size_t)cat->inflight, sizeof(*cat->slots));
+    for (int i = 0; cat->slots != NULL && i < cat->inflight; i++) {
+        cat->slots[i].cat = cat;
+        cat->slots[i].buf = malloc(cat->block);
+        if (cat->slots[i].buf == NULL)
+            break;
+    }
+    if (cat->slots == NULL || cat->slots[cat->inflight - 1].buf == NULL) {
+        fprintf(stderr, "tp_cat: out of memory for %d blocks of %zu bytes\n", cat->inflight, cat->block);
+        return -1;
+    }
+    return 0;
+}
+
+/* The loop and the pool on it; the first line of the report. 0, or -1 after saying what failed. */
+static int start_pool(struct cat *cat, struct rx **rx, int workers)
+{
+    int ret = rx_create(rx);
+    if (ret < 0) {
+        fprintf(stderr, "tp_cat: rx_create: %s\n", strerror(-ret));
+        return -1;
+    }
+    ret = tp_create(&cat->pool, *rx, workers);
+    if (ret < 0) {
+        fprintf(stderr, "tp_cat: tp_create: %s%s\n", strerror(-ret), todo_note(ret));
+        return -1;
+    }
+    printf("tp_cat: %d workers, %lld blocks of %zu bytes, %d in flight\n", workers,
+           (long long)cat->nblocks, cat->block, cat->inflight);
+    fflush(stdout); /* a test waits for this line, then looks at /proc */
+    return 0;
+}
+
+/* Fill the window, then run the loop until every block is folded in (or something failed):
+ * the loop thread sleeps in epoll_wait while the workers read. */
+static void read_all(struct cat *cat, struct rx *rx)
+{
+    cat->last_beat = cat->last_progress = now_s();
+    int64_t beat = rx_timer_add(rx, HEARTBEAT_MS, HEARTBEAT_MS, heartbeat, cat);
+    if (beat < 0)
+        fail(cat, (int)beat, "rx_timer_add");
+    while (cat->next_submit < cat->nblocks && cat->next_submit < cat->inflight && !cat->stopping)
+        submit_block(cat, cat->next_submit++);
+    if (cat->nblocks == 0)
+        cat->stopping = true;
+    while (!cat->stopping) {
+        cat->round++;
+        int ret = rx_run_once(rx, -1);
+        if (ret < 0)
+            fail(cat, ret, "rx_run_once");
+    }
+}
+
+/* The result and how the loop fared; or what went wrong. The exit status: 0 or 1. */
+static int report(const struct cat *cat)
+{
+    if (cat->error < 0) {
+        fprintf(stderr, "tp_cat: %s: %s%s\n", cat->what, strerror(-cat->error), todo_note(cat->error));
+        return 1;
+    }
+    printf("bytes %llu crc32 %08x\n", (unsigned long long)cat->bytes, cat->crc ^ 0xFFFFFFFFu);
+    printf("loop: %llu wake-ups for %lld blocks; %llu heartbeats, longest gap %.0f ms\n",
+           (unsigned long long)cat->wakeups, (long long)cat->nblocks, (unsigned long long)cat->beats,
+           cat->longest_gap * 1000);
+    return 0;
+}
+
+/* Stop the pool (it waits for the reads still in flight after an error), then free the rest. */
+static void finish(struct cat *cat, struct rx *rx, const struct options *opt)
+{
+    cat->stopping = true;
+    /* Give tp_destroy time for the reads in flight, plus 10 s, then give up loudly rather than hang. */
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)(10 + (opt->inflight / opt->workers + 1) * opt->delay_ms / 1000));
+    tp_destroy(cat->pool);
+    alarm(0);
+    rx_destroy(rx);
+    for (int i = 0; cat->slots != NULL && i < cat->inflight; i++)
+        free(cat->slots[i].buf);
+    free(cat->slots);
+    if (cat->fd >= 0)
+        close(cat->fd);
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL;
-    long workers = 4, block = 65536, inflight = 0, delay_ms = 0;
-    for (int i = 1; i < argc; i++) {
-        long *opt = NULL, min = 1, max = 0;
-        if (strcmp(argv[i], "--workers") == 0)
-            opt = &workers, max = TP_MAX_WORKERS;
-        else if (strcmp(argv[i], "--block") == 0)
-            opt = &block, max = 64L << 20;
-        else if (strcmp(argv[i], "--inflight") == 0)
-            opt = &inflight, max = 1024;
-        else if (strcmp(argv[i], "--delay-ms") == 0)
-            opt = &delay_ms, min = 0, max = 10000;
-        if (opt != NULL && i + 1 < argc && (*opt = parse_num(argv[i + 1], min, max)) >= 0) {
-            i++;
-            continue;
-        }
-        if (opt == NULL && path == NULL && argv[i][0] != '-') {
-            path = argv[i];
-            continue;
-        }
-        fprintf(stderr, "usage: %s FILE [--workers N] [--block BYTES] [--inflight K] [--delay-ms MS]\n",
-                argv[0]);
-        return 2;
-    }
-    if (path == NULL) {
-        fprintf(stderr, "usage: %s FILE [--workers N] [--block BYTES] [--inflight K] [--delay-ms MS]\n",
-                argv[0]);
-        return 2;
-    }
-    if (inflight == 0)
-        inflight = 2 * workers;
+    struct options opt;
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
     crc_init();
-
-    struct cat cat = { .fd = -1, .delay_ms = delay_ms, .block = (size_t)block, .inflight = (int)inflight,
+    struct cat cat = { .fd = -1, .delay_ms = opt.delay_ms, .block = (size_t)opt.block, .inflight = opt.inflight,
                        .crc = 0xFFFFFFFFu };
     struct rx *rx = NULL;
     int status = 1;
-    cat.fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (cat.fd < 0 || fstat(cat.fd, &st) < 0) {
-        fprintf(stderr, "tp_cat: %s: %s\n", path, strerror(errno));
-        goto out;
+    if (open_file(&cat, &opt) == 0 && start_pool(&cat, &rx, opt.workers) == 0) {
+        read_all(&cat, rx);
+        status = report(&cat);
     }
-    cat.size = st.st_size;
-    cat.nblocks = ((int64_t)st.st_size + block - 1) / block;
-    cat.slots = calloc((size_t)inflight, sizeof(*cat.slots));
-    if (cat.slots == NULL)
-        goto out;
-    for (int i = 0; i < inflight; i++) {
-        cat.slots[i].cat = &cat;
-        cat.slots[i].buf = malloc((size_t)block);
-        if (cat.slots[i].buf == NULL) {
-            fprintf(stderr, "tp_cat: out of memory for %ld blocks of %ld bytes\n", inflight, block);
-            goto out;
-        }
-    }
-    int ret = rx_create(&rx);
-    if (ret < 0) {
-        fprintf(stderr, "tp_cat: rx_create: %s\n", strerror(-ret));
-        goto out;
-    }
-    ret = tp_create(&cat.pool, rx, (int)workers);
-    if (ret < 0) {
-        fprintf(stderr, "tp_cat: tp_create: %s%s\n", strerror(-ret), todo_note(ret));
-        goto out;
-    }
-    printf("tp_cat: %ld workers, %lld blocks of %ld bytes, %ld in flight\n", workers,
-           (long long)cat.nblocks, block, inflight);
-    fflush(stdout); /* a test waits for this line, then looks at /proc */
-
-    cat.last_beat = cat.last_progress = now_s();
-    int64_t beat = rx_timer_add(rx, HEARTBEAT_MS, HEARTBEAT_MS, heartbeat, &cat);
-    if (beat < 0)
-        fail(&cat, (int)beat, "rx_timer_add");
-    while (cat.next_submit < cat.nblocks && cat.next_submit < inflight && !cat.stopping)
-        submit_block(&cat, cat.next_submit++);
-    if (cat.nblocks == 0)
-        cat.stopping = true;
-    while (!cat.stopping) {
-        cat.round++;
-        ret = rx_run_once(rx, -1); /* the loop thread sleeps here while the workers read */
-        if (ret < 0)
-            fail(&cat, ret, "rx_run_once");
-    }
-    if (cat.error < 0) {
-        fprintf(stderr, "tp_cat: %s: %s%s\n", cat.what, strerror(-cat.error), todo_note(cat.error));
-        goto out;
-    }
-    printf("bytes %llu crc32 %08x\n", (unsigned long long)cat.bytes, cat.crc ^ 0xFFFFFFFFu);
-    printf("loop: %llu wake-ups for %lld blocks; %llu heartbeats, longest gap %.0f ms\n",
-           (unsigned long long)cat.wakeups, (long long)cat.nblocks, (unsigned long long)cat.beats,
-           cat.longest_gap * 1000);
-    status = 0;
-out:
-    cat.stopping = true;
-    /* tp_destroy waits for the reads still in flight (after an error): give it time for
-     * those, plus 10 s, then give up loudly rather than hang. */
-    signal(SIGALRM, on_alarm);
-    alarm((unsigned)(10 + (inflight / workers + 1) * delay_ms / 1000));
-    tp_destroy(cat.pool);
-    alarm(0);
-    rx_destroy(rx);
-    if (cat.slots != NULL) {
-        for (int i = 0; i < inflight; i++)
-            free(cat.slots[i].buf);
-        free(cat.slots);
-    }
-    if (cat.fd >= 0)
-        close(cat.fd);
+    finish(&cat, rx, &opt);
     return status;
 }

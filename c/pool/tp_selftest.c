@@ -96,13 +96,17 @@ bool st_setup(struct rx **rx, struct tp **pool, int n)
 {
     *rx = NULL;
     *pool = NULL;
+    st_done_total = 0;
     int ret = rx_create(rx);
     if (ret < 0)
         return st_fail("rx_create returned %s", st_res(ret));
     ret = tp_create(pool, *rx, n);
-    if (ret < 0)
+    if (ret < 0) {
+        rx_destroy(*rx);
+        *rx = NULL;
         return st_fail("tp_create(rx, %d) returned %s, expected 0%s", n, st_res(ret),
                        ret == -ENOSYS ? " (not written yet: lab 3, tp.c)" : "");
+    }
     return true;
 }
 
@@ -148,6 +152,12 @@ void st_destroy(struct tp *pool)
                    "pthread_cond_broadcast; or a running job that never ends)");
     tp_destroy(pool);
     st_hang_during(NULL);
+}
+
+void st_teardown(struct rx *rx, struct tp *pool)
+{
+    st_destroy(pool);
+    rx_destroy(rx);
 }
 
 /* ---- the checks ---- */
@@ -226,8 +236,7 @@ bool check_errors(void)
     }
     ok = true;
 out:
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -240,7 +249,6 @@ bool check_run(void)
     enum { N = 20 };
     struct st_job jobs[N] = { 0 };
     bool ok = false;
-    st_done_total = 0;
     for (int i = 0; i < N; i++) {
         jobs[i].id = tp_submit(pool, st_note_work, st_note_done, &jobs[i]);
         if (jobs[i].id <= 0 || (i > 0 && jobs[i].id == jobs[i - 1].id)) {
@@ -269,8 +277,7 @@ bool check_run(void)
     }
     ok = true;
 out:
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -294,7 +301,6 @@ bool check_parallel(void)
     struct st_job jobs[3] = { 0 };
     atomic_store(&arrived, 0);
     atomic_store(&together, 0);
-    st_done_total = 0;
     bool ok = true;
     for (int i = 0; i < 3 && ok; i++)
         if (tp_submit(pool, meet, st_note_done, &jobs[i]) <= 0)
@@ -304,8 +310,7 @@ bool check_parallel(void)
         ok = st_fail("3 jobs on 3 workers, each waiting up to 1 s for the other two: they never ran all "
                      "at once, one at a time instead. Run a job with no lock held, and wake a worker for "
                      "each job");
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 

@@ -20,8 +20,12 @@ int st_count_workers(void);
  * moment after pthread_join returns). True when none is left. */
 bool st_workers_gone(void);
 
-/* A reactor and a pool of n workers in *rx and *pool, or false with the failure recorded. */
+/* What every check starts from: a reactor and a pool of n workers in *rx and *pool, and
+ * st_done_total back to 0. False with the failure recorded (and nothing left to free). */
 bool st_setup(struct rx **rx, struct tp **pool, int n);
+
+/* What every check ends with: st_destroy(pool), then the reactor. */
+void st_teardown(struct rx *rx, struct tp *pool);
 
 /* Run the reactor until *count >= want, for at most 3 s; false (recorded) if it did not
  * get there. `what` names the things counted, for the message. */

@@ -53,8 +53,7 @@ bool check_chain(void)
     if (ok && (cancelled_ok == 0 || victims_wrong != 0))
         ok = st_fail("done callbacks that submit and cancel: %d of 29 cancels succeeded, %d victims had "
                      "a status that does not match whether their work ran", cancelled_ok, victims_wrong);
-    st_destroy(chain_pool);
-    rx_destroy(rx);
+    st_teardown(rx, chain_pool);
     return ok;
 }
 
@@ -67,6 +66,47 @@ static void blocker(void *arg)
     st_wait_for(&release, 1, 3);
 }
 
+/* With A running on the only worker: queue B and C, cancel A (-EBUSY: it runs), C (the
+ * tail; again: -ENOENT), queue D behind B (the tail must be B now), cancel B. True, or false
+ * after st_fail. */
+static bool cancel_around_the_running_job(struct tp *pool, struct st_job *a, struct st_job *b, struct st_job *c,
+                                          struct st_job *d)
+{
+    int ret;
+    double t0 = st_now();
+    b->id = tp_submit(pool, st_note_work, st_note_done, b);
+    c->id = tp_submit(pool, st_note_work, st_note_done, c);
+    if (st_now() - t0 > 0.5)
+        return st_fail("tp_submit took %.1f s while a worker ran a job: is pool->lock held while the job runs?",
+                       st_now() - t0);
+    if ((ret = tp_cancel(pool, a->id)) != -EBUSY)
+        return st_fail("tp_cancel of the running job A returned %s, expected -EBUSY", st_res(ret));
+    if ((ret = tp_cancel(pool, c->id)) != 0 || (ret = tp_cancel(pool, c->id)) != -ENOENT)
+        return st_fail("tp_cancel of the queued job C (the last one), then again: got %s, expected 0 then -ENOENT",
+                       st_res(ret));
+    d->id = tp_submit(pool, st_note_work, st_note_done, d); /* behind B: the tail must be B now, not C */
+    if ((ret = tp_cancel(pool, b->id)) != 0)
+        return st_fail("tp_cancel of the queued job B returned %s, expected 0", st_res(ret));
+    if (st_done_total != 0)
+        return st_fail("a done callback ran inside tp_cancel: it must come later, from the loop");
+    return true;
+}
+
+/* Each of the four jobs ended once, on the loop, with want_status[i] (0: its work ran once;
+ * -ECANCELED: never). True, or false after st_fail. */
+static bool ended_as_expected(struct st_job *const all[4], const int want_status[4])
+{
+    for (int i = 0; i < 4; i++) {
+        const struct st_job *j = all[i];
+        if (j->done_calls != 1 || j->status != want_status[i] || j->work_runs != (want_status[i] == 0) ||
+            j->done_tid != gettid())
+            return st_fail("job %c: done called %d times with status %s, work ran %d times; expected once with "
+                           "%s, work %s", 'A' + i, j->done_calls, st_res(j->status), j->work_runs,
+                           st_res(want_status[i]), want_status[i] ? "never" : "once");
+    }
+    return true;
+}
+
 bool check_cancel(void)
 {
     struct rx *rx;
@@ -76,40 +116,14 @@ bool check_cancel(void)
     struct st_job a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
     atomic_store(&started, 0);
     atomic_store(&release, 0);
-    st_done_total = 0;
     bool ok = false;
-    int ret;
     a.id = tp_submit(pool, blocker, st_note_done, &a);
     if (a.id <= 0 || !st_wait_for(&started, 1, 2)) {
         st_fail("job A was not started within 2 s by the only worker (tp_submit: %s)", st_res(a.id));
         goto out;
     }
-    double t0 = st_now();
-    b.id = tp_submit(pool, st_note_work, st_note_done, &b);
-    c.id = tp_submit(pool, st_note_work, st_note_done, &c);
-    if (st_now() - t0 > 0.5) {
-        st_fail("tp_submit took %.1f s while a worker ran a job: is pool->lock held while the job runs?",
-                st_now() - t0);
+    if (!cancel_around_the_running_job(pool, &a, &b, &c, &d))
         goto out;
-    }
-    if ((ret = tp_cancel(pool, a.id)) != -EBUSY) {
-        st_fail("tp_cancel of the running job A returned %s, expected -EBUSY", st_res(ret));
-        goto out;
-    }
-    if ((ret = tp_cancel(pool, c.id)) != 0 || (ret = tp_cancel(pool, c.id)) != -ENOENT) {
-        st_fail("tp_cancel of the queued job C (the last one), then again: got %s, expected 0 then -ENOENT",
-                st_res(ret));
-        goto out;
-    }
-    d.id = tp_submit(pool, st_note_work, st_note_done, &d); /* behind B: the tail must be B now, not C */
-    if ((ret = tp_cancel(pool, b.id)) != 0) {
-        st_fail("tp_cancel of the queued job B returned %s, expected 0", st_res(ret));
-        goto out;
-    }
-    if (st_done_total != 0) {
-        st_fail("a done callback ran inside tp_cancel: it must come later, from the loop");
-        goto out;
-    }
     atomic_store(&release, 1);
     if (!st_run_until(rx, &st_done_total, 4, "jobs (A running; B and C cancelled; D queued after C was "
                       "cancelled) ended")) {
@@ -119,27 +133,14 @@ bool check_cancel(void)
                     "the job you unlink is the tail, the tail becomes the job before it");
         goto out;
     }
-    struct st_job *all[4] = { &a, &b, &c, &d };
-    int want_status[4] = { 0, -ECANCELED, -ECANCELED, 0 };
-    for (int i = 0; i < 4; i++) {
-        struct st_job *j = all[i];
-        if (j->done_calls != 1 || j->status != want_status[i] || j->work_runs != (want_status[i] == 0) ||
-            j->done_tid != gettid()) {
-            st_fail("job %c: done called %d times with status %s, work ran %d times; expected once with %s, "
-                    "work %s", 'A' + i, j->done_calls, st_res(j->status), j->work_runs, st_res(want_status[i]),
-                    want_status[i] ? "never" : "once");
-            goto out;
-        }
-    }
-    if ((ret = tp_cancel(pool, a.id)) != -ENOENT) {
-        st_fail("tp_cancel of job A after it finished returned %s, expected -ENOENT", st_res(ret));
+    struct st_job *const all[4] = { &a, &b, &c, &d };
+    if (!ended_as_expected(all, (const int[4]){ 0, -ECANCELED, -ECANCELED, 0 }))
         goto out;
-    }
-    ok = true;
+    int ret = tp_cancel(pool, a.id);
+    ok = ret == -ENOENT || st_fail("tp_cancel of job A after it finished returned %s, expected -ENOENT", st_res(ret));
 out:
     atomic_store(&release, 1);
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -160,7 +161,6 @@ bool check_coalesce(void)
     enum { N = 200 };
     struct st_job jobs[N] = { 0 };
     atomic_store(&worked, 0);
-    st_done_total = 0;
     bool ok = false;
     for (int i = 0; i < N; i++) {
         if (tp_submit(pool, count_work, st_note_done, &jobs[i]) <= 0) {
@@ -199,8 +199,7 @@ bool check_coalesce(void)
     }
     ok = true;
 out:
-    st_destroy(pool);
-    rx_destroy(rx);
+    st_teardown(rx, pool);
     return ok;
 }
 
@@ -230,7 +229,6 @@ bool check_destroy_pending(void)
     enum { N = 12 };
     struct st_job jobs[N] = { 0 };
     atomic_store(&started, 0);
-    st_done_total = 0;
     late_submit = 0;
     bool ok = true;
     for (int i = 0; i < N && ok; i++)

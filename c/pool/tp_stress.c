@@ -19,8 +19,10 @@
  * build/tsan/tp_stress) reports a data race if the pool hands a job over unsafely.
  */
 #include "tp.h"
+#include "../common/args.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,15 @@ static void work(void *arg)
 
 static void done(void *arg, int status);
 
+/* Stop the run with err (a -errno), naming the step, unless it is stopped already. */
+static void stop(struct stress *st, int err, const char *what)
+{
+    if (st->error == 0) {
+        st->error = err;
+        st->what = what;
+    }
+}
+
 static int submit_record(struct stress *st)
 {
     struct record *r = &st->recs[st->submitted];
@@ -126,6 +137,19 @@ static int submit_record(struct stress *st)
     r->id = id;
     st->submitted++;
     return 0;
+}
+
+/* The main phase keeps `inflight` jobs in flight until `jobs` were submitted. */
+static void top_up(struct stress *st)
+{
+    while (st->error == 0 && st->submitted < st->jobs && st->in_flight < st->inflight) {
+        int ret = submit_record(st);
+        if (ret < 0) {
+            stop(st, ret, "tp_submit");
+            return;
+        }
+        st->in_flight++;
+    }
 }
 
 /* Cancel a random job of the main phase that is still in flight (its done not called). */
@@ -147,10 +171,8 @@ static void cancel_one(struct stress *st)
         st->cancel_busy++;
     else if (r->cancel_ret == -ENOENT)
         st->cancel_gone++;
-    else {
-        st->error = r->cancel_ret;
-        st->what = "tp_cancel";
-    }
+    else
+        stop(st, r->cancel_ret, "tp_cancel");
 }
 
 /* The done callback, on the loop thread: check the record, then keep the window full. */
@@ -191,16 +213,8 @@ static void done(void *arg, int status)
     if (!st->refill)
         return;
     st->in_flight--;
-    while (st->error == 0 && st->submitted < st->jobs && st->in_flight < st->inflight) {
-        int ret = submit_record(st);
-        if (ret < 0) {
-            st->error = ret;
-            st->what = "tp_submit";
-            return;
-        }
-        st->in_flight++;
-    }
-    if (st->delivered % 8 == 0)
+    top_up(st);
+    if (st->error == 0 && st->delivered % 8 == 0)
         cancel_one(st);
 }
 
@@ -240,125 +254,138 @@ static void on_alarm(int sig)
     _exit(1);
 }
 
-static long parse_num(const char *text, long min, long max)
+static const char USAGE[] = "tp_stress [--jobs N] [--workers W] [--inflight K] [--seed S]";
+
+struct options {
+    long jobs;          /* submitted in the main phase */
+    int workers;        /* threads of the pool */
+    long inflight;      /* jobs kept in flight in the main phase */
+    long seed;          /* of the random choice of the job to cancel */
+};
+
+/* Fill *opt from argv. 0, or -1 after saying what is wrong and the usage line. */
+static int parse_options(int argc, char **argv, struct options *opt)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+    static const struct option longopts[] = {
+        { "jobs", required_argument, NULL, 'j' },
+        { "workers", required_argument, NULL, 'w' },
+        { "inflight", required_argument, NULL, 'i' },
+        { "seed", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
+    };
+    *opt = (struct options){ .jobs = 100000, .workers = 4, .inflight = 256, .seed = 1 };
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': bad = args_long("tp_stress", "--jobs", optarg, 1, 10000000, &opt->jobs); break;
+        case 'w': bad = args_int("tp_stress", "--workers", optarg, 1, TP_MAX_WORKERS, &opt->workers); break;
+        case 'i': bad = args_long("tp_stress", "--inflight", optarg, 1, 100000, &opt->inflight); break;
+        case 's': bad = args_long("tp_stress", "--seed", optarg, 1, 1L << 30, &opt->seed); break;
+        default: bad = -1; /* getopt_long said what */
+        }
+    }
+    return args_end("tp_stress", bad, argc, argv, USAGE);
+}
+
+/* The main phase: a full window of jobs, topped up by every done callback (which also
+ * cancels one now and then), until `jobs` done callbacks came. 0, or -1 after "FAIL: ...". */
+static int main_phase(struct stress *st, struct rx *rx)
+{
+    st->last_progress = now_s();
+    int64_t dog = rx_timer_add(rx, 1000, 1000, watchdog, st);
+    if (dog < 0)
+        stop(st, (int)dog, "rx_timer_add");
+    st->refill = true;
+    top_up(st);
+    long rounds = 0;
+    while (st->error == 0 && st->delivered < st->jobs) {
+        int ret = rx_run_once(rx, -1);
+        rounds++;
+        if (ret < 0)
+            stop(st, ret, "rx_run_once");
+    }
+    st->refill = false;
+    if (st->error < 0) {
+        printf("FAIL: %s: %s%s (after %ld of %ld done callbacks)\n", st->what, strerror(-st->error),
+               st->error == -ENOSYS ? " (not written yet: lab 3, tp.c)" : "", st->delivered, st->jobs);
         return -1;
-    return v;
+    }
+    printf("done %ld: %ld ran, %ld cancelled; tp_cancel answered 0 %ld times, -EBUSY %ld, -ENOENT %ld; "
+           "%ld rounds of the loop\n", st->delivered, st->ran, st->cancelled, st->cancel_ok, st->cancel_busy,
+           st->cancel_gone, rounds);
+    return 0;
+}
+
+/* The shutdown: a burst of jobs, then tp_destroy at once, most of them still queued. */
+static void shutdown_phase(struct stress *st)
+{
+    long ran_before = st->ran, cancelled_before = st->cancelled;
+    for (long i = 0; i < SHUTDOWN_JOBS && st->error == 0; i++) {
+        int ret = submit_record(st);
+        if (ret < 0)
+            stop(st, ret, "tp_submit");
+    }
+    tp_destroy(st->pool);
+    st->pool = NULL;
+    printf("shutdown with %d jobs pending: %ld ran, %ld cancelled\n", SHUTDOWN_JOBS, st->ran - ran_before,
+           st->cancelled - cancelled_before);
+}
+
+/* Every job's record against the contract, and the verdict. The exit status: 0 with OK. */
+static int verdict(struct stress *st)
+{
+    for (long i = 0; i < st->submitted; i++) {
+        if (st->recs[i].done_calls == 0)
+            report(st, &st->lost, "job %ld: its done callback never ran (id %lld)", i, (long long)st->recs[i].id);
+    }
+    printf("lost %ld, doubled %ld, wrong %ld\n", st->lost, st->doubled, st->wrong);
+    if (st->error < 0)
+        printf("FAIL: %s: %s\n", st->what, strerror(-st->error));
+    else if (st->lost + st->doubled + st->wrong > 0)
+        printf("FAIL\n");
+    else
+        printf("OK\n");
+    return st->error < 0 || st->lost + st->doubled + st->wrong > 0 ? 1 : 0;
+}
+
+/* The records, the loop and the pool on it. 0, or -1 after saying what failed. */
+static int set_up(struct stress *st, struct rx **rx, int workers)
+{
+    st->recs = calloc((size_t)(st->jobs + SHUTDOWN_JOBS), sizeof(*st->recs));
+    int ret = st->recs == NULL ? -ENOMEM : rx_create(rx);
+    if (ret < 0) {
+        fprintf(stderr, "tp_stress: setting up: %s\n", strerror(-ret));
+        return -1;
+    }
+    ret = tp_create(&st->pool, *rx, workers);
+    if (ret < 0) {
+        fprintf(stderr, "tp_stress: tp_create: %s%s\n", strerror(-ret),
+                ret == -ENOSYS ? " (not written yet: lab 3, tp.c)" : "");
+        return -1;
+    }
+    printf("tp_stress: %ld jobs on %d workers, %ld in flight\n", st->jobs, workers, st->inflight);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    long jobs = 100000, workers = 4, inflight = 256, seed = 1;
-    for (int i = 1; i < argc; i++) {
-        long *opt = NULL, max = 0;
-        if (strcmp(argv[i], "--jobs") == 0)
-            opt = &jobs, max = 10000000;
-        else if (strcmp(argv[i], "--workers") == 0)
-            opt = &workers, max = TP_MAX_WORKERS;
-        else if (strcmp(argv[i], "--inflight") == 0)
-            opt = &inflight, max = 100000;
-        else if (strcmp(argv[i], "--seed") == 0)
-            opt = &seed, max = 1L << 30;
-        if (opt != NULL && i + 1 < argc && (*opt = parse_num(argv[i + 1], 1, max)) >= 0) {
-            i++;
-            continue;
-        }
-        fprintf(stderr, "usage: %s [--jobs N] [--workers W] [--inflight K] [--seed S]\n", argv[0]);
-        return 2;
-    }
-
+    struct options opt;
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
     /* A line reaches the pipe as soon as it is printed: if the pool crashes the program, what
      * it found before (its "problem:" lines) is not lost in stdio's buffer. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    struct stress st = { .jobs = jobs, .inflight = inflight, .loop_tid = gettid(),
-                         .rng = 0x2545F4914F6CDD1Du ^ (uint64_t)seed };
+    struct stress st = { .jobs = opt.jobs, .inflight = opt.inflight, .loop_tid = gettid(),
+                         .rng = 0x2545F4914F6CDD1Du ^ (uint64_t)opt.seed };
     running = &st;
     signal(SIGALRM, on_alarm);
     alarm(DEADLINE_S);
     struct rx *rx = NULL;
     int status = 1;
-    st.recs = calloc((size_t)(jobs + SHUTDOWN_JOBS), sizeof(*st.recs));
-    int ret = st.recs == NULL ? -ENOMEM : rx_create(&rx);
-    if (ret < 0) {
-        fprintf(stderr, "tp_stress: setting up: %s\n", strerror(-ret));
-        goto out;
+    if (set_up(&st, &rx, opt.workers) == 0 && main_phase(&st, rx) == 0) {
+        shutdown_phase(&st);
+        status = verdict(&st);
     }
-    ret = tp_create(&st.pool, rx, (int)workers);
-    if (ret < 0) {
-        fprintf(stderr, "tp_stress: tp_create: %s%s\n", strerror(-ret),
-                ret == -ENOSYS ? " (not written yet: lab 3, tp.c)" : "");
-        goto out;
-    }
-    printf("tp_stress: %ld jobs on %ld workers, %ld in flight\n", jobs, workers, inflight);
-
-    /* The main phase: a full window, topped up by every done callback. */
-    st.last_progress = now_s();
-    int64_t dog = rx_timer_add(rx, 1000, 1000, watchdog, &st);
-    if (dog < 0) {
-        st.error = (int)dog;
-        st.what = "rx_timer_add";
-    }
-    st.refill = true;
-    while (st.error == 0 && st.submitted < jobs && st.in_flight < inflight) {
-        ret = submit_record(&st);
-        if (ret < 0) {
-            st.error = ret;
-            st.what = "tp_submit";
-        } else {
-            st.in_flight++;
-        }
-    }
-    long rounds = 0;
-    while (st.error == 0 && st.delivered < jobs) {
-        ret = rx_run_once(rx, -1);
-        rounds++;
-        if (ret < 0) {
-            st.error = ret;
-            st.what = "rx_run_once";
-        }
-    }
-    st.refill = false;
-    if (st.error < 0) {
-        printf("FAIL: %s: %s%s (after %ld of %ld done callbacks)\n", st.what, strerror(-st.error),
-               st.error == -ENOSYS ? " (not written yet: lab 3, tp.c)" : "", st.delivered, jobs);
-        goto out;
-    }
-    printf("done %ld: %ld ran, %ld cancelled; tp_cancel answered 0 %ld times, -EBUSY %ld, -ENOENT %ld; "
-           "%ld rounds of the loop\n", st.delivered, st.ran, st.cancelled, st.cancel_ok, st.cancel_busy,
-           st.cancel_gone, rounds);
-
-    /* The shutdown: a burst of jobs, then tp_destroy at once, most of them still queued. */
-    long ran_before = st.ran, cancelled_before = st.cancelled;
-    for (long i = 0; i < SHUTDOWN_JOBS && st.error == 0; i++) {
-        ret = submit_record(&st);
-        if (ret < 0) {
-            st.error = ret;
-            st.what = "tp_submit";
-        }
-    }
-    tp_destroy(st.pool);
-    st.pool = NULL;
-    printf("shutdown with %d jobs pending: %ld ran, %ld cancelled\n", SHUTDOWN_JOBS, st.ran - ran_before,
-           st.cancelled - cancelled_before);
-
-    for (long i = 0; i < st.submitted; i++) {
-        if (st.recs[i].done_calls == 0)
-            report(&st, &st.lost, "job %ld: its done callback never ran (id %lld)", i, (long long)st.recs[i].id);
-    }
-    printf("lost %ld, doubled %ld, wrong %ld\n", st.lost, st.doubled, st.wrong);
-    if (st.error < 0)
-        printf("FAIL: %s: %s\n", st.what, strerror(-st.error));
-    else if (st.lost + st.doubled + st.wrong > 0)
-        printf("FAIL\n");
-    else {
-        printf("OK\n");
-        status = 0;
-    }
-out:
     tp_destroy(st.pool);
     rx_destroy(rx);
     free(st.recs);

@@ -22,10 +22,12 @@
  *     timeout is dropped, which gives that memory back.
  */
 #include "rx.h"
+#include "../common/args.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,61 +333,80 @@ static int listen_on(int port)
     return fd;
 }
 
-int main(int argc, char **argv)
-{
-    int port = 0;
-    long stall_ms = 30000;
-    for (int i = 1; i < argc; i++) {
-        char *end = NULL;
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            long p = strtol(argv[++i], &end, 10);
-            if (*end == '\0' && p >= 0 && p <= 65535) {
-                port = (int)p;
-                continue;
-            }
-        }
-        else if (strcmp(argv[i], "--stall-timeout-ms") == 0 && i + 1 < argc) {
-            stall_ms = strtol(argv[++i], &end, 10);
-            if (*end == '\0' && stall_ms >= 0)
-                continue;
-        }
-        fprintf(stderr, "usage: %s [--port N] [--stall-timeout-ms MS]\n", argv[0]);
-        return 2;
-    }
+static const char USAGE[] = "rx_echo [--port N] [--stall-timeout-ms MS]";
 
-    struct server srv = { .lfd = -1, .spare = -1, .stall_ms = (uint64_t)stall_ms };
-    int status = 1;
-    int ret = rx_create(&srv.rx);
+struct options {
+    int port;           /* 0: the kernel picks a free one */
+    long stall_ms;      /* see server.stall_ms */
+};
+
+/* Fill *opt from argv. 0, or -1 after saying what is wrong and the usage line. */
+static int parse_options(int argc, char **argv, struct options *opt)
+{
+    static const struct option longopts[] = {
+        { "port", required_argument, NULL, 'p' },
+        { "stall-timeout-ms", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
+    };
+    *opt = (struct options){ .port = 0, .stall_ms = 30000 };
+    int c, bad = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': bad = args_int("rx_echo", "--port", optarg, 0, 65535, &opt->port); break;
+        case 's': bad = args_long("rx_echo", "--stall-timeout-ms", optarg, 0, 24L * 3600 * 1000, &opt->stall_ms); break;
+        default: bad = -1; /* getopt_long said what */
+        }
+    }
+    return args_end("rx_echo", bad, argc, argv, USAGE);
+}
+
+/* The listening socket, the spare fd, the reactor watching them. 0, or -1 after saying
+ * what failed (what was made is left in srv for main to free). */
+static int start_server(struct server *srv, int port)
+{
+    int ret = rx_create(&srv->rx);
     if (ret < 0) {
         fprintf(stderr, "rx_echo: rx_create: %s%s\n", strerror(-ret), todo_note(ret, "rx.c"));
-        return 1;
+        return -1;
     }
-    srv.lfd = listen_on(port);
-    if (srv.lfd < 0) {
-        fprintf(stderr, "rx_echo: listen on 127.0.0.1:%d: %s\n", port, strerror(-srv.lfd));
-        goto out;
+    srv->lfd = listen_on(port);
+    if (srv->lfd < 0) {
+        fprintf(stderr, "rx_echo: listen on 127.0.0.1:%d: %s\n", port, strerror(-srv->lfd));
+        return -1;
     }
-    srv.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    ret = rx_add(srv.rx, srv.lfd, RX_READABLE, on_accept, &srv);
+    srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ret = rx_add(srv->rx, srv->lfd, RX_READABLE, on_accept, srv);
     if (ret < 0) {
         fprintf(stderr, "rx_echo: rx_add(listening socket): %s%s\n", strerror(-ret), todo_note(ret, "rx.c"));
-        goto out;
+        return -1;
     }
     struct sockaddr_in addr;
     socklen_t len = sizeof(addr);
-    getsockname(srv.lfd, (struct sockaddr *)&addr, &len);
+    getsockname(srv->lfd, (struct sockaddr *)&addr, &len);
     printf("listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
     fflush(stdout); /* stdout is a pipe when a test starts us: push the line out now */
+    return 0;
+}
 
-    ret = rx_run(srv.rx);
+/* Serve until stopped. The exit status: 0, or 1 after saying what stopped the server. */
+static int serve(struct server *srv)
+{
+    int ret = rx_run(srv->rx);
     if (ret < 0)
         fprintf(stderr, "rx_echo: rx_run: %s%s\n", strerror(-ret), todo_note(ret, "rx.c"));
-    else if (srv.error < 0)
-        fprintf(stderr, "rx_echo: %s: %s%s\n", srv.where, strerror(-srv.error),
-                todo_note(srv.error, "rx_echo.c"));
-    else
-        status = 0;
-out:
+    else if (srv->error < 0)
+        fprintf(stderr, "rx_echo: %s: %s%s\n", srv->where, strerror(-srv->error),
+                todo_note(srv->error, "rx_echo.c"));
+    return ret < 0 || srv->error < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    if (parse_options(argc, argv, &opt) < 0)
+        return 2;   /* a usage error */
+    struct server srv = { .lfd = -1, .spare = -1, .stall_ms = (uint64_t)opt.stall_ms };
+    int status = start_server(&srv, opt.port) < 0 ? 1 : serve(&srv);
     /* Clients still connected are left to the kernel: exit closes their fds. */
     if (srv.spare >= 0)
         close(srv.spare);

@@ -44,6 +44,48 @@ void st_note_io(struct rx *rx, int fd, unsigned events, void *arg)
     s->arg = arg;
 }
 
+bool st_pipe(int p[2])
+{
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0)
+        return true;
+    p[0] = p[1] = -1;
+    return st_fail("setup: pipe2: %s", strerror(errno));
+}
+
+void st_close_pipe(int p[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (p[i] >= 0)
+            close(p[i]);
+        p[i] = -1;
+    }
+}
+
+bool st_add(struct rx *rx, int fd, unsigned events, rx_io_cb *cb, void *arg)
+{
+    int ret = rx_add(rx, fd, events, cb, arg);
+    return ret == 0 || st_fail("rx_add of fd %d returned %s, expected 0", fd, st_res(ret));
+}
+
+bool st_piped_open(struct st_piped *f)
+{
+    *f = (struct st_piped){ .p = { -1, -1 } };
+    f->rx = st_new_rx();
+    if (f->rx == NULL)
+        return false;
+    if (st_pipe(f->p) && st_add(f->rx, f->p[0], RX_READABLE, st_note_io, &f->seen))
+        return true;
+    st_piped_close(f);
+    return false;
+}
+
+void st_piped_close(struct st_piped *f)
+{
+    st_close_pipe(f->p);
+    rx_destroy(f->rx);
+    f->rx = NULL;
+}
+
 /* ---- the checks on timers (those on fds are in rx_selftest_io.c) ---- */
 
 static int order[16];   /* which timers fired, in order */
@@ -226,19 +268,13 @@ out:
 
 static bool check_run_once_timeout(void)
 {
-    struct rx *rx = st_new_rx();
-    if (rx == NULL)
+    struct st_piped f;
+    if (!st_piped_open(&f))
         return false;
-    struct st_seen s = { 0 };
-    int p[2] = { -1, -1 };
     bool ok = false;
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || rx_add(rx, p[0], RX_READABLE, st_note_io, &s) != 0) {
-        st_fail("setup: pipe2/rx_add failed");
-        goto out;
-    }
-    rx_timer_add(rx, 5000, 0, note_timer, NULL);
+    rx_timer_add(f.rx, 5000, 0, note_timer, NULL);
     double t0 = st_now();
-    int ret = rx_run_once(rx, 100);
+    int ret = rx_run_once(f.rx, 100);
     double took = st_now() - t0;
     if (ret != 0 || took < 0.095 || took > 0.5) {
         st_fail("an empty pipe and a timer in 5 s: rx_run_once(100 ms) returned %s after %.0f ms, expected 0 "
@@ -246,7 +282,7 @@ static bool check_run_once_timeout(void)
         goto out;
     }
     t0 = st_now();
-    ret = rx_run_once(rx, 0);
+    ret = rx_run_once(f.rx, 0);
     took = st_now() - t0;
     if (ret != 0 || took > 0.05) {
         st_fail("rx_run_once(0) returned %s after %.0f ms, expected 0 at once", st_res(ret), took * 1000);
@@ -254,9 +290,7 @@ static bool check_run_once_timeout(void)
     }
     ok = true;
 out:
-    close(p[0]);
-    close(p[1]);
-    rx_destroy(rx);
+    st_piped_close(&f);
     return ok;
 }
 
@@ -269,30 +303,18 @@ static void stop_it(struct rx *rx, int64_t id, void *arg)
 
 static bool check_stop(void)
 {
-    struct rx *rx = st_new_rx();
-    if (rx == NULL)
+    struct st_piped f;
+    if (!st_piped_open(&f))
         return false;
-    struct st_seen s = { 0 };
-    int p[2] = { -1, -1 };
-    bool ok = false;
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || rx_add(rx, p[0], RX_READABLE, st_note_io, &s) != 0) {
-        st_fail("setup: pipe2/rx_add failed");
-        goto out;
-    }
-    rx_timer_add(rx, 30, 0, stop_it, NULL);
+    rx_timer_add(f.rx, 30, 0, stop_it, NULL);
     double t0 = st_now();
-    int ret = rx_run(rx);
+    int ret = rx_run(f.rx);
     double took = st_now() - t0;
-    if (ret != 0 || took < 0.025 || took > 0.5) {
+    bool ok = ret == 0 && took >= 0.025 && took <= 0.5;
+    if (!ok)
         st_fail("a timer calls rx_stop after 30 ms while a quiet pipe is registered: rx_run returned %s after "
                 "%.0f ms, expected 0 after 30 ms", st_res(ret), took * 1000);
-        goto out;
-    }
-    ok = true;
-out:
-    close(p[0]);
-    close(p[1]);
-    rx_destroy(rx);
+    st_piped_close(&f);
     return ok;
 }
 

@@ -24,6 +24,28 @@ struct st_seen {
 /* An rx_io_cb that records its call in the struct st_seen given as arg. */
 void st_note_io(struct rx *rx, int fd, unsigned events, void *arg);
 
+/* A non-blocking, close-on-exec pipe in p. false after st_fail("setup: pipe2: ..."), p = {-1, -1}. */
+bool st_pipe(int p[2]);
+
+/* Close the ends of p still open (>= 0), and mark them closed (-1). */
+void st_close_pipe(int p[2]);
+
+/* rx_add, expected to succeed: false after st_fail("rx_add of fd N returned ...") otherwise. */
+bool st_add(struct rx *rx, int fd, unsigned events, rx_io_cb *cb, void *arg);
+
+/* What many checks start from: a new reactor watching the read end of a new, empty pipe. */
+struct st_piped {
+    struct rx *rx;
+    int p[2];              /* the pipe: p[0] is registered (RX_READABLE); st_poke(p[1]) makes it readable */
+    struct st_seen seen;   /* what st_note_io, p[0]'s callback, saw */
+};
+
+/* Set *f up. false after st_fail, with nothing left to free. */
+bool st_piped_open(struct st_piped *f);
+
+/* Close what is still open of the pipe, and destroy the reactor. */
+void st_piped_close(struct st_piped *f);
+
 /* The checks on fds (rx_selftest_io.c). Each returns true, or false after st_fail(). */
 bool check_create(void);
 bool check_errors(void);

@@ -31,13 +31,15 @@ bool check_errors(void)
     if (rx == NULL)
         return false;
     struct st_seen s = { 0 };
-    int p[2], ret;
+    int p[2] = { -1, -1 }, ret;
     bool ok = false;
     int file = open("/proc/self/stat", O_RDONLY | O_CLOEXEC); /* any regular file will do */
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || file < 0) {
-        st_fail("setup: pipe2/open: %s", strerror(errno));
+    if (file < 0) {
+        st_fail("setup: open /proc/self/stat: %s", strerror(errno));
         goto out;
     }
+    if (!st_pipe(p))
+        goto out;
     if ((ret = rx_add(rx, 1000, RX_READABLE, st_note_io, &s)) != -EBADF) {
         st_fail("rx_add of fd 1000 (not open) returned %s, expected -EBADF from epoll_ctl", st_res(ret));
         goto out;
@@ -69,9 +71,9 @@ bool check_errors(void)
     }
     ok = true;
 out:
-    close(p[0]);
-    close(p[1]);
-    close(file);
+    st_close_pipe(p);
+    if (file >= 0)
+        close(file);
     rx_destroy(rx);
     return ok;
 }
@@ -79,74 +81,50 @@ out:
 /* The fd is closed before rx_del: EBADF, but no ghost left behind. */
 bool check_del_after_close(void)
 {
-    struct rx *rx = st_new_rx();
-    if (rx == NULL)
+    struct st_piped f;
+    if (!st_piped_open(&f))
         return false;
-    struct st_seen s = { 0 };
-    int p[2], q[2], ret;
     bool ok = false;
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
-        goto out;
-    }
-    if ((ret = rx_add(rx, p[0], RX_READABLE, st_note_io, &s)) != 0) {
-        st_fail("rx_add of a pipe returned %s", st_res(ret));
-        goto out;
-    }
-    int number = p[0];
-    close(p[0]);
-    close(p[1]);
-    ret = rx_del(rx, number);
+    int number = f.p[0];
+    st_close_pipe(f.p);
+    int ret = rx_del(f.rx, number);
     if (ret != -EBADF && ret != -ENOENT && ret != 0) {
         st_fail("rx_del of an fd already closed returned %s, expected -EBADF", st_res(ret));
         goto out;
     }
-    if (pipe2(q, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
+    if (!st_pipe(f.p))
         goto out;
-    }
-    p[0] = q[0];
-    p[1] = q[1];
-    if (q[0] == number && (ret = rx_add(rx, q[0], RX_READABLE, st_note_io, &s)) != 0) {
+    if (f.p[0] == number && (ret = rx_add(f.rx, f.p[0], RX_READABLE, st_note_io, &f.seen)) != 0) {
         st_fail("rx_del after close, then rx_add of a new fd with the same number returned %s, expected "
                 "0: rx_del must forget the fd even when epoll_ctl fails", st_res(ret));
         goto out;
     }
     ok = true;
 out:
-    close(p[0]);
-    close(p[1]);
-    rx_destroy(rx);
+    st_piped_close(&f);
     return ok;
 }
 
 bool check_readable(void)
 {
-    struct rx *rx = st_new_rx();
-    if (rx == NULL)
+    struct st_piped f;
+    if (!st_piped_open(&f))
         return false;
-    struct st_seen s = { 0 }, quiet = { 0 };
-    int p[2] = { -1, -1 }, q[2] = { -1, -1 }, ret;
+    struct st_seen *s = &f.seen, quiet = { 0 };
+    int q[2] = { -1, -1 }, ret;
     bool ok = false;
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(q, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
+    if (!st_pipe(q) || !st_add(f.rx, q[0], RX_READABLE, st_note_io, &quiet))
         goto out;
-    }
-    if ((ret = rx_add(rx, p[0], RX_READABLE, st_note_io, &s)) != 0 ||
-        (ret = rx_add(rx, q[0], RX_READABLE, st_note_io, &quiet)) != 0) {
-        st_fail("rx_add of a pipe returned %s", st_res(ret));
-        goto out;
-    }
-    st_poke(p[1]);
-    ret = rx_run_once(rx, 1000);
-    if (ret != 1 || s.calls != 1) {
+    st_poke(f.p[1]);
+    ret = rx_run_once(f.rx, 1000);
+    if (ret != 1 || s->calls != 1) {
         st_fail("one pipe has data: rx_run_once returned %s and called its callback %d times, expected 1 and 1",
-                st_res(ret), s.calls);
+                st_res(ret), s->calls);
         goto out;
     }
-    if (s.fd != p[0] || s.events != RX_READABLE || s.arg != &s) {
+    if (s->fd != f.p[0] || s->events != RX_READABLE || s->arg != s) {
         st_fail("callback got fd=%d events=%#x arg=%p, expected fd=%d events=RX_READABLE arg=%p",
-                s.fd, s.events, s.arg, p[0], (void *)&s);
+                s->fd, s->events, s->arg, f.p[0], (void *)s);
         goto out;
     }
     if (quiet.calls != 0) {
@@ -154,19 +132,16 @@ bool check_readable(void)
         goto out;
     }
     /* Level-triggered: the byte is still there, so the fd is reported again. */
-    ret = rx_run_once(rx, 1000);
-    if (ret != 1 || s.calls != 2) {
+    ret = rx_run_once(f.rx, 1000);
+    if (ret != 1 || s->calls != 2) {
         st_fail("nobody read the byte, so the pipe is still readable: the second rx_run_once returned %s "
-                "and called back %d times in all, expected 1 and 2 (level-triggered)", st_res(ret), s.calls);
+                "and called back %d times in all, expected 1 and 2 (level-triggered)", st_res(ret), s->calls);
         goto out;
     }
     ok = true;
 out:
-    close(p[0]);
-    close(p[1]);
-    close(q[0]);
-    close(q[1]);
-    rx_destroy(rx);
+    st_close_pipe(q);
+    st_piped_close(&f);
     return ok;
 }
 
@@ -182,10 +157,8 @@ bool check_writable(void)
         st_fail("setup: socketpair: %s", strerror(errno));
         goto out;
     }
-    if ((ret = rx_add(rx, sv[0], RX_READABLE | RX_WRITABLE, st_note_io, &s)) != 0) {
-        st_fail("rx_add(READABLE|WRITABLE) of a socket returned %s", st_res(ret));
+    if (!st_add(rx, sv[0], RX_READABLE | RX_WRITABLE, st_note_io, &s))
         goto out;
-    }
     ret = rx_run_once(rx, 1000);
     if (ret != 1 || s.events != RX_WRITABLE) {
         st_fail("an idle socket has room to write and nothing to read: rx_run_once returned %s, events "
@@ -220,34 +193,17 @@ out:
 
 bool check_hangup(void)
 {
-    struct rx *rx = st_new_rx();
-    if (rx == NULL)
+    struct st_piped f;
+    if (!st_piped_open(&f))
         return false;
-    struct st_seen s = { 0 };
-    int p[2] = { -1, -1 }, ret;
-    bool ok = false;
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
-        goto out;
-    }
-    if ((ret = rx_add(rx, p[0], RX_READABLE, st_note_io, &s)) != 0) {
-        st_fail("rx_add of a pipe returned %s", st_res(ret));
-        goto out;
-    }
-    close(p[1]); /* the writer is gone: the reader's next read returns 0 (end of file) */
-    p[1] = -1;
-    ret = rx_run_once(rx, 1000);
-    if (ret != 1 || s.events != RX_READABLE) {
+    close(f.p[1]); /* the writer is gone: the reader's next read returns 0 (end of file) */
+    f.p[1] = -1;
+    int ret = rx_run_once(f.rx, 1000);
+    bool ok = ret == 1 && f.seen.events == RX_READABLE;
+    if (!ok)
         st_fail("the pipe's writer closed (EPOLLHUP): rx_run_once returned %s, events %#x, expected 1 and "
-                "RX_READABLE, so that the callback's read sees the end of file", st_res(ret), s.events);
-        goto out;
-    }
-    ok = true;
-out:
-    close(p[0]);
-    if (p[1] >= 0)
-        close(p[1]);
-    rx_destroy(rx);
+                "RX_READABLE, so that the callback's read sees the end of file", st_res(ret), f.seen.events);
+    st_piped_close(&f);
     return ok;
 }
 
@@ -279,16 +235,11 @@ bool check_del_in_callback(void)
     struct st_seen a = { .other_fd = -1 }, b = { .other_fd = -1 }, c = { .other_fd = -1 };
     int pa[2] = { -1, -1 }, pb[2] = { -1, -1 }, pc[2] = { -1, -1 }, ret;
     bool ok = false;
-    if (pipe2(pa, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(pb, O_CLOEXEC | O_NONBLOCK) < 0 ||
-        pipe2(pc, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
+    if (!st_pipe(pa) || !st_pipe(pb) || !st_pipe(pc))
         goto out;
-    }
     a.other_fd = pb[0];
-    if (rx_add(rx, pa[0], RX_READABLE, del_other, &a) != 0 || rx_add(rx, pb[0], RX_READABLE, st_note_io, &b) != 0) {
-        st_fail("rx_add of a pipe failed");
+    if (!st_add(rx, pa[0], RX_READABLE, del_other, &a) || !st_add(rx, pb[0], RX_READABLE, st_note_io, &b))
         goto out;
-    }
     st_poke(pa[1]); /* A becomes ready first, so epoll reports it first */
     st_poke(pb[1]);
     ret = rx_run_once(rx, 1000);
@@ -299,10 +250,8 @@ bool check_del_in_callback(void)
                 "unregistered earlier in the round)", a.calls, b.calls, st_res(ret));
         goto out;
     }
-    if ((ret = rx_add(rx, pc[0], RX_READABLE, del_self, &c)) != 0) {
-        st_fail("rx_add of a pipe returned %s", st_res(ret));
+    if (!st_add(rx, pc[0], RX_READABLE, del_self, &c))
         goto out;
-    }
     st_poke(pc[1]);
     rx_run_once(rx, 1000);
     int fd_c = pc[0];
@@ -317,11 +266,9 @@ bool check_del_in_callback(void)
     }
     ok = true;
 out:
-    for (int i = 0; i < 2; i++) {
-        if (pa[i] >= 0) close(pa[i]);
-        if (pb[i] >= 0) close(pb[i]);
-        if (pc[i] >= 0) close(pc[i]);
-    }
+    st_close_pipe(pa);
+    st_close_pipe(pb);
+    st_close_pipe(pc);
     rx_destroy(rx);
     return ok;
 }
@@ -351,16 +298,12 @@ bool check_fd_reuse(void)
     int pa[2] = { -1, -1 }, pb[2] = { -1, -1 };
     bool ok = false;
     memset(&reuse_new, 0, sizeof(reuse_new));
-    if (pipe2(pa, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(pb, O_CLOEXEC | O_NONBLOCK) < 0) {
-        st_fail("setup: pipe2: %s", strerror(errno));
+    if (!st_pipe(pa) || !st_pipe(pb))
         goto out;
-    }
     int old_b = pb[0];
     a.other_fd = pb[0];
-    if (rx_add(rx, pa[0], RX_READABLE, del_and_reuse, &a) != 0 || rx_add(rx, pb[0], RX_READABLE, st_note_io, &b) != 0) {
-        st_fail("rx_add of a pipe failed");
+    if (!st_add(rx, pa[0], RX_READABLE, del_and_reuse, &a) || !st_add(rx, pb[0], RX_READABLE, st_note_io, &b))
         goto out;
-    }
     st_poke(pa[1]);
     st_poke(pb[1]);
     rx_run_once(rx, 1000);
@@ -380,10 +323,8 @@ bool check_fd_reuse(void)
     }
     ok = true;
 out:
-    for (int i = 0; i < 2; i++) {
-        if (pa[i] >= 0) close(pa[i]);
-        if (pb[i] >= 0) close(pb[i]);
-    }
+    st_close_pipe(pa);
+    st_close_pipe(pb);
     rx_destroy(rx);
     return ok;
 }
@@ -422,10 +363,8 @@ bool check_many_fds(void)
     memset(&reuse_new, 0, sizeof(reuse_new));
     for (int i = 0; i < N; i++) {
         s[i] = (struct st_seen){ .other_fd = i == 0 ? 0 : -1 };
-        if (pipe2(p[i], O_CLOEXEC | O_NONBLOCK) < 0 || rx_add(rx, p[i][0], RX_READABLE, add_more, &s[i]) != 0) {
-            st_fail("setup: pipe2/rx_add failed for pipe %d", i);
+        if (!st_pipe(p[i]) || !st_add(rx, p[i][0], RX_READABLE, add_more, &s[i]))
             goto out;
-        }
         st_poke(p[i][1]);
     }
     int rounds = 0;
