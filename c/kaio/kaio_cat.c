@@ -32,11 +32,14 @@
  *       strace -f -e trace=io_setup,io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
  */
 #include "ka.h"
+#include "../common/args.h"
 #include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,9 @@
 #include <unistd.h>
 
 #define MAX_SIZE (256L << 20) /* the whole file is kept in memory: 256 MiB at most */
+#define MAX_BLOCK (1L << 30)  /* a request of at most 1 GiB */
+#define MAX_CTX 65536         /* io_setup's events: /proc/sys/fs/aio-max-nr's default for the whole machine */
+#define MAX_SHIFT 4096        /* --buffer-offset: within the 4096 bytes posix_memalign adds */
 #define WAIT_MS 10000         /* no completion for this long: something is wrong, stop */
 #define LAB "lab 5: ka.c, ka_raw.c, ka_libaio.c"
 
@@ -295,6 +301,16 @@ out:
     return ret;
 }
 
+/* What the command line asked for (cat.direct, .unchecked, .pause, .start and .block too). */
+struct options {
+    const struct ka_ops *ops; /* --api raw|libaio */
+    int depth, batch;         /* requests in flight at most; iocbs per io_submit at most */
+    int nr_events;            /* --ctx: io_setup's size */
+    int slots;                /* requests prepared at once, queued or in flight */
+    int reactor;              /* --reactor */
+    long buffer_offset;       /* bytes past an aligned address */
+};
+
 static void usage(void)
 {
     fprintf(stderr, "usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]\n"
@@ -303,102 +319,150 @@ static void usage(void)
     exit(2);
 }
 
-int main(int argc, char **argv)
+/* One option's number, or exit 2 with args_long's message. */
+static long number(const char *option, long min, long max)
 {
-    const struct ka_ops *ops = &ka_raw_ops;
-    int depth = 8, batch = 4, nr_events = 0, slots = 0, reactor = 0, fd = -1, status = 1, ret;
-    long block = 64 * 1024, buffer_offset = 0;
-    void *mem = NULL;
-    cat.direct = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--api") && v) {
-            ops = !strcmp(v, "libaio") ? &ka_libaio_ops : !strcmp(v, "raw") ? &ka_raw_ops : NULL;
-            if (ops == NULL)
-                usage();
-            i++;
-        } else if (!strcmp(a, "--direct")) cat.direct = 1;
-        else if (!strcmp(a, "--buffered")) cat.direct = 0;
-        else if (!strcmp(a, "--reactor")) reactor = 1;
-        else if (!strcmp(a, "--unchecked")) cat.unchecked = 1;
-        else if (!strcmp(a, "--pause")) cat.pause = 1;
-        else if (!strcmp(a, "--slots") && v) slots = atoi(argv[++i]);
-        else if (!strcmp(a, "--depth") && v) depth = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--ctx") && v) nr_events = atoi(argv[++i]);
-        else if (!strcmp(a, "--block") && v) block = atol(argv[++i]);
-        else if (!strcmp(a, "--offset") && v) cat.start = atol(argv[++i]);
-        else if (!strcmp(a, "--buffer-offset") && v) buffer_offset = atol(argv[++i]);
-        else if (a[0] != '-' && cat.name == NULL) cat.name = a;
-        else usage();
-    }
-    if (slots == 0)
-        slots = depth;
-    if (cat.name == NULL || depth < 1 || depth > KA_MAX_SLOTS || batch < 1 || block < 1 || cat.start < 0 ||
-        buffer_offset < 0 || buffer_offset > 4096 || slots < depth || slots > KA_MAX_SLOTS)
-        usage();
-    if (nr_events == 0)
-        nr_events = depth;
-    cat.block = (size_t)block;
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    long value;
+    if (args_long("kaio_cat", option, optarg, min, max, &value) < 0)
+        exit(2);
+    return value;
+}
 
-    fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
-    if (fd < 0) {
-        ret = -errno;
-        fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", ret);
-        goto out;
+/* The command line into *opt and cat; exits 2 when it is wrong. */
+static void parse_options(struct options *opt, int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "api", required_argument, NULL, 'a' },      { "direct", no_argument, NULL, 'd' },
+        { "buffered", no_argument, NULL, 'B' },       { "depth", required_argument, NULL, 'n' },
+        { "batch", required_argument, NULL, 'b' },    { "block", required_argument, NULL, 'k' },
+        { "ctx", required_argument, NULL, 'c' },      { "slots", required_argument, NULL, 's' },
+        { "reactor", no_argument, NULL, 'r' },        { "offset", required_argument, NULL, 'o' },
+        { "buffer-offset", required_argument, NULL, 'O' }, { "unchecked", no_argument, NULL, 'u' },
+        { "pause", no_argument, NULL, 'p' },          { NULL, 0, NULL, 0 },
+    };
+    *opt = (struct options){ .ops = &ka_raw_ops, .depth = 8, .batch = 4 };
+    cat.direct = 1;
+    cat.block = 64 * 1024;
+    int c;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            opt->ops = !strcmp(optarg, "libaio") ? &ka_libaio_ops : !strcmp(optarg, "raw") ? &ka_raw_ops : NULL;
+            if (opt->ops == NULL) {
+                fprintf(stderr, "kaio_cat: --api wants raw or libaio, not '%s'\n", optarg);
+                exit(2);
+            }
+            break;
+        case 'd': cat.direct = 1; break;
+        case 'B': cat.direct = 0; break;
+        case 'n': opt->depth = (int)number("--depth", 1, KA_MAX_SLOTS); break;
+        case 'b': opt->batch = (int)number("--batch", 1, KA_MAX_SLOTS); break;
+        case 'k': cat.block = (size_t)number("--block", 1, MAX_BLOCK); break;
+        case 'c': opt->nr_events = (int)number("--ctx", 1, MAX_CTX); break;
+        case 's': opt->slots = (int)number("--slots", 1, KA_MAX_SLOTS); break;
+        case 'r': opt->reactor = 1; break;
+        case 'o': cat.start = (off_t)number("--offset", 0, LONG_MAX); break;
+        case 'O': opt->buffer_offset = number("--buffer-offset", 0, MAX_SHIFT); break;
+        case 'u': cat.unchecked = 1; break;
+        case 'p': cat.pause = 1; break;
+        default: usage();
+        }
     }
+    if (optind != argc - 1)
+        usage(); /* one FILE, no more */
+    cat.name = argv[optind];
+    if (opt->slots == 0)
+        opt->slots = opt->depth;
+    if (opt->nr_events == 0)
+        opt->nr_events = opt->depth;
+    if (opt->slots < opt->depth) {
+        fprintf(stderr, "kaio_cat: --slots %d is fewer than --depth %d: the depth is requests in slots\n",
+                opt->slots, opt->depth);
+        exit(2);
+    }
+}
+
+/* Open FILE, learn its alignment, make the buffer and the context; print the first
+ * report lines. Sets *fd (-1 if not opened) and *mem. 0, or 1 (the message is printed). */
+static int setup(const struct options *opt, int *fd, void **mem)
+{
+    *fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
+    if (*fd < 0)
+        return fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", -errno);
     struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size > MAX_SIZE) {
+    if (fstat(*fd, &st) < 0 || st.st_size > MAX_SIZE) {
         fprintf(stderr, "kaio_cat: %s: not a readable file of at most %ld bytes\n", cat.name, MAX_SIZE);
-        goto out;
+        return 1;
     }
     cat.size = st.st_size;
     cat.next = cat.start;
-    ret = ka_alignment(fd, &cat.al);
-    if (ret < 0) {
-        fail("statx (what does O_DIRECT need here?)", ret);
-        goto out;
-    }
-    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", ops->name,
-           cat.direct ? "O_DIRECT" : "buffered", depth, batch, cat.block, nr_events, slots, reactor ? ", reactor" : "");
+    int ret = ka_alignment(*fd, &cat.al);
+    if (ret < 0)
+        return fail("statx (what does O_DIRECT need here?)", ret);
+    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", opt->ops->name,
+           cat.direct ? "O_DIRECT" : "buffered", opt->depth, opt->batch, cat.block, opt->nr_events, opt->slots,
+           opt->reactor ? ", reactor" : "");
     printf("alignment: memory %zu, offset %zu (%s)\n", cat.al.mem, cat.al.off, cat.al.source);
     /* Room for whole blocks past the end (each read asks for a full block), aligned for
      * O_DIRECT: posix_memalign, since malloc only promises 16 bytes. */
     size_t span = cat.size > cat.start ? (size_t)(cat.size - cat.start) : 0;
-    size_t room = (span / cat.block + 1) * cat.block + 4096;
-    if (posix_memalign(&mem, 4096, room) != 0) {
+    size_t room = (span / cat.block + 1) * cat.block + MAX_SHIFT;
+    if (posix_memalign(mem, 4096, room) != 0) {
+        *mem = NULL;
         fprintf(stderr, "kaio_cat: out of memory\n");
-        goto out;
+        return 1;
     }
-    cat.data = (char *)mem + buffer_offset;
+    cat.data = (char *)*mem + opt->buffer_offset;
+    ret = ka_create(&cat.k, opt->ops, *fd, opt->nr_events, opt->slots, opt->depth, opt->batch);
+    if (ret < 0)
+        return fail(opt->ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)"
+                                            : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
+    return 0;
+}
 
-    ret = ka_create(&cat.k, ops, fd, nr_events, slots, depth, batch);
-    if (ret < 0) {
-        fail(ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)" : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
-        goto out;
-    }
+/* Read the whole file, waiting in io_getevents or in the reactor. 0, or the exit status. */
+static int run(const struct options *opt, double *took)
+{
     double t0 = ka_now();
-    ret = reactor ? run_reactor() : run_blocking();
-    double took = ka_now() - t0;
-    if (ret < 0) {
-        if (cat.refused)
-            status = 2;
-        else if (cat.where != NULL)
-            fail(cat.where, ret);
-        goto out;
-    }
+    int ret = opt->reactor ? run_reactor() : run_blocking();
+    *took = ka_now() - t0;
+    if (ret == 0)
+        return 0;
+    if (cat.refused)
+        return 2;
+    if (cat.where != NULL)
+        fail(cat.where, ret);
+    return 1;
+}
+
+/* The report's `key: value` lines: what was read, and how it was scheduled. */
+static void report(const struct options *opt, double took)
+{
     struct ka_stats *s = &cat.k->st;
     printf("read: %ld bytes in %.6f s, crc32 %08x\n", cat.bytes, took, look_crc32((unsigned char *)cat.data, (size_t)cat.bytes));
     printf("io_submit: %ld calls, %ld requests, total %.6f s, longest %.6f s\n", s->submit_calls, s->submitted,
            s->submit_seconds, s->submit_max);
     printf("scheduling: max in flight %d (depth %d), batch %d, partial %ld, eagain %ld, short reads at eof %ld, "
-           "resubmitted %ld\n", s->max_in_flight, depth, batch, s->partial, s->eagain, cat.short_eof, cat.resubmitted);
-    if (reactor)
+           "resubmitted %ld\n", s->max_in_flight, opt->depth, opt->batch, s->partial, s->eagain, cat.short_eof,
+           cat.resubmitted);
+    if (opt->reactor)
         printf("reactor: %ld wakeups, %ld eventfd reads, %ld completions\n", cat.wakeups, s->eventfd_reads, s->reaped);
-    status = 0;
-out:
-    ka_destroy(cat.k);
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    int fd = -1;
+    void *mem = NULL;
+    double took = 0;
+    parse_options(&opt, argc, argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int status = setup(&opt, &fd, &mem);
+    if (status == 0)
+        status = run(&opt, &took);
+    if (status == 0)
+        report(&opt, took);
+    ka_destroy(cat.k); /* io_destroy waits for requests still in flight: then mem may go */
     if (fd >= 0)
         close(fd);
     free(mem);
