@@ -301,13 +301,17 @@ out:
     return ret;
 }
 
-/* What the command line asked for (cat.direct, .unchecked, .pause, .start and .block too). */
+/* What the command line asked for. */
 struct options {
+    const char *name;         /* FILE */
     const struct ka_ops *ops; /* --api raw|libaio */
+    int direct;               /* --direct (the default) or --buffered */
     int depth, batch;         /* requests in flight at most; iocbs per io_submit at most */
-    int nr_events;            /* --ctx: io_setup's size */
-    int slots;                /* requests prepared at once, queued or in flight */
-    int reactor;              /* --reactor */
+    long block;               /* bytes per request */
+    int nr_events;            /* --ctx: io_setup's size (default: depth) */
+    int slots;                /* requests prepared at once, queued or in flight (default: depth) */
+    int reactor, unchecked, pause;
+    long offset;              /* where in FILE to start */
     long buffer_offset;       /* bytes past an aligned address */
 };
 
@@ -319,18 +323,10 @@ static void usage(void)
     exit(2);
 }
 
-/* One option's number, or exit 2 with args_long's message. */
-static long number(const char *option, long min, long max)
-{
-    long value;
-    if (args_long("kaio_cat", option, optarg, min, max, &value) < 0)
-        exit(2);
-    return value;
-}
-
-/* The command line into *opt and cat; exits 2 when it is wrong. */
+/* The command line into *opt; exits 2 when it is wrong. */
 static void parse_options(struct options *opt, int argc, char **argv)
 {
+    static const char prog[] = "kaio_cat";
     static const struct option options[] = {
         { "api", required_argument, NULL, 'a' },      { "direct", no_argument, NULL, 'd' },
         { "buffered", no_argument, NULL, 'B' },       { "depth", required_argument, NULL, 'n' },
@@ -340,10 +336,8 @@ static void parse_options(struct options *opt, int argc, char **argv)
         { "buffer-offset", required_argument, NULL, 'O' }, { "unchecked", no_argument, NULL, 'u' },
         { "pause", no_argument, NULL, 'p' },          { NULL, 0, NULL, 0 },
     };
-    *opt = (struct options){ .ops = &ka_raw_ops, .depth = 8, .batch = 4 };
-    cat.direct = 1;
-    cat.block = 64 * 1024;
-    int c;
+    *opt = (struct options){ .ops = &ka_raw_ops, .direct = 1, .depth = 8, .batch = 4, .block = 64 * 1024 };
+    int c, bad = 0; /* bad: a number was refused (args_long said which) */
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
         case 'a':
@@ -353,24 +347,26 @@ static void parse_options(struct options *opt, int argc, char **argv)
                 exit(2);
             }
             break;
-        case 'd': cat.direct = 1; break;
-        case 'B': cat.direct = 0; break;
-        case 'n': opt->depth = (int)number("--depth", 1, KA_MAX_SLOTS); break;
-        case 'b': opt->batch = (int)number("--batch", 1, KA_MAX_SLOTS); break;
-        case 'k': cat.block = (size_t)number("--block", 1, MAX_BLOCK); break;
-        case 'c': opt->nr_events = (int)number("--ctx", 1, MAX_CTX); break;
-        case 's': opt->slots = (int)number("--slots", 1, KA_MAX_SLOTS); break;
+        case 'd': opt->direct = 1; break;
+        case 'B': opt->direct = 0; break;
+        case 'n': bad |= args_int(prog, "--depth", optarg, 1, KA_MAX_SLOTS, &opt->depth); break;
+        case 'b': bad |= args_int(prog, "--batch", optarg, 1, KA_MAX_SLOTS, &opt->batch); break;
+        case 'k': bad |= args_long(prog, "--block", optarg, 1, MAX_BLOCK, &opt->block); break;
+        case 'c': bad |= args_int(prog, "--ctx", optarg, 1, MAX_CTX, &opt->nr_events); break;
+        case 's': bad |= args_int(prog, "--slots", optarg, 1, KA_MAX_SLOTS, &opt->slots); break;
         case 'r': opt->reactor = 1; break;
-        case 'o': cat.start = (off_t)number("--offset", 0, LONG_MAX); break;
-        case 'O': opt->buffer_offset = number("--buffer-offset", 0, MAX_SHIFT); break;
-        case 'u': cat.unchecked = 1; break;
-        case 'p': cat.pause = 1; break;
+        case 'o': bad |= args_long(prog, "--offset", optarg, 0, LONG_MAX, &opt->offset); break;
+        case 'O': bad |= args_long(prog, "--buffer-offset", optarg, 0, MAX_SHIFT, &opt->buffer_offset); break;
+        case 'u': opt->unchecked = 1; break;
+        case 'p': opt->pause = 1; break;
         default: usage();
         }
     }
+    if (bad)
+        exit(2);
     if (optind != argc - 1)
         usage(); /* one FILE, no more */
-    cat.name = argv[optind];
+    opt->name = argv[optind];
     if (opt->slots == 0)
         opt->slots = opt->depth;
     if (opt->nr_events == 0)
@@ -386,6 +382,12 @@ static void parse_options(struct options *opt, int argc, char **argv)
  * report lines. Sets *fd (-1 if not opened) and *mem. 0, or 1 (the message is printed). */
 static int setup(const struct options *opt, int *fd, void **mem)
 {
+    cat.name = opt->name;
+    cat.direct = opt->direct;
+    cat.unchecked = opt->unchecked;
+    cat.pause = opt->pause;
+    cat.block = (size_t)opt->block;
+    cat.start = (off_t)opt->offset;
     *fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
     if (*fd < 0)
         return fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", -errno);

@@ -28,16 +28,21 @@ struct rx; /* the lab-2 reactor (reactor/rx.h) */
 
 /* What the command line asked for (uring_cat_setup.c: cat_options). */
 struct cat_options {
-    const char *name;        /* FILE */
-    const char *out_name;    /* --write OUT, or NULL */
+    const char *name;         /* FILE */
+    const char *out_name;     /* --write OUT, or NULL */
     const struct ur_ops *ops; /* --api raw|liburing */
-    int depth;               /* --depth: requests in flight at most */
-    int reactor;             /* --reactor: wait in the lab-2 reactor, not in io_uring_enter */
-    int pause;               /* --pause: wait for Enter before the ring is closed */
-    unsigned flags;          /* UR_SQPOLL (--sqpoll), UR_FIXED (--fixed) */
-    unsigned idle_ms;        /* --sq-idle-ms */
-    long offset;             /* --offset: where in FILE to start */
-    long buffer_offset;      /* --buffer-offset: bytes past an aligned address */
+    int direct;               /* --direct (the default) or --buffered */
+    int depth;                /* --depth: requests in flight at most */
+    long batch;               /* --batch: completions one io_uring_enter waits for */
+    long block;               /* --block: bytes per request */
+    int reactor;              /* --reactor: wait in the lab-2 reactor, not in io_uring_enter */
+    int unchecked;            /* --unchecked: no O_DIRECT check before a request is queued */
+    int pause;                /* --pause: wait for Enter before the ring is closed */
+    unsigned flags;           /* UR_SQPOLL (--sqpoll), UR_FIXED (--fixed) */
+    long idle_ms;             /* --sq-idle-ms */
+    long offset;              /* --offset: where in FILE to start */
+    long buffer_offset;       /* --buffer-offset: bytes past an aligned address */
+    long stop_after;          /* --stop-after: stop at the copy's Nth write completion (0: never) */
 };
 
 /* One request slot: tag = slot number. */

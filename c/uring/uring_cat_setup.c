@@ -38,17 +38,9 @@ static void usage(void)
     exit(2);
 }
 
-/* One option's number, or exit 2 with args_long's message. */
-static long number(const char *option, long min, long max)
-{
-    long value;
-    if (args_long("uring_cat", option, optarg, min, max, &value) < 0)
-        exit(2);
-    return value;
-}
-
 void cat_options(struct cat_options *opt, int argc, char **argv)
 {
+    static const char prog[] = "uring_cat";
     static const struct option options[] = {
         { "api", required_argument, NULL, 'a' },        { "direct", no_argument, NULL, 'd' },
         { "buffered", no_argument, NULL, 'B' },         { "depth", required_argument, NULL, 'n' },
@@ -60,11 +52,9 @@ void cat_options(struct cat_options *opt, int argc, char **argv)
         { "pause", no_argument, NULL, 'p' },            { "stop-after", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
-    *opt = (struct cat_options){ .ops = &ur_raw_ops, .depth = 8, .idle_ms = 2000 };
-    cat.direct = 1;
-    cat.block = 64 * 1024;
-    cat.batch = 4;
-    int c;
+    *opt = (struct cat_options){ .ops = &ur_raw_ops, .direct = 1, .depth = 8, .batch = 4, .block = 64 * 1024,
+                                 .idle_ms = 2000 };
+    int c, bad = 0; /* bad: a number was refused (args_long said which) */
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
         case 'a':
@@ -73,24 +63,26 @@ void cat_options(struct cat_options *opt, int argc, char **argv)
                 exit(2);
             }
             break;
-        case 'd': cat.direct = 1; break;
-        case 'B': cat.direct = 0; break;
-        case 'n': opt->depth = (int)number("--depth", 1, UR_MAX_DEPTH); break;
-        case 'b': cat.batch = (unsigned)number("--batch", 1, UR_MAX_DEPTH); break;
-        case 'k': cat.block = (size_t)number("--block", 1, MAX_BLOCK); break;
+        case 'd': opt->direct = 1; break;
+        case 'B': opt->direct = 0; break;
+        case 'n': bad |= args_int(prog, "--depth", optarg, 1, UR_MAX_DEPTH, &opt->depth); break;
+        case 'b': bad |= args_long(prog, "--batch", optarg, 1, UR_MAX_DEPTH, &opt->batch); break;
+        case 'k': bad |= args_long(prog, "--block", optarg, 1, MAX_BLOCK, &opt->block); break;
         case 'r': opt->reactor = 1; break;
         case 's': opt->flags |= UR_SQPOLL; break;
-        case 'i': opt->idle_ms = (unsigned)number("--sq-idle-ms", 0, UINT_MAX); break;
+        case 'i': bad |= args_long(prog, "--sq-idle-ms", optarg, 0, UINT_MAX, &opt->idle_ms); break;
         case 'w': opt->out_name = optarg; break;
         case 'f': opt->flags |= UR_FIXED; break;
-        case 'o': opt->offset = number("--offset", 0, LONG_MAX); break;
-        case 'O': opt->buffer_offset = number("--buffer-offset", 0, MAX_SHIFT); break;
-        case 'u': cat.unchecked = 1; break;
+        case 'o': bad |= args_long(prog, "--offset", optarg, 0, LONG_MAX, &opt->offset); break;
+        case 'O': bad |= args_long(prog, "--buffer-offset", optarg, 0, MAX_SHIFT, &opt->buffer_offset); break;
+        case 'u': opt->unchecked = 1; break;
         case 'p': opt->pause = 1; break;
-        case 'S': cat.stop_after = number("--stop-after", 0, LONG_MAX); break;
+        case 'S': bad |= args_long(prog, "--stop-after", optarg, 0, LONG_MAX, &opt->stop_after); break;
         default: usage();
         }
     }
+    if (bad)
+        exit(2);
     if (optind != argc - 1)
         usage(); /* one FILE, no more */
     opt->name = argv[optind];
@@ -170,6 +162,11 @@ static int buffers_and_files(const struct cat_options *opt)
 
 int cat_open(const struct cat_options *opt)
 {
+    cat.direct = opt->direct;
+    cat.unchecked = opt->unchecked;
+    cat.batch = (unsigned)opt->batch;
+    cat.block = (size_t)opt->block;
+    cat.stop_after = opt->stop_after;
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sigaction stuck = { .sa_handler = on_stuck };
     sigaction(SIGALRM, &stuck, NULL);
@@ -187,7 +184,7 @@ int cat_open(const struct cat_options *opt)
     int ret = ka_alignment(fds[0], &cat.al);
     if (ret < 0)
         return cat_fail("statx (what does O_DIRECT need here?)", ret);
-    ret = ur_create(&cat.u, opt->ops, opt->depth, opt->flags, opt->idle_ms);
+    ret = ur_create(&cat.u, opt->ops, opt->depth, opt->flags, (unsigned)opt->idle_ms);
     if (ret < 0)
         return ring_refused(opt, ret);
     say_ring(opt);
