@@ -33,13 +33,13 @@
  */
 #include "ka.h"
 #include "../common/args.h"
+#include "../common/reader_args.h"
 #include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +47,8 @@
 #include <unistd.h>
 
 #define MAX_SIZE (256L << 20) /* the whole file is kept in memory: 256 MiB at most */
-#define MAX_BLOCK (1L << 30)  /* a request of at most 1 GiB */
+_Static_assert(READER_MAX_DEPTH <= KA_MAX_SLOTS, "--depth and --batch must fit a struct ka");
 #define MAX_CTX 65536         /* io_setup's events: /proc/sys/fs/aio-max-nr's default for the whole machine */
-#define MAX_SHIFT 4096        /* --buffer-offset: within the 4096 bytes posix_memalign adds */
 #define WAIT_MS 10000         /* no completion for this long: something is wrong, stop */
 #define LAB "lab 5: ka.c, ka_raw.c, ka_libaio.c"
 
@@ -301,18 +300,13 @@ out:
     return ret;
 }
 
-/* What the command line asked for. */
+/* What the command line asked for: the readers' flags (common/reader_args.h), and kaio_cat's own. */
 struct options {
     const char *name;         /* FILE */
+    struct reader_options r;  /* --api, --direct|--buffered, --depth, --batch, --block, --reactor, ... */
     const struct ka_ops *ops; /* --api raw|libaio */
-    int direct;               /* --direct (the default) or --buffered */
-    int depth, batch;         /* requests in flight at most; iocbs per io_submit at most */
-    long block;               /* bytes per request */
     int nr_events;            /* --ctx: io_setup's size (default: depth) */
-    int slots;                /* requests prepared at once, queued or in flight (default: depth) */
-    int reactor, unchecked, pause;
-    long offset;              /* where in FILE to start */
-    long buffer_offset;       /* bytes past an aligned address */
+    int slots;                /* --slots: requests prepared at once, queued or in flight (default: depth) */
 };
 
 static void usage(void)
@@ -326,54 +320,42 @@ static void usage(void)
 /* The command line into *opt; exits 2 when it is wrong. */
 static void parse_options(struct options *opt, int argc, char **argv)
 {
-    static const char prog[] = "kaio_cat";
     static const struct option options[] = {
-        { "api", required_argument, NULL, 'a' },      { "direct", no_argument, NULL, 'd' },
-        { "buffered", no_argument, NULL, 'B' },       { "depth", required_argument, NULL, 'n' },
-        { "batch", required_argument, NULL, 'b' },    { "block", required_argument, NULL, 'k' },
-        { "ctx", required_argument, NULL, 'c' },      { "slots", required_argument, NULL, 's' },
-        { "reactor", no_argument, NULL, 'r' },        { "offset", required_argument, NULL, 'o' },
-        { "buffer-offset", required_argument, NULL, 'O' }, { "unchecked", no_argument, NULL, 'u' },
-        { "pause", no_argument, NULL, 'p' },          { NULL, 0, NULL, 0 },
+        READER_OPTIONS,
+        { "ctx", required_argument, NULL, 'c' },
+        { "slots", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
     };
-    *opt = (struct options){ .ops = &ka_raw_ops, .direct = 1, .depth = 8, .batch = 4, .block = 64 * 1024 };
-    int c, bad = 0; /* bad: a number was refused (args_long said which) */
+    *opt = (struct options){ .nr_events = 0 };
+    reader_defaults(&opt->r);
+    int c, bad = 0; /* bad: a number was refused (args.c said which) */
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (c) {
-        case 'a':
-            opt->ops = !strcmp(optarg, "libaio") ? &ka_libaio_ops : !strcmp(optarg, "raw") ? &ka_raw_ops : NULL;
-            if (opt->ops == NULL) {
-                fprintf(stderr, "kaio_cat: --api wants raw or libaio, not '%s'\n", optarg);
-                exit(2);
-            }
-            break;
-        case 'd': opt->direct = 1; break;
-        case 'B': opt->direct = 0; break;
-        case 'n': bad |= args_int(prog, "--depth", optarg, 1, KA_MAX_SLOTS, &opt->depth); break;
-        case 'b': bad |= args_int(prog, "--batch", optarg, 1, KA_MAX_SLOTS, &opt->batch); break;
-        case 'k': bad |= args_long(prog, "--block", optarg, 1, MAX_BLOCK, &opt->block); break;
-        case 'c': bad |= args_int(prog, "--ctx", optarg, 1, MAX_CTX, &opt->nr_events); break;
-        case 's': bad |= args_int(prog, "--slots", optarg, 1, KA_MAX_SLOTS, &opt->slots); break;
-        case 'r': opt->reactor = 1; break;
-        case 'o': bad |= args_long(prog, "--offset", optarg, 0, LONG_MAX, &opt->offset); break;
-        case 'O': bad |= args_long(prog, "--buffer-offset", optarg, 0, MAX_SHIFT, &opt->buffer_offset); break;
-        case 'u': opt->unchecked = 1; break;
-        case 'p': opt->pause = 1; break;
-        default: usage();
-        }
+        int ret = reader_option(&opt->r, "kaio_cat", c);
+        if (c == 'c')
+            ret = args_int("kaio_cat", "--ctx", optarg, 1, MAX_CTX, &opt->nr_events);
+        else if (c == 's')
+            ret = args_int("kaio_cat", "--slots", optarg, 1, KA_MAX_SLOTS, &opt->slots);
+        else if (ret == 0)
+            usage(); /* an unknown flag (getopt_long said which), or one without its argument */
+        bad |= ret < 0;
     }
     if (bad)
         exit(2);
     if (optind != argc - 1)
         usage(); /* one FILE, no more */
     opt->name = argv[optind];
+    opt->ops = !strcmp(opt->r.api, "libaio") ? &ka_libaio_ops : !strcmp(opt->r.api, "raw") ? &ka_raw_ops : NULL;
+    if (opt->ops == NULL) {
+        fprintf(stderr, "kaio_cat: --api wants raw or libaio, not '%s'\n", opt->r.api);
+        exit(2);
+    }
     if (opt->slots == 0)
-        opt->slots = opt->depth;
+        opt->slots = opt->r.depth;
     if (opt->nr_events == 0)
-        opt->nr_events = opt->depth;
-    if (opt->slots < opt->depth) {
+        opt->nr_events = opt->r.depth;
+    if (opt->slots < opt->r.depth) {
         fprintf(stderr, "kaio_cat: --slots %d is fewer than --depth %d: the depth is requests in slots\n",
-                opt->slots, opt->depth);
+                opt->slots, opt->r.depth);
         exit(2);
     }
 }
@@ -383,11 +365,11 @@ static void parse_options(struct options *opt, int argc, char **argv)
 static int setup(const struct options *opt, int *fd, void **mem)
 {
     cat.name = opt->name;
-    cat.direct = opt->direct;
-    cat.unchecked = opt->unchecked;
-    cat.pause = opt->pause;
-    cat.block = (size_t)opt->block;
-    cat.start = (off_t)opt->offset;
+    cat.direct = opt->r.direct;
+    cat.unchecked = opt->r.unchecked;
+    cat.pause = opt->r.pause;
+    cat.block = (size_t)opt->r.block;
+    cat.start = (off_t)opt->r.offset;
     *fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
     if (*fd < 0)
         return fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", -errno);
@@ -402,20 +384,20 @@ static int setup(const struct options *opt, int *fd, void **mem)
     if (ret < 0)
         return fail("statx (what does O_DIRECT need here?)", ret);
     printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", opt->ops->name,
-           cat.direct ? "O_DIRECT" : "buffered", opt->depth, opt->batch, cat.block, opt->nr_events, opt->slots,
-           opt->reactor ? ", reactor" : "");
+           cat.direct ? "O_DIRECT" : "buffered", opt->r.depth, opt->r.batch, cat.block, opt->nr_events, opt->slots,
+           opt->r.reactor ? ", reactor" : "");
     printf("alignment: memory %zu, offset %zu (%s)\n", cat.al.mem, cat.al.off, cat.al.source);
     /* Room for whole blocks past the end (each read asks for a full block), aligned for
      * O_DIRECT: posix_memalign, since malloc only promises 16 bytes. */
     size_t span = cat.size > cat.start ? (size_t)(cat.size - cat.start) : 0;
-    size_t room = (span / cat.block + 1) * cat.block + MAX_SHIFT;
+    size_t room = (span / cat.block + 1) * cat.block + READER_MAX_SHIFT;
     if (posix_memalign(mem, 4096, room) != 0) {
         *mem = NULL;
         fprintf(stderr, "kaio_cat: out of memory\n");
         return 1;
     }
-    cat.data = (char *)*mem + opt->buffer_offset;
-    ret = ka_create(&cat.k, opt->ops, *fd, opt->nr_events, opt->slots, opt->depth, opt->batch);
+    cat.data = (char *)*mem + opt->r.buffer_offset;
+    ret = ka_create(&cat.k, opt->ops, *fd, opt->nr_events, opt->slots, opt->r.depth, opt->r.batch);
     if (ret < 0)
         return fail(opt->ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)"
                                             : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
@@ -426,7 +408,7 @@ static int setup(const struct options *opt, int *fd, void **mem)
 static int run(const struct options *opt, double *took)
 {
     double t0 = ka_now();
-    int ret = opt->reactor ? run_reactor() : run_blocking();
+    int ret = opt->r.reactor ? run_reactor() : run_blocking();
     *took = ka_now() - t0;
     if (ret == 0)
         return 0;
@@ -445,9 +427,9 @@ static void report(const struct options *opt, double took)
     printf("io_submit: %ld calls, %ld requests, total %.6f s, longest %.6f s\n", s->submit_calls, s->submitted,
            s->submit_seconds, s->submit_max);
     printf("scheduling: max in flight %d (depth %d), batch %d, partial %ld, eagain %ld, short reads at eof %ld, "
-           "resubmitted %ld\n", s->max_in_flight, opt->depth, opt->batch, s->partial, s->eagain, cat.short_eof,
+           "resubmitted %ld\n", s->max_in_flight, opt->r.depth, opt->r.batch, s->partial, s->eagain, cat.short_eof,
            cat.resubmitted);
-    if (opt->reactor)
+    if (opt->r.reactor)
         printf("reactor: %ld wakeups, %ld eventfd reads, %ld completions\n", cat.wakeups, s->eventfd_reads, s->reaped);
 }
 

@@ -8,7 +8,7 @@ PROGRAMS += $(O)/uring_cat $(O)/uring_lab.so
 URCAT_SRC := uring/uring_cat.c uring/uring_cat.h uring/uring_cat_requests.c uring/uring_cat_reactor.c \
              uring/uring_cat_setup.c
 $(O)/uring_cat: $(URCAT_SRC) $(UR_SRC) kaio/ka.c kaio/ka.h common/look.c common/look.h \
-                common/args.c common/args.h reactor/rx.c reactor/rx.h
+                common/args.c common/args.h common/reader_args.c common/reader_args.h reactor/rx.c reactor/rx.h
 LDLIBS_uring_cat := -luring
 $(O)/uring_lab.so: $(UR_SRC)
 LDLIBS_uring_lab.so := -shared -fPIC -luring

@@ -19,6 +19,7 @@
 
 #include "uring.h"
 #include "../kaio/ka.h"
+#include "../common/reader_args.h"
 
 #include <stdint.h>
 
@@ -26,22 +27,16 @@ struct rx; /* the lab-2 reactor (reactor/rx.h) */
 
 #define STUCK_S 20 /* no end after this long: something waits forever; stop (SIGALRM) */
 
-/* What the command line asked for (uring_cat_setup.c: cat_options). */
+/* What the command line asked for (uring_cat_setup.c: cat_options): the readers' flags
+ * (common/reader_args.h: --api, --direct|--buffered, --depth, --batch, --block, --reactor,
+ * --unchecked, --pause, --offset, --buffer-offset), and uring_cat's own. */
 struct cat_options {
     const char *name;         /* FILE */
-    const char *out_name;     /* --write OUT, or NULL */
+    struct reader_options r;
     const struct ur_ops *ops; /* --api raw|liburing */
-    int direct;               /* --direct (the default) or --buffered */
-    int depth;                /* --depth: requests in flight at most */
-    long batch;               /* --batch: completions one io_uring_enter waits for */
-    long block;               /* --block: bytes per request */
-    int reactor;              /* --reactor: wait in the lab-2 reactor, not in io_uring_enter */
-    int unchecked;            /* --unchecked: no O_DIRECT check before a request is queued */
-    int pause;                /* --pause: wait for Enter before the ring is closed */
+    const char *out_name;     /* --write OUT, or NULL */
     unsigned flags;           /* UR_SQPOLL (--sqpoll), UR_FIXED (--fixed) */
     long idle_ms;             /* --sq-idle-ms */
-    long offset;              /* --offset: where in FILE to start */
-    long buffer_offset;       /* --buffer-offset: bytes past an aligned address */
     long stop_after;          /* --stop-after: stop at the copy's Nth write completion (0: never) */
 };
 

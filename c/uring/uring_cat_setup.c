@@ -21,8 +21,7 @@
 #include <unistd.h>
 
 #define MAX_SIZE (256L << 20) /* the whole file is kept in memory: 256 MiB at most */
-#define MAX_BLOCK (1L << 30)  /* a request's length must fit the SQE's 32 bits */
-#define MAX_SHIFT 4096        /* --buffer-offset: within the 4096 bytes posix_memalign adds */
+_Static_assert(READER_MAX_DEPTH <= UR_MAX_DEPTH, "--depth and --batch must fit a ring");
 
 static int fds[2] = { -1, -1 }; /* FILE, and --write's OUT */
 static void *mem;               /* the buffer (cat.data is --buffer-offset into it) */
@@ -40,53 +39,44 @@ static void usage(void)
 
 void cat_options(struct cat_options *opt, int argc, char **argv)
 {
-    static const char prog[] = "uring_cat";
     static const struct option options[] = {
-        { "api", required_argument, NULL, 'a' },        { "direct", no_argument, NULL, 'd' },
-        { "buffered", no_argument, NULL, 'B' },         { "depth", required_argument, NULL, 'n' },
-        { "batch", required_argument, NULL, 'b' },      { "block", required_argument, NULL, 'k' },
-        { "reactor", no_argument, NULL, 'r' },          { "sqpoll", no_argument, NULL, 's' },
-        { "sq-idle-ms", required_argument, NULL, 'i' }, { "write", required_argument, NULL, 'w' },
-        { "fixed", no_argument, NULL, 'f' },            { "offset", required_argument, NULL, 'o' },
-        { "buffer-offset", required_argument, NULL, 'O' }, { "unchecked", no_argument, NULL, 'u' },
-        { "pause", no_argument, NULL, 'p' },            { "stop-after", required_argument, NULL, 'S' },
+        READER_OPTIONS,
+        { "sqpoll", no_argument, NULL, 's' },
+        { "sq-idle-ms", required_argument, NULL, 'i' },
+        { "write", required_argument, NULL, 'w' },
+        { "fixed", no_argument, NULL, 'f' },
+        { "stop-after", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
-    *opt = (struct cat_options){ .ops = &ur_raw_ops, .direct = 1, .depth = 8, .batch = 4, .block = 64 * 1024,
-                                 .idle_ms = 2000 };
-    int c, bad = 0; /* bad: a number was refused (args_long said which) */
+    *opt = (struct cat_options){ .idle_ms = 2000 };
+    reader_defaults(&opt->r);
+    int c, bad = 0; /* bad: a number was refused (args.c said which) */
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (c) {
-        case 'a':
-            if ((opt->ops = ur_ops_named(optarg)) == NULL) {
-                fprintf(stderr, "uring_cat: --api wants raw or liburing, not '%s'\n", optarg);
-                exit(2);
-            }
-            break;
-        case 'd': opt->direct = 1; break;
-        case 'B': opt->direct = 0; break;
-        case 'n': bad |= args_int(prog, "--depth", optarg, 1, UR_MAX_DEPTH, &opt->depth); break;
-        case 'b': bad |= args_long(prog, "--batch", optarg, 1, UR_MAX_DEPTH, &opt->batch); break;
-        case 'k': bad |= args_long(prog, "--block", optarg, 1, MAX_BLOCK, &opt->block); break;
-        case 'r': opt->reactor = 1; break;
-        case 's': opt->flags |= UR_SQPOLL; break;
-        case 'i': bad |= args_long(prog, "--sq-idle-ms", optarg, 0, UINT_MAX, &opt->idle_ms); break;
-        case 'w': opt->out_name = optarg; break;
-        case 'f': opt->flags |= UR_FIXED; break;
-        case 'o': bad |= args_long(prog, "--offset", optarg, 0, LONG_MAX, &opt->offset); break;
-        case 'O': bad |= args_long(prog, "--buffer-offset", optarg, 0, MAX_SHIFT, &opt->buffer_offset); break;
-        case 'u': opt->unchecked = 1; break;
-        case 'p': opt->pause = 1; break;
-        case 'S': bad |= args_long(prog, "--stop-after", optarg, 0, LONG_MAX, &opt->stop_after); break;
-        default: usage();
-        }
+        int ret = reader_option(&opt->r, "uring_cat", c);
+        if (c == 's')
+            opt->flags |= UR_SQPOLL;
+        else if (c == 'i')
+            ret = args_long("uring_cat", "--sq-idle-ms", optarg, 0, UINT_MAX, &opt->idle_ms);
+        else if (c == 'w')
+            opt->out_name = optarg;
+        else if (c == 'f')
+            opt->flags |= UR_FIXED;
+        else if (c == 'S')
+            ret = args_long("uring_cat", "--stop-after", optarg, 0, LONG_MAX, &opt->stop_after);
+        else if (ret == 0)
+            usage(); /* an unknown flag (getopt_long said which), or one without its argument */
+        bad |= ret < 0;
     }
     if (bad)
         exit(2);
     if (optind != argc - 1)
         usage(); /* one FILE, no more */
     opt->name = argv[optind];
-    if (opt->out_name != NULL && opt->offset != 0) {
+    if ((opt->ops = ur_ops_named(opt->r.api)) == NULL) {
+        fprintf(stderr, "uring_cat: --api wants raw or liburing, not '%s'\n", opt->r.api);
+        exit(2);
+    }
+    if (opt->out_name != NULL && opt->r.offset != 0) {
         fprintf(stderr, "uring_cat: --write copies the whole file: it does not go with --offset\n");
         exit(2);
     }
@@ -123,7 +113,7 @@ static void say_ring(const struct cat_options *opt)
     char line[256];
     struct ur_info *ri = &cat.u->info;
     printf("uring_cat: api %s, %s, depth %d, batch %u, block %zu%s%s%s, pid %d\n", opt->ops->name,
-           cat.direct ? "O_DIRECT" : "buffered", opt->depth, cat.batch, cat.block, opt->reactor ? ", reactor" : "",
+           cat.direct ? "O_DIRECT" : "buffered", opt->r.depth, cat.batch, cat.block, opt->r.reactor ? ", reactor" : "",
            (opt->flags & UR_SQPOLL) ? ", sqpoll" : "", (opt->flags & UR_FIXED) ? ", fixed" : "", (int)getpid());
     if (ri->cq_ring_bytes == 0)
         snprintf(line, sizeof(line), "SQ and CQ rings %zu bytes (one mapping: IORING_FEAT_SINGLE_MMAP)",
@@ -140,15 +130,15 @@ static void say_ring(const struct cat_options *opt)
 static int buffers_and_files(const struct cat_options *opt)
 {
     /* Whole blocks past the end (reads ask for full blocks), aligned for O_DIRECT. */
-    size_t span = file_size > opt->offset ? (size_t)(file_size - opt->offset) : 0;
-    room = (span / cat.block + 1) * cat.block + MAX_SHIFT;
+    size_t span = file_size > opt->r.offset ? (size_t)(file_size - opt->r.offset) : 0;
+    room = (span / cat.block + 1) * cat.block + READER_MAX_SHIFT;
     if (posix_memalign(&mem, 4096, room) != 0) {
         mem = NULL;
         fprintf(stderr, "uring_cat: out of memory\n");
         return 1;
     }
     memset(mem, 0, room);
-    cat.data = (char *)mem + opt->buffer_offset;
+    cat.data = (char *)mem + opt->r.buffer_offset;
     if (opt->out_name != NULL) {
         fds[1] = open(opt->out_name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (cat.direct ? O_DIRECT : 0), 0644);
         if (fds[1] < 0)
@@ -162,10 +152,10 @@ static int buffers_and_files(const struct cat_options *opt)
 
 int cat_open(const struct cat_options *opt)
 {
-    cat.direct = opt->direct;
-    cat.unchecked = opt->unchecked;
-    cat.batch = (unsigned)opt->batch;
-    cat.block = (size_t)opt->block;
+    cat.direct = opt->r.direct;
+    cat.unchecked = opt->r.unchecked;
+    cat.batch = (unsigned)opt->r.batch;
+    cat.block = (size_t)opt->r.block;
     cat.stop_after = opt->stop_after;
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sigaction stuck = { .sa_handler = on_stuck };
@@ -184,7 +174,7 @@ int cat_open(const struct cat_options *opt)
     int ret = ka_alignment(fds[0], &cat.al);
     if (ret < 0)
         return cat_fail("statx (what does O_DIRECT need here?)", ret);
-    ret = ur_create(&cat.u, opt->ops, opt->depth, opt->flags, (unsigned)opt->idle_ms);
+    ret = ur_create(&cat.u, opt->ops, opt->r.depth, opt->flags, (unsigned)opt->idle_ms);
     if (ret < 0)
         return ring_refused(opt, ret);
     say_ring(opt);
@@ -206,7 +196,7 @@ int cat_transfer(const struct cat_options *opt)
     int fixed = (opt->flags & UR_FIXED) != 0; /* then requests name files by index: 0 and 1 */
     alarm(STUCK_S);
     double t0 = ka_now();
-    int ret = cat_phase(opt->reactor, 0, fixed ? 0 : fds[0], (uint64_t)opt->offset, (uint64_t)file_size);
+    int ret = cat_phase(opt->r.reactor, 0, fixed ? 0 : fds[0], (uint64_t)opt->r.offset, (uint64_t)file_size);
     double t1 = ka_now();
     if (ret < 0)
         return phase_failed(ret);
@@ -214,7 +204,7 @@ int cat_transfer(const struct cat_options *opt)
     printf("read: %ld bytes in %.6f s, crc32 %08x\n", total, t1 - t0,
            look_crc32((unsigned char *)cat.data, (size_t)total));
     if (opt->out_name != NULL) {
-        ret = cat_phase(opt->reactor, 1, fixed ? 1 : fds[1], 0, (uint64_t)total);
+        ret = cat_phase(opt->r.reactor, 1, fixed ? 1 : fds[1], 0, (uint64_t)total);
         if (ret < 0)
             return phase_failed(ret);
         /* O_DIRECT wrote whole blocks: cut the file back to the bytes that were read. */
@@ -231,14 +221,14 @@ void cat_report(const struct cat_options *opt)
     char line[512];
     struct ur_stats *s = &cat.u->st;
     printf("submit: %ld calls, %ld SQEs, largest batch %d, max in flight %d (depth %d)\n", s->submit_calls,
-           s->submitted, s->max_batch, s->max_in_flight, opt->depth);
+           s->submitted, s->max_batch, s->max_in_flight, opt->r.depth);
     printf("completions: %ld CQEs, short reads at eof %ld, resubmitted %ld\n", s->reaped, cat.short_eof,
            cat.resubmitted);
-    if (opt->reactor)
+    if (opt->r.reactor)
         printf("reactor: %ld wakeups, %ld eventfd reads\n", cat.wakeups, s->eventfd_reads);
     int n = look_threads(getpid(), line, sizeof(line));
     printf("threads: %d:%s\n", n, line);
-    if (opt->pause) {
+    if (opt->r.pause) {
         /* The ring is still open: its kernel threads are still there to be seen. */
         printf("paused: pid %d; look at /proc/%d/task/*/comm, then press Enter\n", (int)getpid(), (int)getpid());
         while (fgets(line, sizeof(line), stdin) != NULL && strchr(line, '\n') == NULL)
