@@ -3,6 +3,7 @@
 #include "args.h"
 
 #include <limits.h>
+#include <stdlib.h>
 
 void reader_defaults(struct reader_options *r)
 {
@@ -29,4 +30,13 @@ int reader_option(struct reader_options *r, const char *prog, int c)
     default: return 0;
     }
     return ret < 0 ? -1 : 1;
+}
+
+const char *reader_file(int bad, int argc, char **argv, void (*usage)(void))
+{
+    if (bad)
+        exit(2);
+    if (optind != argc - 1)
+        usage(); /* one FILE, no more */
+    return argv[optind];
 }

@@ -9,6 +9,8 @@
  *     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
  *         int ret = reader_option(&opt->r, "kaio_cat", c);   1: a reader flag, read; 0: not one
  *         ...                                                -1: its number was refused (said)
+ *     }
+ *     opt->name = reader_file(bad, argc, argv, usage);
  */
 #ifndef COMMON_READER_ARGS_H
 #define COMMON_READER_ARGS_H
@@ -52,5 +54,9 @@ void reader_defaults(struct reader_options *r);
 /* c is getopt_long's answer (optarg its argument): 1 if it was a reader flag, now in *r;
  * 0 if it was not; -1 if its number was refused (args_long printed why, naming prog). */
 int reader_option(struct reader_options *r, const char *prog, int c);
+
+/* After the getopt_long loop: exit 2 if a number was refused (bad), call usage() (which
+ * exits) unless exactly one operand is left, and return it: the file a reader reads. */
+const char *reader_file(int bad, int argc, char **argv, void (*usage)(void));
 
 #endif

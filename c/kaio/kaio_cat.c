@@ -339,11 +339,7 @@ static void parse_options(struct options *opt, int argc, char **argv)
             usage(); /* an unknown flag (getopt_long said which), or one without its argument */
         bad |= ret < 0;
     }
-    if (bad)
-        exit(2);
-    if (optind != argc - 1)
-        usage(); /* one FILE, no more */
-    opt->name = argv[optind];
+    opt->name = reader_file(bad, argc, argv, usage);
     opt->ops = !strcmp(opt->r.api, "libaio") ? &ka_libaio_ops : !strcmp(opt->r.api, "raw") ? &ka_raw_ops : NULL;
     if (opt->ops == NULL) {
         fprintf(stderr, "kaio_cat: --api wants raw or libaio, not '%s'\n", opt->r.api);

@@ -67,11 +67,7 @@ void cat_options(struct cat_options *opt, int argc, char **argv)
             usage(); /* an unknown flag (getopt_long said which), or one without its argument */
         bad |= ret < 0;
     }
-    if (bad)
-        exit(2);
-    if (optind != argc - 1)
-        usage(); /* one FILE, no more */
-    opt->name = argv[optind];
+    opt->name = reader_file(bad, argc, argv, usage);
     if ((opt->ops = ur_ops_named(opt->r.api)) == NULL) {
         fprintf(stderr, "uring_cat: --api wants raw or liburing, not '%s'\n", opt->r.api);
         exit(2);
