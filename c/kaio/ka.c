@@ -23,6 +23,14 @@ double ka_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+struct timespec *ka_timeout(int timeout_ms, struct timespec *ts)
+{
+    if (timeout_ms < 0)
+        return NULL;
+    *ts = (struct timespec){ .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
+    return ts;
+}
+
 int ka_alignment(int fd, struct ka_align *out)
 {
     struct statx stx;

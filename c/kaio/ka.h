@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h> /* struct timespec, for ka_timeout */
 
 #define KA_MAX_SLOTS 1024 /* requests one struct ka can hold (queued + in flight) */
 
@@ -166,5 +167,9 @@ int ka_io_submit(struct ka *k, const int *slots, int n);
 
 /* Seconds on CLOCK_MONOTONIC. */
 double ka_now(void);
+
+/* The timeout io_getevents takes, for both backends: ts filled from timeout_ms and
+ * returned, or NULL (no limit: wait as long as it takes) when timeout_ms < 0. */
+struct timespec *ka_timeout(int timeout_ms, struct timespec *ts);
 
 #endif

@@ -114,8 +114,8 @@ static int raw_reap(struct ka_backend *b, int min_nr, int max, struct ka_done *d
         max = b->slots;
     /* BEGIN SOLUTION lab5
      * TODO: syscall(SYS_io_getevents, b->ctx, min_nr, max, b->events, timeout): the
-     *       timeout is a struct timespec * (NULL: wait as long as it takes; build one
-     *       from timeout_ms otherwise). Retry on EINTR. For each event returned, copy
+     *       timeout is a struct timespec * (NULL: wait as long as it takes), which
+     *       ka_timeout(timeout_ms, &ts) gives (ka.h). Retry on EINTR. For each event returned, copy
      *       its slot (the aio_data you set in prep) and its res (bytes, or -errno of the
      *       I/O) into done[i]. Return the count, or -errno.
      * STUB: (void)min_nr;
@@ -123,10 +123,10 @@ static int raw_reap(struct ka_backend *b, int min_nr, int max, struct ka_done *d
      * STUB: (void)timeout_ms;
      * STUB: return -ENOSYS;
      */
-    struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
+    struct timespec ts;
     long got;
     do
-        got = syscall(SYS_io_getevents, b->ctx, (long)min_nr, (long)max, b->events, timeout_ms < 0 ? NULL : &ts);
+        got = syscall(SYS_io_getevents, b->ctx, (long)min_nr, (long)max, b->events, ka_timeout(timeout_ms, &ts));
     while (got < 0 && errno == EINTR);
     if (got < 0)
         return -errno;

@@ -32,11 +32,14 @@
  *       strace -f -e trace=io_setup,io_submit,io_getevents,epoll_wait,read ../bin/kaio_cat kaio-lab5.bin --reactor
  */
 #include "ka.h"
+#include "../common/args.h"
+#include "../common/reader_args.h"
 #include "../common/look.h"
 #include "../reactor/rx.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +47,8 @@
 #include <unistd.h>
 
 #define MAX_SIZE (256L << 20) /* the whole file is kept in memory: 256 MiB at most */
+_Static_assert(READER_MAX_DEPTH <= KA_MAX_SLOTS, "--depth and --batch must fit a struct ka");
+#define MAX_CTX 65536         /* io_setup's events: /proc/sys/fs/aio-max-nr's default for the whole machine */
 #define WAIT_MS 10000         /* no completion for this long: something is wrong, stop */
 #define LAB "lab 5: ka.c, ka_raw.c, ka_libaio.c"
 
@@ -295,6 +300,15 @@ out:
     return ret;
 }
 
+/* What the command line asked for: the readers' flags (common/reader_args.h), and kaio_cat's own. */
+struct options {
+    const char *name;         /* FILE */
+    struct reader_options r;  /* --api, --direct|--buffered, --depth, --batch, --block, --reactor, ... */
+    const struct ka_ops *ops; /* --api raw|libaio */
+    int nr_events;            /* --ctx: io_setup's size (default: depth) */
+    int slots;                /* --slots: requests prepared at once, queued or in flight (default: depth) */
+};
+
 static void usage(void)
 {
     fprintf(stderr, "usage: kaio_cat FILE [--api raw|libaio] [--direct|--buffered] [--depth N] [--batch B]\n"
@@ -303,102 +317,132 @@ static void usage(void)
     exit(2);
 }
 
-int main(int argc, char **argv)
+/* The command line into *opt; exits 2 when it is wrong. */
+static void parse_options(struct options *opt, int argc, char **argv)
 {
-    const struct ka_ops *ops = &ka_raw_ops;
-    int depth = 8, batch = 4, nr_events = 0, slots = 0, reactor = 0, fd = -1, status = 1, ret;
-    long block = 64 * 1024, buffer_offset = 0;
-    void *mem = NULL;
-    cat.direct = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--api") && v) {
-            ops = !strcmp(v, "libaio") ? &ka_libaio_ops : !strcmp(v, "raw") ? &ka_raw_ops : NULL;
-            if (ops == NULL)
-                usage();
-            i++;
-        } else if (!strcmp(a, "--direct")) cat.direct = 1;
-        else if (!strcmp(a, "--buffered")) cat.direct = 0;
-        else if (!strcmp(a, "--reactor")) reactor = 1;
-        else if (!strcmp(a, "--unchecked")) cat.unchecked = 1;
-        else if (!strcmp(a, "--pause")) cat.pause = 1;
-        else if (!strcmp(a, "--slots") && v) slots = atoi(argv[++i]);
-        else if (!strcmp(a, "--depth") && v) depth = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && v) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--ctx") && v) nr_events = atoi(argv[++i]);
-        else if (!strcmp(a, "--block") && v) block = atol(argv[++i]);
-        else if (!strcmp(a, "--offset") && v) cat.start = atol(argv[++i]);
-        else if (!strcmp(a, "--buffer-offset") && v) buffer_offset = atol(argv[++i]);
-        else if (a[0] != '-' && cat.name == NULL) cat.name = a;
-        else usage();
+    static const struct option options[] = {
+        READER_OPTIONS,
+        { "ctx", required_argument, NULL, 'c' },
+        { "slots", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
+    };
+    *opt = (struct options){ .nr_events = 0 };
+    reader_defaults(&opt->r);
+    int c, bad = 0; /* bad: a number was refused (args.c said which) */
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        int ret = reader_option(&opt->r, "kaio_cat", c);
+        if (c == 'c')
+            ret = args_int("kaio_cat", "--ctx", optarg, 1, MAX_CTX, &opt->nr_events);
+        else if (c == 's')
+            ret = args_int("kaio_cat", "--slots", optarg, 1, KA_MAX_SLOTS, &opt->slots);
+        else if (ret == 0)
+            usage(); /* an unknown flag (getopt_long said which), or one without its argument */
+        bad |= ret < 0;
     }
-    if (slots == 0)
-        slots = depth;
-    if (cat.name == NULL || depth < 1 || depth > KA_MAX_SLOTS || batch < 1 || block < 1 || cat.start < 0 ||
-        buffer_offset < 0 || buffer_offset > 4096 || slots < depth || slots > KA_MAX_SLOTS)
-        usage();
-    if (nr_events == 0)
-        nr_events = depth;
-    cat.block = (size_t)block;
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    opt->name = reader_file(bad, argc, argv, usage);
+    opt->ops = !strcmp(opt->r.api, "libaio") ? &ka_libaio_ops : !strcmp(opt->r.api, "raw") ? &ka_raw_ops : NULL;
+    if (opt->ops == NULL) {
+        fprintf(stderr, "kaio_cat: --api wants raw or libaio, not '%s'\n", opt->r.api);
+        exit(2);
+    }
+    if (opt->slots == 0)
+        opt->slots = opt->r.depth;
+    if (opt->nr_events == 0)
+        opt->nr_events = opt->r.depth;
+    if (opt->slots < opt->r.depth) {
+        fprintf(stderr, "kaio_cat: --slots %d is fewer than --depth %d: the depth is requests in slots\n",
+                opt->slots, opt->r.depth);
+        exit(2);
+    }
+}
 
-    fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
-    if (fd < 0) {
-        ret = -errno;
-        fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", ret);
-        goto out;
-    }
+/* Open FILE, learn its alignment, make the buffer and the context; print the first
+ * report lines. Sets *fd (-1 if not opened) and *mem. 0, or 1 (the message is printed). */
+static int setup(const struct options *opt, int *fd, void **mem)
+{
+    cat.name = opt->name;
+    cat.direct = opt->r.direct;
+    cat.unchecked = opt->r.unchecked;
+    cat.pause = opt->r.pause;
+    cat.block = (size_t)opt->r.block;
+    cat.start = (off_t)opt->r.offset;
+    *fd = open(cat.name, O_RDONLY | O_CLOEXEC | (cat.direct ? O_DIRECT : 0));
+    if (*fd < 0)
+        return fail(cat.direct ? "open with O_DIRECT (tmpfs refuses it: use a directory on ext4/xfs)" : "open", -errno);
     struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size > MAX_SIZE) {
+    if (fstat(*fd, &st) < 0 || st.st_size > MAX_SIZE) {
         fprintf(stderr, "kaio_cat: %s: not a readable file of at most %ld bytes\n", cat.name, MAX_SIZE);
-        goto out;
+        return 1;
     }
     cat.size = st.st_size;
     cat.next = cat.start;
-    ret = ka_alignment(fd, &cat.al);
-    if (ret < 0) {
-        fail("statx (what does O_DIRECT need here?)", ret);
-        goto out;
-    }
-    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", ops->name,
-           cat.direct ? "O_DIRECT" : "buffered", depth, batch, cat.block, nr_events, slots, reactor ? ", reactor" : "");
+    int ret = ka_alignment(*fd, &cat.al);
+    if (ret < 0)
+        return fail("statx (what does O_DIRECT need here?)", ret);
+    printf("kaio_cat: api %s, %s, depth %d, batch %d, block %zu, context %d, slots %d%s\n", opt->ops->name,
+           cat.direct ? "O_DIRECT" : "buffered", opt->r.depth, opt->r.batch, cat.block, opt->nr_events, opt->slots,
+           opt->r.reactor ? ", reactor" : "");
     printf("alignment: memory %zu, offset %zu (%s)\n", cat.al.mem, cat.al.off, cat.al.source);
     /* Room for whole blocks past the end (each read asks for a full block), aligned for
      * O_DIRECT: posix_memalign, since malloc only promises 16 bytes. */
     size_t span = cat.size > cat.start ? (size_t)(cat.size - cat.start) : 0;
-    size_t room = (span / cat.block + 1) * cat.block + 4096;
-    if (posix_memalign(&mem, 4096, room) != 0) {
+    size_t room = (span / cat.block + 1) * cat.block + READER_MAX_SHIFT;
+    if (posix_memalign(mem, 4096, room) != 0) {
+        *mem = NULL;
         fprintf(stderr, "kaio_cat: out of memory\n");
-        goto out;
+        return 1;
     }
-    cat.data = (char *)mem + buffer_offset;
+    cat.data = (char *)*mem + opt->r.buffer_offset;
+    ret = ka_create(&cat.k, opt->ops, *fd, opt->nr_events, opt->slots, opt->r.depth, opt->r.batch);
+    if (ret < 0)
+        return fail(opt->ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)"
+                                            : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
+    return 0;
+}
 
-    ret = ka_create(&cat.k, ops, fd, nr_events, slots, depth, batch);
-    if (ret < 0) {
-        fail(ops == &ka_raw_ops ? "io_setup (ka_create, raw_open in ka_raw.c)" : "io_setup (ka_create, lib_open in ka_libaio.c)", ret);
-        goto out;
-    }
+/* Read the whole file, waiting in io_getevents or in the reactor. 0, or the exit status. */
+static int run(const struct options *opt, double *took)
+{
     double t0 = ka_now();
-    ret = reactor ? run_reactor() : run_blocking();
-    double took = ka_now() - t0;
-    if (ret < 0) {
-        if (cat.refused)
-            status = 2;
-        else if (cat.where != NULL)
-            fail(cat.where, ret);
-        goto out;
-    }
+    int ret = opt->r.reactor ? run_reactor() : run_blocking();
+    *took = ka_now() - t0;
+    if (ret == 0)
+        return 0;
+    if (cat.refused)
+        return 2;
+    if (cat.where != NULL)
+        fail(cat.where, ret);
+    return 1;
+}
+
+/* The report's `key: value` lines: what was read, and how it was scheduled. */
+static void report(const struct options *opt, double took)
+{
     struct ka_stats *s = &cat.k->st;
     printf("read: %ld bytes in %.6f s, crc32 %08x\n", cat.bytes, took, look_crc32((unsigned char *)cat.data, (size_t)cat.bytes));
     printf("io_submit: %ld calls, %ld requests, total %.6f s, longest %.6f s\n", s->submit_calls, s->submitted,
            s->submit_seconds, s->submit_max);
     printf("scheduling: max in flight %d (depth %d), batch %d, partial %ld, eagain %ld, short reads at eof %ld, "
-           "resubmitted %ld\n", s->max_in_flight, depth, batch, s->partial, s->eagain, cat.short_eof, cat.resubmitted);
-    if (reactor)
+           "resubmitted %ld\n", s->max_in_flight, opt->r.depth, opt->r.batch, s->partial, s->eagain, cat.short_eof,
+           cat.resubmitted);
+    if (opt->r.reactor)
         printf("reactor: %ld wakeups, %ld eventfd reads, %ld completions\n", cat.wakeups, s->eventfd_reads, s->reaped);
-    status = 0;
-out:
-    ka_destroy(cat.k);
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    int fd = -1;
+    void *mem = NULL;
+    double took = 0;
+    parse_options(&opt, argc, argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int status = setup(&opt, &fd, &mem);
+    if (status == 0)
+        status = run(&opt, &took);
+    if (status == 0)
+        report(&opt, took);
+    ka_destroy(cat.k); /* io_destroy waits for requests still in flight: then mem may go */
     if (fd >= 0)
         close(fd);
     free(mem);

@@ -19,9 +19,11 @@
  *    EAGAIN; it is our job to keep the rest and retry after reaping.
  */
 #include "ka.h"
+#include "../common/args.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,26 +212,44 @@ static int caveat3(const char *name, char *buf)
     return ret < 0 ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+static void usage(void)
 {
-    const char *name = NULL;
-    int repeat = 5;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--api") && i + 1 < argc) {
-            ops = strcmp(argv[++i], "libaio") ? &ka_raw_ops : &ka_libaio_ops;
-        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
-            repeat = atoi(argv[++i]);
-        } else if (argv[i][0] != '-' && name == NULL) {
-            name = argv[i];
+    fprintf(stderr, "usage: kaio_caveats FILE [--api raw|libaio] [--repeat N (1..%d)]\n", MAX_REPEAT);
+    exit(2);
+}
+
+/* The command line: FILE's name, ops and *repeat set; exits 2 when it is wrong. */
+static const char *parse_options(int argc, char **argv, int *repeat)
+{
+    static const struct option options[] = {
+        { "api", required_argument, NULL, 'a' },
+        { "repeat", required_argument, NULL, 'r' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (c == 'a') {
+            ops = !strcmp(optarg, "libaio") ? &ka_libaio_ops : !strcmp(optarg, "raw") ? &ka_raw_ops : NULL;
+            if (ops == NULL) {
+                fprintf(stderr, "kaio_caveats: --api wants raw or libaio, not '%s'\n", optarg);
+                exit(2);
+            }
+        } else if (c == 'r') {
+            if (args_int("kaio_caveats", "--repeat", optarg, 1, MAX_REPEAT, repeat) < 0)
+                exit(2);
         } else {
-            name = NULL;
-            break;
+            usage();
         }
     }
-    if (name == NULL || repeat < 1 || repeat > MAX_REPEAT) {
-        fprintf(stderr, "usage: kaio_caveats FILE [--api raw|libaio] [--repeat N (1..%d)]\n", MAX_REPEAT);
-        return 2;
-    }
+    if (optind != argc - 1)
+        usage(); /* one FILE, no more */
+    return argv[optind];
+}
+
+int main(int argc, char **argv)
+{
+    int repeat = 5;
+    const char *name = parse_options(argc, argv, &repeat);
     struct stat st;
     if (stat(name, &st) < 0 || st.st_size < 4 * MIB) {
         fprintf(stderr, "kaio_caveats: %s: need a file of at least 4 MiB\n", name);

@@ -82,8 +82,8 @@ static int lib_reap(struct ka_backend *b, int min_nr, int max, struct ka_done *d
 {
     if (max > b->slots)
         max = b->slots;
-    /* TODO(lab5): io_getevents(b->ctx, min_nr, max, b->events, timeout) with a struct timespec
-     * built from timeout_ms (NULL when it is negative: no limit); it returns the
+    /* TODO(lab5): io_getevents(b->ctx, min_nr, max, b->events, timeout) with the timeout
+     * ka_timeout(timeout_ms, &ts) gives (NULL: no limit); it returns the
      * count or -errno: retry -EINTR. For each event: done[i].slot from its data
      * field, done[i].res from res (an unsigned long in libaio's struct: cast it to
      * long to get -errno back). Return the count. */

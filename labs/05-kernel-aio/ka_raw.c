@@ -84,8 +84,8 @@ static int raw_reap(struct ka_backend *b, int min_nr, int max, struct ka_done *d
     if (max > b->slots)
         max = b->slots;
     /* TODO(lab5): syscall(SYS_io_getevents, b->ctx, min_nr, max, b->events, timeout): the
-     * timeout is a struct timespec * (NULL: wait as long as it takes; build one
-     * from timeout_ms otherwise). Retry on EINTR. For each event returned, copy
+     * timeout is a struct timespec * (NULL: wait as long as it takes), which
+     * ka_timeout(timeout_ms, &ts) gives (ka.h). Retry on EINTR. For each event returned, copy
      * its slot (the aio_data you set in prep) and its res (bytes, or -errno of the
      * I/O) into done[i]. Return the count, or -errno. */
     (void)min_nr;
