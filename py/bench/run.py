@@ -15,10 +15,8 @@ from typing import Any
 from bench import fio
 from bench.apis import APIS
 from bench.worker import HELLO
+from measuring import Heartbeat, data_file, make_data_file
 from paths import ROOT
-from reveal.probe import Heartbeat
-from reveal.run import Config as RevealConfig
-from reveal.run import make_data_file
 from xray import proc
 from xray.sampler import ThreadSampler
 
@@ -42,7 +40,7 @@ class Config:
     @property
     def data_file(self) -> Path:
         """Made once in the labs' data directory, shared with `make reveal` (same name, same bytes)."""
-        return RevealConfig(file_size=self.file_size).data_file
+        return data_file(self.file_size)
 
     def selected(self) -> list[str]:
         return [a for a in all_apis() if not self.apis or a in self.apis]
@@ -120,7 +118,7 @@ def run_all(config: Config, progress: Callable[[str], None] = print,
     """Every (API, QD) result, grouped by QD; progress gets one line per measurement. With
     floors, the idle loop's heartbeat is measured before each QD group and appended there: the
     machine's floor sampled through the run, not at one moment of it."""
-    make_data_file(RevealConfig(file_size=config.file_size))
+    make_data_file(config.file_size)
     apis = config.selected()
     total = len(apis) * len(config.depths)
     width = max(len(a) for a in apis)

@@ -33,7 +33,7 @@ from xray import Unavailable, perf
 CHILD = r'''
 import gc, json, sys, time
 from bench import worker
-from reveal import probe
+import measuring
 
 late, collections = [], []
 began = [0.0]
@@ -46,15 +46,15 @@ def noting_gc(phase, info):
 
 gc.callbacks.append(noting_gc)
 
-class Noting(probe.Heartbeat):
+class Noting(measuring.Heartbeat):
     async def run(self):
         while not self.stopped:
             asked = self.clock()
-            await self.sleep(probe.HEARTBEAT)
+            await self.sleep(measuring.HEARTBEAT)
             now = self.clock()
             self.ticks += 1
-            self.worst = max(self.worst, now - asked - probe.HEARTBEAT)
-            late.append((now - asked - probe.HEARTBEAT, asked + probe.HEARTBEAT, now))
+            self.worst = max(self.worst, now - asked - measuring.HEARTBEAT)
+            late.append((now - asked - measuring.HEARTBEAT, asked + measuring.HEARTBEAT, now))
 
 worker.Heartbeat = Noting
 result = worker.run(sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))

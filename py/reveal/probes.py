@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import importlib
 import mmap
 import os
 import random
@@ -30,13 +29,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from measuring import CAIO_BACKENDS, Unsupported, aligned_buffer, module, require_caio_backend
 from paths import BIN
 
 ALIGN = 4096   # O_DIRECT wants buffers, offsets and sizes aligned to the logical block size; a page covers it
-
-
-class Unsupported(Exception):
-    """This API cannot run this way here; str(exc) says why (the row's reason)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ class Probe:
     read: ReadFn                            # the probe itself
     loop: str = "asyncio"                   # which event loop runs it: "asyncio" or "miniloop"
     env: dict[str, str] = field(default_factory=dict)   # extra environment (CAIO_IMPL=...)
-    needs: tuple[str, ...] = ()             # modules imported before the clock starts (see module())
+    needs: tuple[str, ...] = ()             # modules imported before the clock starts (see measuring.module)
 
 
 PROBES: dict[str, Probe] = {}   # API name -> its probe, in the table's order
@@ -101,23 +97,9 @@ def open_fd(plan: Plan) -> int:
     return os.open(plan.path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if plan.direct else 0))
 
 
-def aligned_buffer(size: int) -> mmap.mmap:
-    """A writable buffer aligned to a page (anonymous memory): what O_DIRECT needs."""
-    return mmap.mmap(-1, size)
-
-
 async def gather_sum(workers: list[Coroutine[Any, Any, int]]) -> int:
     """Run the asyncio workers together; the sum of their results."""
     return sum(await asyncio.gather(*workers))
-
-
-def module(name: str) -> Any:
-    """A module the probe `needs`: already imported by then, so this costs the loop nothing.
-
-    (Importing aiofile and caio takes ~80 ms of the loop thread: inside the measured
-    window, that would be the worst "stall" of every row that uses them.)
-    """
-    return importlib.import_module(name)
 
 
 # --- the standard library: a thread per call ------------------------------------------
@@ -186,23 +168,9 @@ async def read_aiofiles(plan: Plan) -> int:
 
 # --- aiofile on each caio backend -------------------------------------------------------
 
-# CAIO_IMPL value -> the module caio picks for it. Without CAIO_IMPL, caio takes the first
-# it can load, in this order. When it cannot load the one asked for, it warns and takes
-# its default: the probe checks which one it really got.
-CAIO_BACKENDS = {
-    "uring": "caio.linux_uring_asyncio",      # io_uring (with SQPOLL when the kernel allows it)
-    "linux": "caio.linux_aio_asyncio",        # io_submit, completions through an eventfd
-    "thread": "caio.thread_aio_asyncio",      # a C thread pool doing pread
-    "python": "caio.python_aio_asyncio",      # multiprocessing.pool.ThreadPool doing os.pread
-}
-
-
 def _aiofile_probe(impl: str) -> ReadFn:
     async def read_aiofile(plan: Plan) -> int:
-        caio = module("caio")
-        got = caio.AsyncioContext.__module__
-        if got != CAIO_BACKENDS[impl]:
-            raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
+        require_caio_backend(impl)
         aiofile = module("aiofile")
         # AIOFile opens files itself, with open(name, mode): there is no way to ask for
         # O_DIRECT. For O_DIRECT, open the file ourselves and hand the file object over.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from measuring import data_file, make_data_file
 from paths import DATA_DIR, ROOT
 from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_perf, fill_from_trace, size_label, workers_during
 from reveal.costs import IO_CALLS, PerfRun
@@ -68,7 +69,7 @@ class Config:
     @property
     def data_file(self) -> Path:
         """In the labs' data directory: build/data, or $LAB_DATA_DIR (never tmpfs: O_DIRECT)."""
-        return DATA_DIR / f"reveal-{self.file_size >> 20}MiB.bin"
+        return data_file(self.file_size)
 
 
 @dataclass(frozen=True)
@@ -88,22 +89,6 @@ class Tools:
                 return str(err)
             return None
         return cls(problem(strace.check), problem(timeline.check), o_direct_problem())
-
-
-def make_data_file(config: Config) -> Path:
-    """Create the data file once (random bytes, written to the disk); reuse it afterwards."""
-    path = config.data_file
-    if path.exists() and path.stat().st_size == config.file_size:
-        return path
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as f:
-        for _ in range(config.file_size >> 20):
-            f.write(os.urandom(1 << 20))
-        f.flush()
-        os.fsync(f.fileno())   # dirty pages cannot be dropped from the cache: write them out now
-    partial.rename(path)
-    return path
 
 
 def probe_argv(api: str, mode: str, workload: Workload, config: Config, passes: int = 1) -> list[str]:
@@ -239,7 +224,7 @@ def measure(api: str, mode: str, workload: Workload, config: Config, tools: Tool
 
 def run_all(config: Config, progress: Callable[[str], None] = print) -> tuple[list[Row], Tools]:
     """Every row, in the table's order (workload, API, file); progress gets one line per finished row."""
-    make_data_file(config)
+    make_data_file(config.file_size)
     tools = Tools.check()
     if tools.strace:
         progress(f"strace cannot run here, so the table has no syscalls and no verdicts: {tools.strace}")
