@@ -7,6 +7,7 @@ the reads run? -- and answer it with the same tools, kept here so neither reache
     drop_cache(path)   the file's pages out of the page cache: the next reads go to the disk
     aligned_buffer(n)  a page-aligned buffer, what O_DIRECT wants
     make_data_file(n)  the file of random bytes they read, made once in the data directory
+    child_env()        the environment of a measured child process (`python -m reveal.probe`, bench.worker)
     Unsupported        "this API cannot run this way here", the row's reason
     module(name)       an import that costs nothing inside the measured window
     require_caio_backend(impl)   caio on the backend asked for, or Unsupported
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from paths import DATA_DIR
+from paths import DATA_DIR, ROOT
 
 HEARTBEAT = 0.001   # seconds the heartbeat asks to sleep
 SETTLE = 0.02       # the heartbeat runs this long before the reads start
@@ -88,6 +89,15 @@ def make_data_file(size: int) -> Path:
         os.fsync(f.fileno())   # dirty pages cannot be dropped from the cache: write them out now
     partial.rename(path)
     return path
+
+
+def child_env() -> dict[str, str]:
+    """This environment for a child that measures: this checkout's py/ first on its path, and no
+    CAIO_IMPL (the child sets it for the caio rows alone; nobody else's must leak in)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("CAIO_IMPL", None)
+    return env
 
 
 class Unsupported(Exception):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,8 +14,7 @@ from typing import Any
 from bench import fio
 from bench.apis import APIS
 from bench.worker import HELLO
-from measuring import Heartbeat, data_file, make_data_file
-from paths import ROOT
+from measuring import Heartbeat, child_env, data_file, make_data_file
 from xray import proc
 from xray.sampler import ThreadSampler
 
@@ -46,11 +44,7 @@ class Config:
         return [a for a in all_apis() if not self.apis or a in self.apis]
 
 
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("CAIO_IMPL", None)   # the worker sets it for the caio rows only
-    return env
+worker_env = child_env   # the name bench.echo imports: the same environment as every measured child
 
 
 def threads_during(sampler: ThreadSampler, result: dict[str, Any]) -> list[str]:
@@ -65,7 +59,7 @@ def run_python(api: str, qd: int, config: Config) -> dict[str, Any]:
     """One bench.worker process, its /proc/PID/task sampled while it runs."""
     argv = [sys.executable, "-m", "bench.worker", api, str(qd), str(config.data_file),
             "--seconds", str(config.seconds)]
-    with proc.launch(argv, env=worker_env(), stderr=subprocess.PIPE) as p:
+    with proc.launch(argv, env=child_env(), stderr=subprocess.PIPE) as p:
         try:
             first = p.readline(timeout=60)
         except TimeoutError:

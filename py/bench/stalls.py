@@ -26,7 +26,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.run import Config, worker_env
+from bench.run import Config
+from measuring import child_env
 from xray import Unavailable, perf
 
 # The child: bench.worker's run() with a heartbeat that remembers when each late tick was due.
@@ -155,7 +156,7 @@ def record(api: str, qd: int, seconds: float, worst: int) -> tuple[dict[str, obj
         argv = ["perf", "record", "-q", "-B", "-N", "--no-bpf-event", "-a", "-k", "monotonic", "-o", str(data),
                 "-e", "sched:sched_switch", "-e", "sched:sched_wakeup", *(x for c in calls for x in ("-e", c)), "--",
                 sys.executable, "-c", CHILD, api, str(qd), str(path), str(seconds), str(worst)]
-        run = subprocess.run(argv, env=worker_env(), capture_output=True, text=True, timeout=seconds + 120)
+        run = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=seconds + 120)
         lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             raise RuntimeError(f"the worker said nothing: {run.stderr.strip()[-500:]}")

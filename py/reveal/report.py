@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paths import DATA_DIR
 from reveal.analyze import STRACE_STALL_MS, Lane, Row, ms, size_label
 from reveal.run import Config, Tools, Workload
 from xray.causes import memory_filesystem

@@ -17,7 +17,6 @@ openat shows the whole name (it cuts long strings) and the descriptor can be fol
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measuring import data_file, make_data_file
-from paths import DATA_DIR, ROOT
+from measuring import child_env, data_file, make_data_file
+from paths import DATA_DIR
 from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_perf, fill_from_trace, size_label, workers_during
 from reveal.costs import IO_CALLS, PerfRun
 from reveal.probe import HELLO
@@ -97,13 +96,6 @@ def probe_argv(api: str, mode: str, workload: Workload, config: Config, passes: 
             "--concurrency", str(config.concurrency), "--passes", str(passes)]
 
 
-def probe_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("CAIO_IMPL", None)   # the probe sets it for the caio rows; nobody else's must leak in
-    return env
-
-
 def parse_result(stdout: str, stderr: str, what: str) -> dict[str, Any]:
     """The probe's JSON line (its last line of output)."""
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
@@ -123,7 +115,7 @@ def hello(line: str, what: str) -> int:
 
 def plain_run(argv: list[str], what: str) -> tuple[dict[str, Any], ThreadSampler]:
     """The probe without a tracer, its threads sampled from /proc while it runs."""
-    with proc.launch(argv, cwd=DATA_DIR, env=probe_env(), stderr=subprocess.PIPE) as p:
+    with proc.launch(argv, cwd=DATA_DIR, env=child_env(), stderr=subprocess.PIPE) as p:
         try:
             first = p.readline(timeout=60)
         except TimeoutError:
@@ -151,7 +143,7 @@ def measured(result: dict[str, Any], what: str) -> dict[str, Any]:
 
 def traced_run(argv: list[str], what: str) -> TracedRun:
     """The probe under strace -f, sampled from /proc too (strace cannot see the kernel's threads)."""
-    with strace.launch(argv, trace=TRACE, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL) as run:
+    with strace.launch(argv, trace=TRACE, cwd=DATA_DIR, env=child_env(), stdin=subprocess.DEVNULL) as run:
         try:
             pid = hello(run.readline(timeout=60), what)
         except (TimeoutError, RuntimeError):
@@ -166,7 +158,7 @@ def traced_run(argv: list[str], what: str) -> TracedRun:
 
 def perf_run(argv: list[str], what: str) -> PerfRun:
     """The probe under perf record, its passes each timed from the loop thread's point of view."""
-    recording = timeline.record(argv, IO_CALLS, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL)
+    recording = timeline.record(argv, IO_CALLS, cwd=DATA_DIR, env=child_env(), stdin=subprocess.DEVNULL)
     result = measured(parse_result(recording.stdout, recording.stderr, what), what)
     return PerfRun.of(result, recording.timeline)
 
