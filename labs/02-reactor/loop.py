@@ -22,6 +22,13 @@ then await a Future) when it would block. That is CPython's asyncio design
 
 One difference with asyncio: an exception raised by a callback is not logged and
 swallowed, it escapes from run_forever() / run_until_complete(), so a bug shows at once.
+
+The file is whole on purpose, though longer than this repository's other files: it is lab 2's
+file, read top to bottom in the order it is written (the turn, the fds it watches, the sock_*
+coroutines built on them), and its TODOs lean on one another ("add_reader's twin", "sock_recv's
+pattern"). asyncio splits the same code in two (base_events.py, selector_events.py); here that
+would be a second file to keep open while writing one idea. For the same reason the twins
+(add_reader/add_writer, remove_reader/remove_writer) stay written out, as asyncio writes them.
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+from miniloop.command import run_command
 from miniloop.executor import ThreadPool, run_in_executor
 from miniloop.loop import EventLoop, get_running_loop, sleep
 
@@ -208,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to stay idle at the end, the pool still up, to look at /proc/PID/task")
     args = parser.parse_args(argv)
 
-    loop = EventLoop()
     pool = ThreadPool(workers=args.workers)
 
-    async def run() -> None:
+    async def run(loop: EventLoop) -> None:
         start = time.monotonic()
         data = await read_through_pool(loop, pool, args.path, args.chunk)
         took = time.monotonic() - start
@@ -222,19 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             await sleep(args.linger)   # idle: the loop in epoll_wait, the workers on their condition
 
     try:
-        loop.run_until_complete(run())
-    except NotImplementedError as err:
-        print(f"files: {err} is not written yet (see labs/03-executor/README.md)", file=sys.stderr)
-        return 1
-    except OSError as err:
+        return run_command("files", "03-executor", run, before_close=pool.shutdown)
+    except OSError as err:   # the file cannot be read: say so, no traceback
         print(f"files: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pool.shutdown()
-        loop.close()
-    return 0
 
 
 if __name__ == "__main__":

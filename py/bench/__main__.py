@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bench import echo, echo_report, lost, report
 from bench.run import Config, Round, all_apis, idle_floor, paired_rounds, run_all
+from measuring import cannot_write, write_all
 from paths import ROOT
-from reveal.report import cannot_write, write_all
 
 QUICK = Config(file_size=64 << 20, seconds=0.4, depths=(1, 8))   # the test's run: seconds, not minutes
 

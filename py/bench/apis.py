@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
-from reveal.probes import CAIO_BACKENDS, Unsupported, aligned_buffer, module
+from measuring import CAIO_BACKENDS, Unsupported, aligned_buffer, module, require_caio_backend
 from xray.doctor import check_io_uring
 
 BLOCK = 4096   # bytes per read: the size databases and fio's usual random-read test use
@@ -161,10 +161,7 @@ api("aiofiles", needs=("aiofiles",))(_aiofiles_api(True))
 def _aiofile_api(impl: str) -> Opener:
     @asynccontextmanager
     async def aiofile_readers(path: str, qd: int) -> AsyncIterator[list[Reader]]:
-        caio = module("caio")
-        got = caio.AsyncioContext.__module__
-        if got != CAIO_BACKENDS[impl]:
-            raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
+        require_caio_backend(impl)
         aiofile = module("aiofile")
         async with aiofile.AIOFile(path, "rb") as afp:
             # Random reads: no readahead, whose neighbouring pages later reads would find in the

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 from bench.apis import APIS, BLOCK
-from bench.run import Config, worker_env
+from bench.run import Config
+from measuring import child_env
 
 DEFAULT_APIS = ("kernaio", "kernaio (Python engine)")
 
@@ -64,7 +65,7 @@ def instructions(name: str, qd: int, path: Path, count: int) -> int:
         out = Path(tmp) / "callgrind.out"
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
                 sys.executable, "-m", "bench.icount", "--child", name, str(qd), str(path), str(count)]
-        done = subprocess.run(argv, env=worker_env(), capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             raise RuntimeError(f"{name} QD {qd}: {done.stderr.strip()[-500:]}")
         for line in out.read_text().splitlines():

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,10 +14,7 @@ from typing import Any
 from bench import fio
 from bench.apis import APIS
 from bench.worker import HELLO
-from paths import ROOT
-from reveal.probe import Heartbeat
-from reveal.run import Config as RevealConfig
-from reveal.run import make_data_file
+from measuring import Heartbeat, child_env, data_file, make_data_file
 from xray import proc
 from xray.sampler import ThreadSampler
 
@@ -42,17 +38,13 @@ class Config:
     @property
     def data_file(self) -> Path:
         """Made once in the labs' data directory, shared with `make reveal` (same name, same bytes)."""
-        return RevealConfig(file_size=self.file_size).data_file
+        return data_file(self.file_size)
 
     def selected(self) -> list[str]:
         return [a for a in all_apis() if not self.apis or a in self.apis]
 
 
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("CAIO_IMPL", None)   # the worker sets it for the caio rows only
-    return env
+worker_env = child_env   # the name bench.echo imports: the same environment as every measured child
 
 
 def threads_during(sampler: ThreadSampler, result: dict[str, Any]) -> list[str]:
@@ -67,7 +59,7 @@ def run_python(api: str, qd: int, config: Config) -> dict[str, Any]:
     """One bench.worker process, its /proc/PID/task sampled while it runs."""
     argv = [sys.executable, "-m", "bench.worker", api, str(qd), str(config.data_file),
             "--seconds", str(config.seconds)]
-    with proc.launch(argv, env=worker_env(), stderr=subprocess.PIPE) as p:
+    with proc.launch(argv, env=child_env(), stderr=subprocess.PIPE) as p:
         try:
             first = p.readline(timeout=60)
         except TimeoutError:
@@ -120,7 +112,7 @@ def run_all(config: Config, progress: Callable[[str], None] = print,
     """Every (API, QD) result, grouped by QD; progress gets one line per measurement. With
     floors, the idle loop's heartbeat is measured before each QD group and appended there: the
     machine's floor sampled through the run, not at one moment of it."""
-    make_data_file(RevealConfig(file_size=config.file_size))
+    make_data_file(config.file_size)
     apis = config.selected()
     total = len(apis) * len(config.depths)
     width = max(len(a) for a in apis)

@@ -26,14 +26,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.run import Config, worker_env
+from bench.run import Config
+from measuring import child_env
 from xray import Unavailable, perf
 
 # The child: bench.worker's run() with a heartbeat that remembers when each late tick was due.
 CHILD = r'''
 import gc, json, sys, time
 from bench import worker
-from reveal import probe
+import measuring
 
 late, collections = [], []
 began = [0.0]
@@ -46,15 +47,15 @@ def noting_gc(phase, info):
 
 gc.callbacks.append(noting_gc)
 
-class Noting(probe.Heartbeat):
+class Noting(measuring.Heartbeat):
     async def run(self):
         while not self.stopped:
             asked = self.clock()
-            await self.sleep(probe.HEARTBEAT)
+            await self.sleep(measuring.HEARTBEAT)
             now = self.clock()
             self.ticks += 1
-            self.worst = max(self.worst, now - asked - probe.HEARTBEAT)
-            late.append((now - asked - probe.HEARTBEAT, asked + probe.HEARTBEAT, now))
+            self.worst = max(self.worst, now - asked - measuring.HEARTBEAT)
+            late.append((now - asked - measuring.HEARTBEAT, asked + measuring.HEARTBEAT, now))
 
 worker.Heartbeat = Noting
 result = worker.run(sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
@@ -155,7 +156,7 @@ def record(api: str, qd: int, seconds: float, worst: int) -> tuple[dict[str, obj
         argv = ["perf", "record", "-q", "-B", "-N", "--no-bpf-event", "-a", "-k", "monotonic", "-o", str(data),
                 "-e", "sched:sched_switch", "-e", "sched:sched_wakeup", *(x for c in calls for x in ("-e", c)), "--",
                 sys.executable, "-c", CHILD, api, str(qd), str(path), str(seconds), str(worst)]
-        run = subprocess.run(argv, env=worker_env(), capture_output=True, text=True, timeout=seconds + 120)
+        run = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=seconds + 120)
         lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             raise RuntimeError(f"the worker said nothing: {run.stderr.strip()[-500:]}")

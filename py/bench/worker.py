@@ -1,6 +1,6 @@
 """One measurement in a process of its own: `python -m bench.worker API QD FILE --seconds S`.
 
-It imports the API, opens the file, starts a heartbeat (reveal's: sleeps 1 ms again and
+It imports the API, opens the file, starts a heartbeat (measuring.Heartbeat: sleeps 1 ms again and
 again, notes how late it wakes), then QD coroutines each read a random 4 KiB block, again
 and again, until the time is up, timing every read (the random offsets are drawn before
 the clock starts: each block of the file once, shuffled). Reads that end in the warm-up (the
@@ -35,8 +35,7 @@ import time
 from typing import Any
 
 from bench.apis import APIS, BLOCK, Api, Reader
-from reveal.probe import SETTLE, Heartbeat, drop_cache
-from reveal.probes import Unsupported
+from measuring import SETTLE, Heartbeat, Unsupported, drop_cache
 
 HELLO = "bench.worker pid"
 WARMUP = 0.1   # this fraction of the run is not counted: the device's and the API's start

@@ -5,7 +5,8 @@
     loop.run_until_complete(sleep(0.1))
 
 futures.py holds Future and Task, loop.py the EventLoop (callbacks, timers, epoll,
-the sock_* coroutines), echo.py an echo server written with them.
+the sock_* coroutines), echo.py an echo server written with them, command.py what each
+`python -m miniloop.X` command does with its loop.
 """
 from miniloop.futures import CancelledError, Future, InvalidStateError, Task
 from miniloop.loop import EventLoop, Handle, TimerHandle, get_running_loop, sleep

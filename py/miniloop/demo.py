@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from miniloop.command import run_command
 from miniloop.echo import listen, serve
 from miniloop.loop import EventLoop, sleep
 
@@ -60,11 +61,4 @@ async def main(loop: EventLoop) -> None:
 
 
 if __name__ == "__main__":
-    event_loop = EventLoop()
-    try:
-        event_loop.run_until_complete(main(event_loop))
-    except NotImplementedError as err:
-        print(f"demo: {err} is not written yet (see labs/02-reactor/README.md)", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        event_loop.close()
+    sys.exit(run_command("demo", "02-reactor", main))

@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 
+from miniloop.command import run_command
 from miniloop.futures import Future
 from miniloop.loop import EventLoop, sleep
 
@@ -125,18 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     print(f"listening on {host}:{port}", flush=True)
-    loop = EventLoop()
-    try:
-        loop.run_until_complete(serve(loop, listener))
-    except NotImplementedError as err:
-        print(f"echo: {err} is not written yet (see labs/02-reactor/README.md)", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
-        listener.close()
-    return 0
+    return run_command("echo", "02-reactor", lambda loop: serve(loop, listener), before_close=listener.close)
 
 
 if __name__ == "__main__":

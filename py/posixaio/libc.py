@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+from typing import Any
 
 # <signal.h>: how a finished request tells you (struct sigevent's sigev_notify).
 SIGEV_SIGNAL = 0   # queue a signal to the process (zero: a sigevent left zeroed means this)
@@ -117,31 +118,24 @@ def _load() -> ctypes.CDLL:
 
 lib = _load()
 
+
+def _function(name: str, restype: Any, *argtypes: Any) -> ctypes._NamedFuncPointer:
+    """lib's function `name`, declared as in <aio.h> (ctypes would pass and return ints otherwise)."""
+    function: ctypes._NamedFuncPointer = getattr(lib, name)
+    function.argtypes = list(argtypes)
+    function.restype = restype
+    return function
+
+
 # Every call below releases the GIL while it runs (ctypes.CDLL does that), so a thread
 # sleeping in aio_suspend does not stop the others.
-aio_read = lib.aio_read
-aio_read.argtypes = [AiocbPointer]
-aio_read.restype = ctypes.c_int
-
-aio_write = lib.aio_write
-aio_write.argtypes = [AiocbPointer]
-aio_write.restype = ctypes.c_int
-
-aio_error = lib.aio_error
-aio_error.argtypes = [AiocbPointer]
-aio_error.restype = ctypes.c_int
-
-aio_return = lib.aio_return
-aio_return.argtypes = [AiocbPointer]
-aio_return.restype = ctypes.c_ssize_t
-
-aio_suspend = lib.aio_suspend
-aio_suspend.argtypes = [ctypes.POINTER(AiocbPointer), ctypes.c_int, ctypes.POINTER(Timespec)]
-aio_suspend.restype = ctypes.c_int
-
-aio_cancel = lib.aio_cancel
-aio_cancel.argtypes = [ctypes.c_int, AiocbPointer]
-aio_cancel.restype = ctypes.c_int
+aio_read = _function("aio_read", ctypes.c_int, AiocbPointer)
+aio_write = _function("aio_write", ctypes.c_int, AiocbPointer)
+aio_error = _function("aio_error", ctypes.c_int, AiocbPointer)
+aio_return = _function("aio_return", ctypes.c_ssize_t, AiocbPointer)   # ssize_t: a byte count
+aio_suspend = _function("aio_suspend", ctypes.c_int, ctypes.POINTER(AiocbPointer), ctypes.c_int,
+                        ctypes.POINTER(Timespec))
+aio_cancel = _function("aio_cancel", ctypes.c_int, ctypes.c_int, AiocbPointer)
 
 
 def layout() -> list[str]:

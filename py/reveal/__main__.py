@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from measuring import cannot_write, write_all
 from paths import ROOT
 from reveal import report
 from reveal.probes import PROBES
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run it all N times and print each row's verdicts side by side (make reveal REPEAT=N)")
     parser.add_argument("--no-png", action="store_true", help="skip the pictures")
     args = parser.parse_args(argv)
-    problem = report.cannot_write(args.out, "reveal")
+    problem = cannot_write(args.out, "reveal")
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) > 1:
         text, agreed = report.agreement(runs)
         outputs["agreement.txt"] = lambda path: report.write_text(path, text)
-    report.write_all(args.out, "reveal.txt", report.table(rows, config, tools), outputs,
+    write_all(args.out, "reveal.txt", report.table(rows, config, tools), outputs,
                      time.monotonic() - began, ROOT)
     if len(runs) > 1:
         print("\nThe verdicts of the runs, side by side (agreement.txt):\n\n" + text)

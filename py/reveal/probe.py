@@ -36,33 +36,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from measuring import SETTLE, Heartbeat, Unsupported, drop_cache
 from paths import ROOT
-from reveal.probes import PROBES, Plan, Probe, Unsupported, make_plan
+from reveal.probes import PROBES, Plan, Probe, make_plan
 
 # This repository's packages that a later lab adds: missing means "not built yet".
 OUR_PACKAGES = {"miniloop", "posixaio", "kernaio", "uring"}
 HELLO = "reveal.probe pid"   # the first line the probe prints, with its pid
-HEARTBEAT = 0.001   # seconds the heartbeat asks to sleep
-SETTLE = 0.02       # the heartbeat runs this long before the reads start
-
-
-class Heartbeat:
-    """Sleep HEARTBEAT again and again on the loop; remember the worst lateness."""
-
-    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]]) -> None:
-        self.clock = clock
-        self.sleep = sleep
-        self.worst = 0.0
-        self.ticks = 0
-        self.stopped = False
-
-    async def run(self) -> None:
-        while not self.stopped:
-            asked = self.clock()
-            await self.sleep(HEARTBEAT)
-            late = self.clock() - asked - HEARTBEAT
-            self.ticks += 1
-            self.worst = max(self.worst, late)
 
 
 def pollers_gone(timeout: float = 0.5) -> None:
@@ -82,15 +62,6 @@ def pollers_gone(timeout: float = 0.5) -> None:
         if not any(name.startswith("iou-sqp-") for name in names):
             return
         time.sleep(0.005)
-
-
-def drop_cache(path: str) -> None:
-    """Evict the file's clean pages from the page cache, so the next reads go to the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 async def _measured(probe: Probe, plan: Plan, heartbeat: Heartbeat, stamps: dict[str, Any],

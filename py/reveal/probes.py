@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import importlib
 import mmap
 import os
 import random
@@ -30,13 +29,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from measuring import CAIO_BACKENDS, Unsupported, aligned_buffer, module, require_caio_backend
 from paths import BIN
 
 ALIGN = 4096   # O_DIRECT wants buffers, offsets and sizes aligned to the logical block size; a page covers it
-
-
-class Unsupported(Exception):
-    """This API cannot run this way here; str(exc) says why (the row's reason)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ class Probe:
     read: ReadFn                            # the probe itself
     loop: str = "asyncio"                   # which event loop runs it: "asyncio" or "miniloop"
     env: dict[str, str] = field(default_factory=dict)   # extra environment (CAIO_IMPL=...)
-    needs: tuple[str, ...] = ()             # modules imported before the clock starts (see module())
+    needs: tuple[str, ...] = ()             # modules imported before the clock starts (see measuring.module)
 
 
 PROBES: dict[str, Probe] = {}   # API name -> its probe, in the table's order
@@ -101,23 +97,26 @@ def open_fd(plan: Plan) -> int:
     return os.open(plan.path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if plan.direct else 0))
 
 
-def aligned_buffer(size: int) -> mmap.mmap:
-    """A writable buffer aligned to a page (anonymous memory): what O_DIRECT needs."""
-    return mmap.mmap(-1, size)
-
-
 async def gather_sum(workers: list[Coroutine[Any, Any, int]]) -> int:
     """Run the asyncio workers together; the sum of their results."""
     return sum(await asyncio.gather(*workers))
 
 
-def module(name: str) -> Any:
-    """A module the probe `needs`: already imported by then, so this costs the loop nothing.
+# The rows that hand every read to a thread (to_thread, run_in_executor, lab 3's pool) differ only by
+# how they hand it over: in_thread.
+InThread = Callable[..., Awaitable[Any]]   # in_thread(function, *args): function(*args) run on another thread
 
-    (Importing aiofile and caio takes ~80 ms of the loop thread: inside the measured
-    window, that would be the worst "stall" of every row that uses them.)
-    """
-    return importlib.import_module(name)
+
+async def pread_in_threads(plan: Plan, fd: int, offsets: list[int], in_thread: InThread) -> int:
+    """One worker: read the blocks at offsets, each in_thread; the bytes read."""
+    n = 0
+    buf = aligned_buffer(plan.block_size) if plan.direct else None
+    for off in offsets:
+        if buf is None:
+            n += len(await in_thread(os.pread, fd, plan.block_size, off))
+        else:   # os.pread's own bytes object is not aligned: read into ours
+            n += await in_thread(os.preadv, fd, [buf], off)
+    return n
 
 
 # --- the standard library: a thread per call ------------------------------------------
@@ -126,35 +125,17 @@ def module(name: str) -> Any:
 async def read_to_thread(plan: Plan) -> int:
     fd = open_fd(plan)
     try:
-        async def worker(offsets: list[int]) -> int:
-            n = 0
-            buf = aligned_buffer(plan.block_size) if plan.direct else None
-            for off in offsets:
-                if buf is None:
-                    n += len(await asyncio.to_thread(os.pread, fd, plan.block_size, off))
-                else:   # os.pread's own bytes object is not aligned: read into ours
-                    n += await asyncio.to_thread(os.preadv, fd, [buf], off)
-            return n
-        return await gather_sum([worker(s) for s in plan.stripes()])
+        return await gather_sum([pread_in_threads(plan, fd, s, asyncio.to_thread) for s in plan.stripes()])
     finally:
         os.close(fd)
 
 
 @probe("loop.run_in_executor(None, os.pread)")
 async def read_run_in_executor(plan: Plan) -> int:
-    loop = asyncio.get_running_loop()
+    in_executor = functools.partial(asyncio.get_running_loop().run_in_executor, None)
     fd = open_fd(plan)
     try:
-        async def worker(offsets: list[int]) -> int:
-            n = 0
-            buf = aligned_buffer(plan.block_size) if plan.direct else None
-            for off in offsets:
-                if buf is None:
-                    n += len(await loop.run_in_executor(None, os.pread, fd, plan.block_size, off))
-                else:
-                    n += await loop.run_in_executor(None, os.preadv, fd, [buf], off)
-            return n
-        return await gather_sum([worker(s) for s in plan.stripes()])
+        return await gather_sum([pread_in_threads(plan, fd, s, in_executor) for s in plan.stripes()])
     finally:
         os.close(fd)
 
@@ -186,23 +167,9 @@ async def read_aiofiles(plan: Plan) -> int:
 
 # --- aiofile on each caio backend -------------------------------------------------------
 
-# CAIO_IMPL value -> the module caio picks for it. Without CAIO_IMPL, caio takes the first
-# it can load, in this order. When it cannot load the one asked for, it warns and takes
-# its default: the probe checks which one it really got.
-CAIO_BACKENDS = {
-    "uring": "caio.linux_uring_asyncio",      # io_uring (with SQPOLL when the kernel allows it)
-    "linux": "caio.linux_aio_asyncio",        # io_submit, completions through an eventfd
-    "thread": "caio.thread_aio_asyncio",      # a C thread pool doing pread
-    "python": "caio.python_aio_asyncio",      # multiprocessing.pool.ThreadPool doing os.pread
-}
-
-
 def _aiofile_probe(impl: str) -> ReadFn:
     async def read_aiofile(plan: Plan) -> int:
-        caio = module("caio")
-        got = caio.AsyncioContext.__module__
-        if got != CAIO_BACKENDS[impl]:
-            raise Unsupported(f"caio {caio.__version__} cannot load its {impl} backend here (it chose {got})")
+        require_caio_backend(impl)
         aiofile = module("aiofile")
         # AIOFile opens files itself, with open(name, mode): there is no way to ask for
         # O_DIRECT. For O_DIRECT, open the file ourselves and hand the file object over.
@@ -238,20 +205,11 @@ async def gather_miniloop(workers: list[Coroutine[Any, Any, int]]) -> int:
 async def read_lab3_executor(plan: Plan) -> int:
     from miniloop import get_running_loop
     from miniloop.executor import ThreadPool, run_in_executor
-    loop = get_running_loop()
     pool = ThreadPool(workers=plan.concurrency)
+    in_pool = functools.partial(run_in_executor, get_running_loop(), pool)
     fd = open_fd(plan)
     try:
-        async def worker(offsets: list[int]) -> int:
-            n = 0
-            buf = aligned_buffer(plan.block_size) if plan.direct else None
-            for off in offsets:
-                if buf is None:
-                    n += len(await run_in_executor(loop, pool, os.pread, fd, plan.block_size, off))
-                else:
-                    n += await run_in_executor(loop, pool, os.preadv, fd, [buf], off)
-            return n
-        return await gather_miniloop([worker(s) for s in plan.stripes()])
+        return await gather_miniloop([pread_in_threads(plan, fd, s, in_pool) for s in plan.stripes()])
     finally:
         pool.shutdown()
         os.close(fd)
@@ -348,100 +306,123 @@ def uring_lib() -> ctypes.CDLL:
     return lib
 
 
+def create_ring(depth: int, sqpoll: bool) -> ctypes.c_void_p:
+    """A liburing ring of `depth` entries (Unsupported where io_uring is blocked)."""
+    lib = uring_lib()
+    ring = ctypes.c_void_p()
+    err = lib.ur_create(ctypes.byref(ring), lib.ur_ops_named(b"liburing"), depth, UR_SQPOLL if sqpoll else 0, 2000)
+    if err < 0:
+        blocked = lib.ur_probe()
+        if blocked < 0:
+            raise Unsupported(f"io_uring is blocked here (io_uring_setup: {os.strerror(-blocked)}): a container's "
+                              "seccomp profile or sysctl kernel.io_uring_disabled; see make doctor")
+        raise OSError(-err, f"ur_create: {os.strerror(-err)}")
+    return ring
+
+
+class UringReads:
+    """One ring per run (depth = concurrency) on the running asyncio loop, its CQEs announced by
+    an eventfd in add_reader: a read is a Future that the eventfd's callback resolves.
+
+    Each request goes to the kernel as soon as it is queued (ur_submit: one io_uring_enter,
+    none with SQPOLL while its poller is awake): batching the first four would make one
+    io_uring_enter pin 16 MiB of pages, a millisecond of CPU on the loop thread that is
+    not the disk's. A buffer stays alive while its request is in flight: each worker
+    reads into its own mmap, and only one of its requests is in flight at a time (its
+    tag is the worker's number).
+    """
+
+    def __init__(self, plan: Plan, sqpoll: bool) -> None:
+        self.lib = uring_lib()
+        self.loop = asyncio.get_running_loop()
+        self.plan = plan
+        self.ring = create_ring(plan.concurrency, sqpoll)
+        self.pending: dict[int, asyncio.Future[int]] = {}   # tag -> the Future of its read in flight
+        self.done = (UringDone * plan.concurrency)()
+        self.fd = self.efd = -1
+
+    def start(self) -> None:
+        """Open the file and watch the ring's eventfd (close() undoes either, however far it got)."""
+        self.fd = open_fd(self.plan)
+        efd = self.lib.ur_use_eventfd(self.ring)
+        if efd < 0:
+            raise OSError(-efd, f"ur_use_eventfd: {os.strerror(-efd)}")
+        self.efd = efd
+        self.loop.add_reader(efd, self.on_cqes)
+
+    def on_cqes(self) -> None:
+        """The eventfd's reader callback: resolve the Future of every completed read."""
+        self.lib.ur_eventfd_drain(self.ring)
+        while (n := self.lib.ur_reap(self.ring, self.done, len(self.done))) > 0:
+            for cqe in self.done[:n]:
+                fut = self.pending.pop(cqe.tag)
+                if fut.done():
+                    continue   # its worker was cancelled: the read is over, nobody waits for it
+                if cqe.res < 0:
+                    fut.set_exception(OSError(-cqe.res, os.strerror(-cqe.res)))
+                else:
+                    fut.set_result(cqe.res)
+
+    async def read_at(self, tag: int, address: int, length: int, offset: int) -> int:
+        """Queue one read, hand it to the kernel at once, wait for its CQE; the bytes read."""
+        err = self.lib.ur_queue(self.ring, 0, self.fd, address, length, offset, tag)
+        if err < 0:
+            raise OSError(-err, f"ur_queue: {os.strerror(-err)}")
+        fut: asyncio.Future[int] = self.loop.create_future()
+        self.pending[tag] = fut
+        err = self.lib.ur_submit(self.ring, 0)
+        if err < 0:   # nothing was handed over: every read queued so far fails
+            for waiting in self.pending.values():
+                waiting.set_exception(OSError(-err, f"ur_submit: {os.strerror(-err)}"))
+            self.pending.clear()
+        return await fut
+
+    async def worker(self, tag: int, offsets: list[int]) -> int:
+        """Read the blocks at offsets into a buffer of this worker's own, one at a time."""
+        size = self.plan.block_size
+        # MAP_POPULATE: the pages exist before the first read. Otherwise the kernel would
+        # fault them in inside io_uring_enter, on the loop thread, when it pins them for
+        # the transfer (~2 ms per MiB here): the cost of fresh memory, not of io_uring.
+        buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        n = 0
+        for off in offsets:
+            got = 0
+            while got < size:   # a short read: ask again for the rest
+                step = await self.read_at(tag, address + got, size - got, off + got)
+                if step == 0:
+                    break
+                got += step
+            n += got
+        return n
+
+    def close(self) -> None:
+        """Stop watching the eventfd, wait for the reads still in flight, free the ring, close the file."""
+        if self.efd >= 0:
+            self.loop.remove_reader(self.efd)
+        # Closing the ring does not wait for its reads, and each one writes into its worker's
+        # mmap: wait for every read still in flight (after a failure) before the ring goes.
+        while self.pending and self.lib.ur_submit(self.ring, len(self.pending)) >= 0:
+            self.on_cqes()
+        if not self.pending:
+            self.lib.ur_destroy(self.ring)   # closes the eventfd too
+        # else the wait itself failed: leak the ring rather than close it under the kernel's reads
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
 def _uring_probe(sqpoll: bool) -> ReadFn:
     async def read_uring(plan: Plan) -> int:
-        """One ring per run (liburing, depth = concurrency), its CQEs announced by an eventfd in add_reader.
-
-        Each request goes to the kernel as soon as it is queued (ur_submit: one io_uring_enter,
-        none with SQPOLL while its poller is awake): batching the first four would make one
-        io_uring_enter pin 16 MiB of pages, a millisecond of CPU on the loop thread that is
-        not the disk's. A buffer stays alive while its request is in flight: each worker
-        reads into its own mmap, and only one of its requests is in flight at a time (its
-        tag is the worker's number).
-        """
-        lib = uring_lib()
-        loop = asyncio.get_running_loop()
-        ring = ctypes.c_void_p()
-        err = lib.ur_create(ctypes.byref(ring), lib.ur_ops_named(b"liburing"), plan.concurrency,
-                            UR_SQPOLL if sqpoll else 0, 2000)
-        if err < 0:
-            blocked = lib.ur_probe()
-            if blocked < 0:
-                raise Unsupported(f"io_uring is blocked here (io_uring_setup: {os.strerror(-blocked)}): a container's "
-                                  "seccomp profile or sysctl kernel.io_uring_disabled; see make doctor")
-            raise OSError(-err, f"ur_create: {os.strerror(-err)}")
-        pending: dict[int, asyncio.Future[int]] = {}
+        reads = UringReads(plan, sqpoll)
         tasks: list[asyncio.Future[int]] = []
-        done = (UringDone * plan.concurrency)()
-        fd = efd = -1
         try:
-            fd = open_fd(plan)
-            efd = lib.ur_use_eventfd(ring)
-            if efd < 0:
-                raise OSError(-efd, f"ur_use_eventfd: {os.strerror(-efd)}")
-
-            def on_cqes() -> None:
-                lib.ur_eventfd_drain(ring)
-                while (n := lib.ur_reap(ring, done, len(done))) > 0:
-                    for cqe in done[:n]:
-                        fut = pending.pop(cqe.tag)
-                        if fut.done():
-                            continue   # its worker was cancelled: the read is over, nobody waits for it
-                        if cqe.res < 0:
-                            fut.set_exception(OSError(-cqe.res, os.strerror(-cqe.res)))
-                        else:
-                            fut.set_result(cqe.res)
-
-            def submit() -> None:
-                err = lib.ur_submit(ring, 0)
-                if err < 0:
-                    for fut in pending.values():
-                        fut.set_exception(OSError(-err, f"ur_submit: {os.strerror(-err)}"))
-                    pending.clear()
-
-            loop.add_reader(efd, on_cqes)
-
-            async def read_at(tag: int, address: int, length: int, offset: int) -> int:
-                err = lib.ur_queue(ring, 0, fd, address, length, offset, tag)
-                if err < 0:
-                    raise OSError(-err, f"ur_queue: {os.strerror(-err)}")
-                fut: asyncio.Future[int] = loop.create_future()
-                pending[tag] = fut
-                submit()
-                return await fut
-
-            async def worker(tag: int, offsets: list[int]) -> int:
-                # MAP_POPULATE: the pages exist before the first read. Otherwise the kernel would
-                # fault them in inside io_uring_enter, on the loop thread, when it pins them for
-                # the transfer (~2 ms per MiB here): the cost of fresh memory, not of io_uring.
-                buf = mmap.mmap(-1, plan.block_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
-                address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-                n = 0
-                for off in offsets:
-                    got = 0
-                    while got < plan.block_size:   # a short read: ask again for the rest
-                        step = await read_at(tag, address + got, plan.block_size - got, off + got)
-                        if step == 0:
-                            break
-                        got += step
-                    n += got
-                return n
-            tasks = [asyncio.ensure_future(worker(k, s)) for k, s in enumerate(plan.stripes())]
+            reads.start()
+            tasks = [asyncio.ensure_future(reads.worker(k, s)) for k, s in enumerate(plan.stripes())]
             return sum(await asyncio.gather(*tasks))
         finally:
-            if efd >= 0:
-                loop.remove_reader(efd)
             for task in tasks:
                 task.cancel()   # after a failed read: no worker may queue again on a ring that goes
-            # Closing the ring does not wait for its reads, and each one writes into its worker's
-            # mmap: wait for every read still in flight (after a failure) before the ring goes.
-            while pending and lib.ur_submit(ring, len(pending)) >= 0:
-                on_cqes()
-            if not pending:
-                lib.ur_destroy(ring)   # closes the eventfd too
-            # else the wait itself failed: leak the ring rather than close it under the kernel's reads
-            if fd >= 0:
-                os.close(fd)
+            reads.close()
     return read_uring
 
 

@@ -6,11 +6,9 @@ import json
 import platform
 import re
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paths import DATA_DIR
 from reveal.analyze import STRACE_STALL_MS, Lane, Row, ms, size_label
 from reveal.run import Config, Tools, Workload
 from xray.causes import memory_filesystem
@@ -291,36 +289,3 @@ def draw(rows: list[Row], path: Path) -> None:
                    bbox_to_anchor=(0.085, 1 - 0.4 / inches))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def cannot_write(out: Path, target: str) -> str:
-    """Why the outputs (out) or the data files (the labs' data directory) cannot be written, with
-    what to do; '' when both can. Checked before measuring, so no minute of measuring is lost."""
-    from xray.causes import unwritable
-    problems = [p for p in (unwritable(out), unwritable(DATA_DIR)) if p]
-    if not problems:
-        return ""
-    return (f"make {target}: {'; '.join(problems)}, so nothing was measured. Write elsewhere: "
-            f"python -m {target} --out DIR, and LAB_DATA_DIR=DIR for its data file (a directory on a disk, "
-            "not tmpfs); or copy the checkout to a writable place (git clone) and run make there.")
-
-
-def write_all(out: Path, table_name: str, table: str, outputs: dict[str, Callable[[Path], None]],
-              elapsed: float, root: Path) -> None:
-    """Write the table and each output (name -> writer) into out; print the table, then what
-    was written where (relative to root when inside it). make reveal and make bench both end so."""
-    print("\n" + table)   # first: whatever happens to the files, the measurement is not lost
-    try:
-        where = str(out.resolve().relative_to(root))
-    except ValueError:
-        where = str(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / table_name).write_text(table)
-        for name, write in outputs.items():
-            write(out / name)
-    except OSError as err:
-        print(f"The table is above, but it could not be written to {where}/: {err}. "
-              "Run again with --out pointing at a writable directory.")
-        return
-    print(f"Written to {where}/: {', '.join([table_name, *outputs])} ({elapsed:.0f} s)")

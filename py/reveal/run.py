@@ -17,7 +17,6 @@ openat shows the whole name (it cuts long strings) and the descriptor can be fol
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paths import DATA_DIR, ROOT
+from measuring import child_env, data_file, make_data_file
+from paths import DATA_DIR
 from reveal.analyze import TRACE, Row, TracedRun, decide, fill_from_perf, fill_from_trace, size_label, workers_during
 from reveal.costs import IO_CALLS, PerfRun
 from reveal.probe import HELLO
@@ -68,7 +68,7 @@ class Config:
     @property
     def data_file(self) -> Path:
         """In the labs' data directory: build/data, or $LAB_DATA_DIR (never tmpfs: O_DIRECT)."""
-        return DATA_DIR / f"reveal-{self.file_size >> 20}MiB.bin"
+        return data_file(self.file_size)
 
 
 @dataclass(frozen=True)
@@ -90,33 +90,10 @@ class Tools:
         return cls(problem(strace.check), problem(timeline.check), o_direct_problem())
 
 
-def make_data_file(config: Config) -> Path:
-    """Create the data file once (random bytes, written to the disk); reuse it afterwards."""
-    path = config.data_file
-    if path.exists() and path.stat().st_size == config.file_size:
-        return path
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as f:
-        for _ in range(config.file_size >> 20):
-            f.write(os.urandom(1 << 20))
-        f.flush()
-        os.fsync(f.fileno())   # dirty pages cannot be dropped from the cache: write them out now
-    partial.rename(path)
-    return path
-
-
 def probe_argv(api: str, mode: str, workload: Workload, config: Config, passes: int = 1) -> list[str]:
     return [sys.executable, "-m", "reveal.probe", api, mode, config.data_file.name,
             "--block-size", str(workload.read_size), "--blocks", str(workload.reads),
             "--concurrency", str(config.concurrency), "--passes", str(passes)]
-
-
-def probe_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("CAIO_IMPL", None)   # the probe sets it for the caio rows; nobody else's must leak in
-    return env
 
 
 def parse_result(stdout: str, stderr: str, what: str) -> dict[str, Any]:
@@ -138,7 +115,7 @@ def hello(line: str, what: str) -> int:
 
 def plain_run(argv: list[str], what: str) -> tuple[dict[str, Any], ThreadSampler]:
     """The probe without a tracer, its threads sampled from /proc while it runs."""
-    with proc.launch(argv, cwd=DATA_DIR, env=probe_env(), stderr=subprocess.PIPE) as p:
+    with proc.launch(argv, cwd=DATA_DIR, env=child_env(), stderr=subprocess.PIPE) as p:
         try:
             first = p.readline(timeout=60)
         except TimeoutError:
@@ -166,7 +143,7 @@ def measured(result: dict[str, Any], what: str) -> dict[str, Any]:
 
 def traced_run(argv: list[str], what: str) -> TracedRun:
     """The probe under strace -f, sampled from /proc too (strace cannot see the kernel's threads)."""
-    with strace.launch(argv, trace=TRACE, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL) as run:
+    with strace.launch(argv, trace=TRACE, cwd=DATA_DIR, env=child_env(), stdin=subprocess.DEVNULL) as run:
         try:
             pid = hello(run.readline(timeout=60), what)
         except (TimeoutError, RuntimeError):
@@ -181,7 +158,7 @@ def traced_run(argv: list[str], what: str) -> TracedRun:
 
 def perf_run(argv: list[str], what: str) -> PerfRun:
     """The probe under perf record, its passes each timed from the loop thread's point of view."""
-    recording = timeline.record(argv, IO_CALLS, cwd=DATA_DIR, env=probe_env(), stdin=subprocess.DEVNULL)
+    recording = timeline.record(argv, IO_CALLS, cwd=DATA_DIR, env=child_env(), stdin=subprocess.DEVNULL)
     result = measured(parse_result(recording.stdout, recording.stderr, what), what)
     return PerfRun.of(result, recording.timeline)
 
@@ -239,7 +216,7 @@ def measure(api: str, mode: str, workload: Workload, config: Config, tools: Tool
 
 def run_all(config: Config, progress: Callable[[str], None] = print) -> tuple[list[Row], Tools]:
     """Every row, in the table's order (workload, API, file); progress gets one line per finished row."""
-    make_data_file(config)
+    make_data_file(config.file_size)
     tools = Tools.check()
     if tools.strace:
         progress(f"strace cannot run here, so the table has no syscalls and no verdicts: {tools.strace}")
