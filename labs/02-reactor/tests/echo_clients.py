@@ -32,9 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
+from grading.servers import EXPECTED, Address, first_line, listening_address
 from xray import proc
-
-Address = tuple[str, int]
 
 # A byte stream that shows a dropped, repeated or reordered byte: a random block whose
 # length is prime, repeated (stream[i] = BLOCK[i % len(BLOCK)]).
@@ -125,14 +124,6 @@ def _limit_fds(nofile: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
 
 
-def parse_listening(line: str) -> Address | None:
-    """('127.0.0.1', PORT) from 'listening on 127.0.0.1:PORT', else None."""
-    if not line.startswith("listening on "):
-        return None
-    host, _, port = line.removeprefix("listening on ").strip().rpartition(":")
-    return (host, int(port)) if port.isdigit() else None
-
-
 @contextmanager
 def start_server(argv: Sequence[str], *, env: dict[str, str] | None = None, nofile: int | None = None,
                  timeout: float = 10.0) -> Iterator[Server]:
@@ -144,18 +135,15 @@ def start_server(argv: Sequence[str], *, env: dict[str, str] | None = None, nofi
     with tempfile.TemporaryFile() as err, proc.launch(
             list(argv), env=env, stdin=subprocess.DEVNULL, stderr=err,
             preexec_fn=lambda: _limit_fds(nofile)) as process:
-        try:
-            line = process.readline(timeout)
-        except TimeoutError:
-            line = ""
-        address = parse_listening(line)
+        line = first_line(process, timeout)
+        address = listening_address(line)
         if address is None:
             time.sleep(0.2)  # let a dying server finish its last words
             err.seek(0)
             words = err.read().decode(errors="replace").strip()
             state = "still running" if process.poll() is None else f"exited with code {process.returncode}"
             raise ServerFailed(
-                f"the server did not print 'listening on 127.0.0.1:PORT' within {timeout:g} s "
+                f"the server did not print '{EXPECTED}' within {timeout:g} s "
                 f"(first line: {line!r}; it {state}). Its stderr:\n{words[-2000:] or '(nothing)'}")
         server = Server(process, address, err)
         try:

@@ -22,6 +22,7 @@ from echo_clients import runnable_seconds
 
 from grading.deadline import LoopStuck, deadline
 from grading.plugin import Impl
+from grading.servers import EXPECTED, Talking, first_line, listening_address
 from miniloop.futures import CancelledError, Future, InvalidStateError
 from miniloop.loop import EventLoop, sleep
 from xray import proc, strace
@@ -671,11 +672,13 @@ def test_sock_accept_waits_for_a_client_and_returns_a_non_blocking_socket(loop: 
 
 # --- the mechanism, seen from outside: the echo server on your loop ------------------------------
 
-def _listening_port(line: str, stderr: Callable[[], str]) -> int:
-    if not line.startswith("listening on "):
-        pytest.fail(f"the echo server printed {line!r} instead of 'listening on 127.0.0.1:PORT'. "
+def _listening_port(server: Talking, timeout: float, stderr: Callable[[], str]) -> int:
+    line = first_line(server, timeout)
+    address = listening_address(line)
+    if address is None:
+        pytest.fail(f"the echo server printed {line!r} instead of '{EXPECTED}'. "
                     f"Its stderr: {stderr()[-600:]}", pytrace=False)
-    return int(line.rsplit(":", 1)[1])
+    return address[1]
 
 
 def _echo(port: int, message: bytes, *, pause: float = 0.0, stderr: Callable[[], str]) -> socket.socket:
@@ -705,7 +708,7 @@ def test_echo_server_waits_in_epoll_wait_never_in_recv(impl: Impl) -> None:
     """Under strace: epoll_wait does the waiting; every recv on a client returns data, EOF or EAGAIN at once; one thread."""
     trace = "network,desc"   # desc: read, close, and the epoll family (epoll_wait or epoll_pwait, per arch)
     with strace.launch(impl.python("miniloop.echo", "--port", "0"), env=impl.env(), trace=trace) as server:
-        port = _listening_port(server.readline(timeout=15), lambda: server.finish(timeout=2).stderr)
+        port = _listening_port(server, 15, lambda: server.finish(timeout=2).stderr)
         client = _echo(port, b"ping", pause=0.5, stderr=lambda: server.finish(timeout=2).stderr)
         with client:
             time.sleep(0.3)
@@ -751,7 +754,7 @@ def test_idle_echo_server_burns_no_cpu(impl: Impl) -> None:
             proc.stop(server)
             return server.stderr.read().decode(errors="replace") if server.stderr else ""
 
-        port = _listening_port(server.readline(timeout=10), stderr)
+        port = _listening_port(server, 10, stderr)
         time.sleep(0.3)          # imports and the first turns are done
         if server.poll() is not None:
             pytest.fail(f"the echo server exited (code {server.returncode}) instead of waiting for clients. "
@@ -774,7 +777,7 @@ def test_idle_echo_server_sleeps_in_epoll_wait_with_no_timeout(impl: Impl) -> No
     """Under strace: one idle second is one epoll_wait(..., -1) that returns when a client arrives."""
     trace = "network,desc"
     with strace.launch(impl.python("miniloop.echo", "--port", "0"), env=impl.env(), trace=trace) as server:
-        port = _listening_port(server.readline(timeout=15), lambda: server.finish(timeout=2).stderr)
+        port = _listening_port(server, 15, lambda: server.finish(timeout=2).stderr)
         idle_from = time.time()
         time.sleep(1.0)
         idle_to = time.time()
