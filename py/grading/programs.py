@@ -99,12 +99,9 @@ def parse_report(text: str) -> Report:
 class Output(Protocol):
     """How a program ended: a Ran, a subprocess.CompletedProcess[str], an xray.strace.Trace."""
 
-    @property
-    def returncode(self) -> int: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 def last_words(out: Output) -> str:
