@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from echo_clients import (DripFeeder, Server, ServerFailed, SlowReader, check_echo, echo_on, flood, idle_client,
-                          many_clients, pattern, start_server, vanish)
+from echo_clients import (DripFeeder, SlowReader, check_echo, echo_on, flood, idle_client, many_clients, pattern,
+                          vanish)
+from echo_server import Server, ServerFailed, start_server
 
 from grading.plugin import Impl
 from grading.servers import EXPECTED, first_line, listening_address

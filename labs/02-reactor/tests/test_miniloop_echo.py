@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from echo_clients import runnable_seconds
+from echo_server import runnable_seconds
 
 from grading.plugin import Impl
 from grading.servers import EXPECTED, Talking, first_line, listening_address
