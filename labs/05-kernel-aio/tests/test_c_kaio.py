@@ -105,7 +105,7 @@ def test_kernel_error_reaches_the_caller(impl: Impl, data: DataFile, api: str) -
     last = last_words(tr) or "(nothing on stderr)"
     assert tr.returncode == 1 and "Invalid argument" in last, (
         f"the kernel answered res=-22 (EINVAL) in {len(answers)} io_getevents, but kaio_cat {' '.join(args)} "
-        f"ended with exit code {tr.returncode} and last {last!r}: the error never reached it. ka_reap hands back "
+        f"ended with exit code {tr.returncode} and said {last!r}: the error never reached it. ka_reap hands back "
         "res as a signed long, -errno for a failed request (libaio's io_event.res is unsigned: cast it to long)")
 
 
