@@ -256,6 +256,12 @@ class FileProgram:
         """The program on data under strace -f, to its end."""
         return self.traced_argv(self.argv(impl, data, *args), data, env=env, timeout=timeout)
 
+    def traced_ok(self, impl: Programs, data: DataFile, *args: str, env: dict[str, str] | None = None) -> strace.Trace:
+        """traced(), and the program ended well (exit code 0); else the failure says what it said."""
+        tr = self.traced(impl, data, *args, env=env)
+        assert tr.returncode == 0, f"{' '.join([self.name, *args])} failed under strace: {said(tr)}"
+        return tr
+
     def traced_argv(self, argv: Sequence[str], data: DataFile, *, env: dict[str, str] | None = None,
                     timeout: float = 40) -> strace.Trace:
         """Any argv (the program without a file, a Python twin of it) traced as this program is, in data's directory."""
@@ -266,6 +272,10 @@ class FileProgram:
                                  f"under strace: {self.stuck(tr)}"
                                  + (f"\nWhere its threads waited:\n{tr.stuck}" if tr.stuck else ""))
         return tr
+
+    def reads_all(self, impl: Programs, data: DataFile, *args: str, timeout: float = 30) -> Report:
+        """run() then check_read(): the program with these flags reads every byte of data. Its report."""
+        return self.check_read(self.run(impl, data, *args, timeout=timeout), data, " ".join([self.name, *args]))
 
     def check_read(self, out: Output, data: DataFile, what: str) -> Report:
         """The program ended well and read every byte of data (its size and CRC-32): its report."""

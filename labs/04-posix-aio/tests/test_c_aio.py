@@ -42,8 +42,7 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
     sleep in aio_suspend, never a timeout (aio_cat asks pa_wait for 10 s).
     """
     spy = tmp_path / "spy.txt"
-    tr = AIO_CAT.traced(impl, data, "--notify", "suspend", env=spy_env(impl, spy))
-    assert tr.returncode == 0, f"aio_cat failed: {said(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "suspend", env=spy_env(impl, spy))
     counts = spy_counts(spy)
     n = requests(data)
     assert counts["aio_read"] == n, f"aio_read was called {counts['aio_read']} times for {n} chunks (pa_submit)"
@@ -72,8 +71,7 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
 @pytest.mark.parametrize("mode", MODES)
 def test_glibc_threads_do_the_preads(impl: Impl, data: DataFile, mode: str) -> None:
     """Under strace -f: threads created (clone3/clone, CLONE_THREAD), every pread64 of the file on them, none on main."""
-    tr = AIO_CAT.traced(impl, data, "--notify", mode)
-    assert tr.returncode == 0, f"aio_cat --notify {mode} failed under strace: {said(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", mode)
     fds, opened = data_fds(tr, data.name)
     preads = io_on(tr, ("pread64",), fds, opened)
     assert tr.threads_created, (
@@ -138,8 +136,7 @@ def copy_and_check(impl: Impl, data: DataFile, out: Path, spy: Path) -> None:
 @pytest.mark.hint("sigev-thread")
 def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) -> None:
     """SIGEV_THREAD: the callback runs once per request, never on the main thread, on threads glibc creates for it."""
-    tr = AIO_CAT.traced(impl, data, "--notify", "thread")
-    assert tr.returncode == 0, f"aio_cat --notify thread failed: {said(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "thread")
     report = parse_report(tr.stdout)
     calls = report.count("callbacks", r"^(\d+) on")
     on_main = report.count("callbacks", r"(\d+) on the main thread")
@@ -155,8 +152,7 @@ def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) 
 @pytest.mark.hint("sigev-signal")
 def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
     """--notify reactor: glibc's thread queues SIGRTMIN; the main thread sleeps in epoll_wait on a signalfd."""
-    tr = AIO_CAT.traced(impl, data, "--notify", "reactor")
-    assert tr.returncode == 0, f"aio_cat --notify reactor failed: {said(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "reactor")
     main = tr.main_tid
     sfds = [c for c in tr.named("signalfd4", "signalfd") if c.tid == main and (c.retval or -1) >= 0]
     assert sfds, "the main thread created no signalfd (pa_signal_fd)"
@@ -220,8 +216,7 @@ def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, 
 @pytest.mark.hint("more-fds")
 def test_one_thread_per_descriptor(impl: Impl, data: DataFile) -> None:
     """With the file opened 3 times and one lio_listio of 6 requests, glibc starts 3 threads, one per descriptor."""
-    tr = AIO_CAT.traced(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6")
-    assert tr.returncode == 0, f"aio_cat --fds 3 --batch 6 failed under strace: {said(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6")
     fds, opened = data_fds(tr, data.name)
     readers = {c.tid for c in io_on(tr, ("pread64",), fds, opened)}
     assert len(fds) == 3 and len(readers) >= 3, (

@@ -35,16 +35,14 @@ from xray.doctor import filesystem
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_raw_ring_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api raw (io_uring_setup, the mmapped rings, io_uring_enter): the whole file, its CRC-32 a plain read's."""
-    out = URING_CAT.run(impl, data, "--api", "raw", f"--{mode}")
-    URING_CAT.check_read(out, data, f"uring_cat --api raw --{mode}")
+    URING_CAT.reads_all(impl, data, "--api", "raw", f"--{mode}")
 
 
 @pytest.mark.hint("liburing")
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_liburing_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api liburing: the same reader through io_uring_queue_init_params, get_sqe, submit_and_wait, for_each_cqe."""
-    out = URING_CAT.run(impl, data, "--api", "liburing", f"--{mode}")
-    URING_CAT.check_read(out, data, f"uring_cat --api liburing --{mode}")
+    URING_CAT.reads_all(impl, data, "--api", "liburing", f"--{mode}")
 
 
 @pytest.mark.hint("no-thread")
@@ -211,8 +209,7 @@ def test_buffered_write_runs_on_kernel_workers(impl: Impl, data: DataFile, copy_
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_copy_writes_every_byte(impl: Impl, data: DataFile, copy_path: Path, mode: str) -> None:
     """--write OUT (--reactor, liburing): OUT is the file, byte for byte (O_DIRECT: whole blocks, then cut back)."""
-    out = URING_CAT.run(impl, data, "--api", "liburing", "--reactor", f"--{mode}", "--write", copy_path.name)
-    URING_CAT.check_read(out, data, f"uring_cat --{mode} --write")
+    URING_CAT.reads_all(impl, data, "--api", "liburing", "--reactor", f"--{mode}", "--write", copy_path.name)
     check_copy(copy_path, data, f"uring_cat --{mode} --write")
 
 
