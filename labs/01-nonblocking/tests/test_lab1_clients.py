@@ -214,6 +214,13 @@ def short_sends(v: SocketView) -> list[tuple[int, int]]:
     return result
 
 
+def expect_partial_writes_verified(v: SocketView, who: str, advice: str) -> None:
+    """The client got back exactly what it sent, and met a partial write on the way (else: advice)."""
+    expect(v.trace.returncode == 0 and "echo verified" in v.trace.stdout,
+           f"{who} did not get back exactly what it sent: {v.why()}\n{v.story()}")
+    expect(short_sends(v), f"no send took fewer bytes than it was given, so this run never met a partial write: {advice}")
+
+
 def eagains_not_waited_for(v: SocketView) -> list[Call]:
     """The EAGAIN answers after which the client called the socket again without waiting first."""
     events = sorted(v.io + v.waits, key=lambda c: c.start)
@@ -446,11 +453,8 @@ def test_c_poll_tries_first(impl, slow_server):
 @pytest.mark.hint("partial-writes")
 def test_c_partial_writes_arrive_intact(impl, slow_server):
     """Sends take only part of the message (strace shows it), yet every byte comes back, in both versions."""
-    v = poll_run(impl, slow_server)
-    expect(v.trace.returncode == 0 and "echo verified" in v.trace.stdout,
-           f"nb_client --wait poll did not get back exactly what it sent: {v.why()}\n{v.story()}")
-    expect(short_sends(v), "no send took fewer bytes than it was given, so this run never met a partial write: "
-                           "give send the whole rest of the message each time, and let the kernel decide")
+    expect_partial_writes_verified(poll_run(impl, slow_server), "nb_client --wait poll",
+                                   "give send the whole rest of the message each time, and let the kernel decide")
     port = slow_server(50)
     spin = subprocess.run(c_client(impl, port, "spin", "--size", str(8 << 20)), capture_output=True, text=True,
                           timeout=60)
@@ -586,8 +590,5 @@ def test_py_idle_and_nonblocking_while_waiting(impl, slow_server):
 @pytest.mark.hint("py-partial-writes")
 def test_py_partial_writes_arrive_intact(impl, slow_server):
     """sock.send takes only part of the data (strace shows it), yet every byte comes back."""
-    v = py_run(impl, slow_server)
-    expect(v.trace.returncode == 0 and "echo verified" in v.trace.stdout,
-           f"python -m nonblock.client did not get back exactly what it sent: {v.why()}\n{v.story()}")
-    expect(short_sends(v), "no send took fewer bytes than it was given, so this run never met a partial write: "
-                           "give sock.send the whole rest of the data each time")
+    expect_partial_writes_verified(py_run(impl, slow_server), "python -m nonblock.client",
+                                   "give sock.send the whole rest of the data each time")
