@@ -11,7 +11,12 @@ Report finds numbers in them, and fails with everything the program printed when
 
 A program that does not end is not just "too slow": run() looks at it before it is stopped
 (where each of its threads waits, what it printed last) and the failure says so; a program
-killed by a signal is told by name (died()).
+killed by a signal is told by name (died()). said() is the rest of a failure message: what
+the program wrote on stderr, last line first.
+
+A lab's C reader (aio_cat, kaio_cat, uring_cat) is a FileProgram: declared once in the lab's
+helper module with its strace set and what its failures most likely mean, then run, traced
+and checked byte for byte (check_read: the size and CRC-32 of a plain read) by its flags.
 """
 from __future__ import annotations
 
