@@ -42,6 +42,7 @@ from typing import IO, Any
 
 from bench.run import worker_env
 from grading.programs import parse_report
+from grading.servers import NotListening, wait_port
 from paths import ROOT
 from xray import proc
 
@@ -247,14 +248,10 @@ def _start(stack: ExitStack, name: str, config: Config) -> _Running:
         stderr=err, preexec_fn=_child_setup(cpus[1] if cpus else None, SERVER_NOFILE)))
     running = _Running(process, 0, err)
     try:
-        first = process.readline(timeout=15)
-    except TimeoutError:
-        first = ""
-    if not first.startswith("listening on "):
+        running.port = wait_port(process, name, timeout=15)
+    except NotListening as silent:
         time.sleep(0.2)   # let a dying server finish its last words
-        raise RuntimeError(f"did not print 'listening on 127.0.0.1:PORT' (first line: {first!r})"
-                           f"{running.last_words()}")
-    running.port = int(first.rpartition(":")[2])
+        raise RuntimeError(f"{silent}{running.last_words()}") from None
     return running
 
 

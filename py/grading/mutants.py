@@ -28,7 +28,6 @@ is a broken catalogue, and fails too.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading import cli
 from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import make_overlay
 from paths import ROOT
@@ -157,8 +157,7 @@ def line(v: Verdict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.mutants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.mutants", __doc__)
     parser.add_argument("--lab", help="one lab's catalogue")
     parser.add_argument("name", nargs="?", help="only the mutants whose name contains this")
     parser.add_argument("--jobs", type=int, default=2, help="mutants judged at once (default 2)")

@@ -9,12 +9,12 @@ The kernel is this venv's Python, with py/ on its path (the .pth file tools/setu
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import nbformat
 
+from grading import cli
 from paths import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -41,8 +41,7 @@ def strip(nb: nbformat.NotebookNode) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.notebooks", __doc__)
     parser.add_argument("action", choices=["run", "clean", "check"])
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)

@@ -13,12 +13,12 @@ files is newer than it: a lab that swaps in the extension's C gets it recompiled
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from grading import cli
 from grading.labs import Lab, find_lab
 from grading.starters import make_starter
 from paths import ROOT
@@ -82,8 +82,7 @@ def build_extension(package: Path, temp: Path) -> subprocess.CompletedProcess[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.overlay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.overlay", __doc__)
     parser.add_argument("--lab", required=True)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--learner", action="store_const", const="learner", dest="source")

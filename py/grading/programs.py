@@ -11,7 +11,12 @@ Report finds numbers in them, and fails with everything the program printed when
 
 A program that does not end is not just "too slow": run() looks at it before it is stopped
 (where each of its threads waits, what it printed last) and the failure says so; a program
-killed by a signal is told by name (died()).
+killed by a signal is told by name (died()). said() is the rest of a failure message: what
+the program wrote on stderr, last line first.
+
+A lab's C reader (aio_cat, kaio_cat, uring_cat) is a FileProgram: declared once in the lab's
+helper module with its strace set and what its failures most likely mean, then run, traced
+and checked byte for byte (check_read: the size and CRC-32 of a plain read) by its flags.
 """
 from __future__ import annotations
 
@@ -22,13 +27,13 @@ import signal
 import subprocess
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from paths import DATA_DIR
-from xray import Unavailable
+from xray import Unavailable, strace
 from xray.causes import memory_filesystem
 from xray.proc import family, where_they_wait
 
@@ -96,6 +101,31 @@ def parse_report(text: str) -> Report:
     return report
 
 
+class Output(Protocol):
+    """How a program ended: a Ran, a subprocess.CompletedProcess[str], an xray.strace.Trace."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def last_words(out: Output) -> str:
+    """The last line the program wrote on stderr ('' when none): where a lab program says why it stopped."""
+    lines = out.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def said(out: Output) -> str:
+    """What a program said, for a failure message: its last stderr line first (often all a learner
+    reads in the summary), with how it ended (killed by a signal, stopped under strace), then everything."""
+    last = last_words(out) or "(nothing on stderr)"
+    if isinstance(out, strace.Trace) and out.timed_out:
+        last = f"it did not finish, and was stopped; where its threads waited:\n{out.stuck}\n{last}"
+    elif out.returncode < 0:   # subprocess's way of saying "killed by this signal"
+        last = f"killed by {signal_name(-out.returncode)}; {last}"
+    return f"{last} [exit code {out.returncode}]\nstdout:\n{out.stdout.strip()}\nstderr:\n{out.stderr.strip()}"
+
+
 # --- running a lab program: a hang or a crash says what was seen -----------------------------
 
 # What a signal that ends a C program most often means in these labs.
@@ -113,11 +143,18 @@ def died(returncode: int) -> str:
     """'killed by SIGSEGV (a crash: ...)' for a negative return code, else 'exit code N'."""
     if returncode >= 0:
         return f"exit code {returncode}"
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        name = f"signal {-returncode}"
+    name = signal_name(-returncode)
     return f"killed by {name}" + (f" ({SIGNALS[name]})" if name in SIGNALS else "")
+
+
+def signal_name(number: int) -> str:
+    """SIGSEGV, SIGRTMIN, SIGRTMIN+3...: the name a learner can look up."""
+    if signal.SIGRTMIN < number <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def last_lines(text: str, lines: int = 12) -> str:
@@ -137,26 +174,28 @@ class Ran:
 
 
 def run(argv: Sequence[str], timeout: float, *, look_at: float | None = None, advice: str = "",
-        **popen: Any) -> Ran:
+        look: Callable[[int], str] | None = None, **popen: Any) -> Ran:
     """Run argv to its end, its output captured (text). If it is still running after look_at seconds,
     note where each of its threads (and its children's) waits, in Ran.seen: for a program that may
     stop itself, by a watchdog of its own, before the timeout. If it is still running at the timeout,
-    stop it and fail (AssertionError) with where its threads wait, what it printed last, and advice."""
+    stop it and fail (AssertionError) with where its threads wait, what it printed last, and advice.
+    look(pid), when given, says instead what the stuck program is doing (a lab's own diagnosis)."""
     process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=popen.pop("stdin", subprocess.DEVNULL), **popen)
     looked: list[str] = []
+    describe = look or (lambda pid: where_they_wait(family(pid)))
 
-    def look() -> None:
+    def glance() -> None:
         if process.poll() is None:
-            looked.append(where_they_wait(family(process.pid)))
+            looked.append(describe(process.pid))
 
-    watcher = threading.Timer(look_at, look) if look_at is not None and look_at < timeout else None
+    watcher = threading.Timer(look_at, glance) if look_at is not None and look_at < timeout else None
     if watcher:
         watcher.start()
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        seen = where_they_wait(family(process.pid)) or "    (it ended as it was looked at)"
+        seen = describe(process.pid) or "    (it ended as it was looked at)"
         process.kill()
         out, err = process.communicate()
         name = " ".join([Path(argv[0]).name, *argv[1:]])
@@ -170,3 +209,87 @@ def run(argv: Sequence[str], timeout: float, *, look_at: float | None = None, ad
             watcher.join()
     return Ran(list(argv), process.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                "".join(looked))
+
+
+# --- a lab's C program that reads the data file: aio_cat, kaio_cat, uring_cat ----------------
+
+def file_opens(tr: strace.Trace, name: str) -> list[strace.Call]:
+    """The opens of the data file `name` that succeeded, in a trace of a program run in its directory."""
+    return [c for c in tr.named("openat", "open") if f'"{name}"' in c.args and (c.retval or -1) >= 0]
+
+
+class Programs(Protocol):
+    """Where the implementation under test keeps its C programs (grading.plugin.Impl)."""
+
+    def bin(self, name: str) -> Path: ...
+
+
+def runs_anywhere(args: Sequence[str]) -> None:
+    """FileProgram.require's default: nothing to ask the machine first."""
+
+
+@dataclass(frozen=True)
+class FileProgram:
+    """A lab program run as `NAME FILE [flags]` in the data directory, and how its grader watches it.
+
+    One per program, in the lab's helper module (lab4_aio.AIO_CAT); the tests then say only
+    the flags: AIO_CAT.run(impl, data, "--notify", "thread"), AIO_CAT.traced(impl, data, ...).
+    """
+
+    name: str                    # the program in build/bin: "aio_cat"
+    trace: str                   # the system calls strace records of it (strace -e trace=...)
+    misplaced: str               # in a wrong CRC: which values put a block in the wrong place
+    advice: str = ""             # in a run that did not end: what that most likely means
+    # Raises xray.Unavailable (a skip that says why) where the program cannot run with these flags.
+    require: Callable[[Sequence[str]], None] = runs_anywhere
+    # What a stuck process is doing, instead of where its threads wait (see run()).
+    look: Callable[[int], str] | None = None
+    # What a trace stopped at its deadline shows; with it, traced() fails at once on such a trace.
+    stuck: Callable[[strace.Trace], str] | None = None
+
+    def argv(self, impl: Programs, data: DataFile, *args: str) -> list[str]:
+        return [str(impl.bin(self.name)), data.name, *args]
+
+    def run(self, impl: Programs, data: DataFile, *args: str, timeout: float = 30,
+            env: dict[str, str] | None = None) -> Ran:
+        """The program on data, to its end; one that does not end fails, saying what it was doing."""
+        self.require(args)
+        return run(self.argv(impl, data, *args), timeout, cwd=data.dir, env=env, advice=self.advice, look=self.look)
+
+    def traced(self, impl: Programs, data: DataFile, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 40) -> strace.Trace:
+        """The program on data under strace -f, to its end."""
+        return self.traced_argv(self.argv(impl, data, *args), data, env=env, timeout=timeout)
+
+    def traced_ok(self, impl: Programs, data: DataFile, *args: str, env: dict[str, str] | None = None) -> strace.Trace:
+        """traced(), and the program ended well (exit code 0); else the failure says what it said."""
+        tr = self.traced(impl, data, *args, env=env)
+        assert tr.returncode == 0, f"{' '.join([self.name, *args])} failed under strace: {said(tr)}"
+        return tr
+
+    def traced_argv(self, argv: Sequence[str], data: DataFile, *, env: dict[str, str] | None = None,
+                    timeout: float = 40) -> strace.Trace:
+        """Any argv (the program without a file, a Python twin of it) traced as this program is, in data's directory."""
+        self.require(argv)
+        tr = strace.run(argv, trace=self.trace, cwd=data.dir, timeout=timeout, env=env)
+        if tr.timed_out and self.stuck is not None:
+            raise AssertionError(f"{' '.join([Path(argv[0]).name, *argv[1:]])} did not finish in {timeout:g} s "
+                                 f"under strace: {self.stuck(tr)}"
+                                 + (f"\nWhere its threads waited:\n{tr.stuck}" if tr.stuck else ""))
+        return tr
+
+    def reads_all(self, impl: Programs, data: DataFile, *args: str, timeout: float = 30) -> Report:
+        """run() then check_read(): the program with these flags reads every byte of data. Its report."""
+        return self.check_read(self.run(impl, data, *args, timeout=timeout), data, " ".join([self.name, *args]))
+
+    def check_read(self, out: Output, data: DataFile, what: str) -> Report:
+        """The program ended well and read every byte of data (its size and CRC-32): its report."""
+        assert out.returncode == 0, f"{what} failed: {said(out)}"
+        report = parse_report(out.stdout)
+        size = report.count("read", r"^(\d+) bytes")
+        assert size == data.size, (f"{what}: {size} bytes read, the file has {data.size}: a short read at the end "
+                                   "of the file counts what it returned, once, no more, no less")
+        crc = report.crc()
+        assert crc == data.crc32, (f"{what}: crc32 {crc:08x}, a plain read of the file gives {data.crc32:08x}: some "
+                                   f"block was not read, or landed in the wrong place ({self.misplaced})")
+        return report

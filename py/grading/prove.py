@@ -21,13 +21,12 @@ code is 0 only when M is 0.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
 from typing import Any
 
-from grading import mutants, readme_commands
+from grading import cli, mutants, readme_commands
 from grading.labs import all_labs, find_lab
 from grading.run import Graded, grade
 from paths import ROOT
@@ -110,8 +109,7 @@ def run_step(title: str, argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.prove", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.prove", __doc__)
     parser.add_argument("--lab", help="only this lab's grader tests (skips the other steps)")
     parser.add_argument("-k", dest="select", help="only tests whose name contains this")
     args = parser.parse_args(argv)

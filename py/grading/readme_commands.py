@@ -21,7 +21,6 @@ and their markers are described in readme_blocks.py. How a README's blocks run:
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import os
@@ -39,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading import cli
 from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import build, make_overlay
 from grading.readme_blocks import PLACEHOLDER, Block, MarkerError, needs, parse, unmarked_commands
@@ -404,8 +404,7 @@ def counts(results: list[Result]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.readme_commands", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.readme_commands", __doc__)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--check", action="store_true", help="check every README's markers; run nothing")
     which.add_argument("--lab", help="run this lab's commands (on the reference in build/grade/labN)")

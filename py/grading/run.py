@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from grading import cli
 from grading.labs import Lab, all_labs, find_lab
 from grading.overlay import build, make_overlay
 from grading.session import run_session
@@ -340,8 +340,7 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.run", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     lab = sub.add_parser("lab", help="grade a lab")
     lab.add_argument("number")

@@ -25,7 +25,6 @@ Nothing a learner wrote is lost: what is overwritten is first copied under build
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading import cli
 from grading.labs import Lab, all_labs, find_lab
 from paths import ROOT
 
@@ -258,8 +258,7 @@ def reset(root: Path, lab: Lab) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.starters", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.starters", __doc__)
     parser.add_argument("action", choices=["write", "check", "reset"])
     parser.add_argument("lab", nargs="?", help="reset: the lab to start over")
     parser.add_argument("--into", type=Path, help="write under this directory instead of the repo")

@@ -15,13 +15,13 @@ once a second instead.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import select
 import sys
 import time
 
+from grading import cli
 from grading.labs import Lab, find_lab
 from grading.run import STATE, Graded, grade, hint_text, learner_paths, score
 from paths import ROOT
@@ -131,8 +131,7 @@ def report(lab: Lab, graded: Graded) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.watch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("grading.watch", __doc__)
     parser.add_argument("number", help="the lab to watch")
     parser.add_argument("--poll", action="store_true", help="poll the files' mtimes instead of inotify")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from grading.programs import parse_report
+from grading.servers import wait_port
 from paths import ROOT
 from xray import proc
 
@@ -61,9 +62,7 @@ def python_server(answer: Answer) -> Iterator[int]:
 @pytest.fixture
 def rx_echo(impl) -> Iterator[int]:
     with proc.launch([str(impl.bin("rx_echo")), "--port", "0"], stdin=subprocess.DEVNULL) as server:
-        line = server.readline(timeout=10)
-        assert line.startswith("listening on 127.0.0.1:"), line
-        yield int(line.rpartition(":")[2])
+        yield wait_port(server, "rx_echo", timeout=10)
 
 
 @pytest.mark.parametrize("size", [64, 200_000])   # 200 kB: sends and echoes come back in pieces

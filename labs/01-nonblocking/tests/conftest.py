@@ -16,14 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from grading.servers import wait_port
 from xray import proc
-
-
-def _port_of(line: str, what: str) -> int:
-    """The port in a server's first line, "listening on 127.0.0.1:PORT"."""
-    if not line.startswith("listening on 127.0.0.1:"):
-        raise RuntimeError(f"{what} did not say where it listens (its first line was {line!r})")
-    return int(line.rsplit(":", 1)[1])
 
 
 @pytest.fixture
@@ -36,7 +30,7 @@ def slow_server(impl) -> Iterator[Callable[..., int]]:
         def start(delay_ms: int) -> int:
             argv = [str(impl.bin("slow_server")), "--port", "0", "--delay-ms", str(delay_ms)]
             server = stack.enter_context(proc.launch(argv, stderr=subprocess.DEVNULL))
-            return _port_of(server.readline(timeout=5), "slow_server")
+            return wait_port(server, "slow_server", timeout=5)
         yield start
 
 
@@ -64,7 +58,7 @@ def tls_echo(impl, tls_files: TLSFiles) -> Iterator[int]:
     """The port of a running `python -m nonblock.tls_echo` that presents tls_files.server."""
     argv = impl.python("nonblock.tls_echo", "--port", "0", "--cert", str(tls_files.server))
     with proc.launch(argv, env=impl.env(), stderr=subprocess.DEVNULL) as server:
-        yield _port_of(server.readline(timeout=15), "nonblock.tls_echo")
+        yield wait_port(server, "nonblock.tls_echo", timeout=15)
 
 
 @pytest.fixture(scope="module")

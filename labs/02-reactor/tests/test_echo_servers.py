@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from echo_clients import (DripFeeder, Server, ServerFailed, SlowReader, check_echo, echo_on, flood, idle_client,
-                          many_clients, parse_listening, pattern, start_server, vanish)
+from echo_clients import (DripFeeder, SlowReader, check_echo, echo_on, flood, idle_client, many_clients, pattern,
+                          vanish)
+from echo_server import Server, ServerFailed, start_server
 
 from grading.plugin import Impl
+from grading.servers import EXPECTED, first_line, listening_address
 from xray import Unavailable, proc, strace
 
 
@@ -341,14 +343,11 @@ def _traced_scenario(server: EchoServer) -> TracedRun:
     try:
         with strace.launch(server.argv, trace="network,desc", env=server.env,
                            stdin=subprocess.DEVNULL) as run:
-            try:
-                line = run.readline(timeout=30)
-            except TimeoutError:
-                line = ""
-            address = parse_listening(line)
+            line = first_line(run, timeout=30)
+            address = listening_address(line)
             try:
                 if address is None:
-                    raise ServerFailed(f"under strace, the server did not print 'listening on 127.0.0.1:PORT' "
+                    raise ServerFailed(f"under strace, the server did not print '{EXPECTED}' "
                                        f"(first line {line!r})")
                 with idle_client(address):
                     drip = DripFeeder(address, b"drip", pause=0.2)

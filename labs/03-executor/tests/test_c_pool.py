@@ -20,18 +20,18 @@ import subprocess
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
 from grading.plugin import Impl
-from grading.programs import Ran, died, last_lines, make_data, run
+from grading.programs import DataFile, Output, Ran, died, file_opens, last_lines, make_data, run
 from xray import Unavailable, proc, strace
 
 DATA_SIZE = (8 << 20) + 12345   # 8 MiB and a bit: the last block is a short one
 WORKERS = 3                     # not tp_cat's default (4): the thread count must come from --workers
 EPOLL_WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
+# tp_cat's last line (c/pool/tp_cat.c: one sentence, not a `key: value` report): what it read.
 RESULT = re.compile(r"^bytes (\d+) crc32 ([0-9a-f]{8})$", re.M)
 
 
@@ -126,44 +126,39 @@ def test_strace_sees_one_eventfd_write_for_a_burst(impl: Impl) -> None:
 # --- tp_cat: a file read "asynchronously", seen from outside -----------------------------------
 
 @pytest.fixture(scope="module")
-def data_file() -> Path:
+def data_file() -> DataFile:
     """An 8 MiB (and a bit) file of random bytes in the labs' data directory (build/data or $LAB_DATA_DIR)."""
-    return make_data("lab3-c-pool.bin", DATA_SIZE, seed=33).path
+    return make_data("lab3-c-pool.bin", DATA_SIZE, seed=33)
 
 
-def expected_result(path: Path) -> tuple[int, str]:
-    """What a plain read of the file gives: its length and CRC-32 (zlib's, as tp_cat computes it)."""
-    data = path.read_bytes()
-    return len(data), f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
-
-
-def check_result(stdout: str, stderr: str, returncode: int, path: Path) -> None:
-    m = RESULT.search(stdout)
-    assert returncode == 0 and m is not None, (
-        f"tp_cat ended ({died(returncode)}) without its 'bytes N crc32 X' line. stdout {stdout.strip()[-300:]!r}, "
-        f"stderr {stderr.strip()[-500:]!r}")
-    size, crc = expected_result(path)
-    assert (int(m.group(1)), m.group(2)) == (size, crc), (
-        f"tp_cat read {m.group(1)} bytes with CRC-32 {m.group(2)}; a plain read gives {size} bytes with CRC-32 "
-        f"{crc}: a block lost, read twice, or folded out of order")
+def check_result(out: Output, data: DataFile) -> None:
+    """tp_cat ended well, having read the size and CRC-32 (zlib's) of a plain read of the file."""
+    m = RESULT.search(out.stdout)
+    assert out.returncode == 0 and m is not None, (
+        f"tp_cat ended ({died(out.returncode)}) without its 'bytes N crc32 X' line. "
+        f"stdout {out.stdout.strip()[-300:]!r}, stderr {out.stderr.strip()[-500:]!r}")
+    size, crc = int(m.group(1)), int(m.group(2), 16)
+    assert (size, crc) == (data.size, data.crc32), (
+        f"tp_cat read {size} bytes with CRC-32 {crc:08x}; a plain read gives {data.size} bytes with CRC-32 "
+        f"{data.crc32:08x}: a block lost, read twice, or folded out of order")
 
 
 @pytest.mark.hint("tp-cat")
 @pytest.mark.parametrize("options", [["--workers", "1", "--block", "4096"],
                                      ["--workers", "4", "--block", "100000", "--inflight", "32"]],
                          ids=["1-worker-4k-blocks", "4-workers-32-in-flight"])
-def test_tp_cat_reads_the_same_bytes_as_a_plain_read(impl: Impl, data_file: Path, options: list[str]) -> None:
+def test_tp_cat_reads_the_same_bytes_as_a_plain_read(impl: Impl, data_file: DataFile, options: list[str]) -> None:
     """tp_cat's byte count and CRC-32 are those of a plain read of the file, whatever the pool's shape."""
-    argv = [str(impl.bin("tp_cat")), str(data_file), *options]
+    argv = [str(impl.bin("tp_cat")), str(data_file.path), *options]
     ran = run(argv, 30, advice="Reading 8 MiB takes a fraction of a second: the loop asleep in epoll_wait means a "
                                "completion that never reached it; a thread waiting on a lock, a lock held forever")
-    check_result(ran.stdout, ran.stderr, ran.returncode, data_file)
+    check_result(ran, data_file)
 
 
 @pytest.mark.hint("tp-threads")
-def test_proc_shows_the_loop_and_exactly_the_workers(impl: Impl, data_file: Path) -> None:
+def test_proc_shows_the_loop_and_exactly_the_workers(impl: Impl, data_file: DataFile) -> None:
     """While tp_cat --workers 3 reads (a slow disk: 20 ms a block), /proc/PID/task shows 4 threads, never more."""
-    argv = [str(impl.bin("tp_cat")), str(data_file), "--workers", str(WORKERS), "--delay-ms", "20"]
+    argv = [str(impl.bin("tp_cat")), str(data_file.path), "--workers", str(WORKERS), "--delay-ms", "20"]
     with proc.launch(argv, stderr=subprocess.PIPE) as cat:
         first = ""
         with contextlib.suppress(TimeoutError):
@@ -196,27 +191,27 @@ def test_proc_shows_the_loop_and_exactly_the_workers(impl: Impl, data_file: Path
     assert max(counts, default=0) <= WORKERS + 1, (
         f"while reading, tp_cat had up to {max(counts)} threads: a pool of {WORKERS} runs every job on those "
         "workers, it never starts a thread per job")
-    check_result(cat.lines.rest() + out.decode(errors="replace"), err.decode(errors="replace"), cat.returncode,
-                 data_file)
+    check_result(Ran(argv, cat.returncode, cat.lines.rest() + out.decode(errors="replace"),
+                     err.decode(errors="replace")), data_file)
 
 
-def trace_tp_cat(impl: Impl, path: Path) -> tuple[strace.Trace, list[strace.Call]]:
+def trace_tp_cat(impl: Impl, data: DataFile) -> tuple[strace.Trace, list[strace.Call]]:
     """tp_cat --workers 3 under strace; the trace, and the preads of the file (found by the fd openat gave)."""
-    argv = [str(impl.bin("tp_cat")), str(path), "--workers", str(WORKERS), "--delay-ms", "2"]
+    argv = [str(impl.bin("tp_cat")), str(data.path), "--workers", str(WORKERS), "--delay-ms", "2"]
     tr = strace.run(argv, trace="openat,pread64,read,write,eventfd2," + ",".join(EPOLL_WAITS), timeout=40)
     assert not tr.timed_out, (f"tp_cat did not finish in 40 s under strace (it takes a few seconds), and was stopped. "
                               f"Where its threads waited:\n{tr.stuck or '    (not seen)'}\nWhat it printed last:\n"
                               f"{last_lines(tr.stdout + tr.stderr)}")
-    check_result(tr.stdout, tr.stderr, tr.returncode, path)
-    opens = [c for c in tr.named("openat") if str(path) in c.args and c.retval is not None and c.retval >= 0]
-    assert opens, f"no openat of {path} in the trace (calls seen: {tr.summary()})"
+    check_result(tr, data)
+    opens = file_opens(tr, str(data.path))
+    assert opens, f"no openat of {data.path} in the trace (calls seen: {tr.summary()})"
     fd = opens[0].retval
     preads = [c for c in tr.named("pread64") if c.start > opens[0].start and c.fd == fd]
     return tr, preads
 
 
 @pytest.mark.hint("tp-preads")
-def test_strace_every_pread_runs_on_a_worker(impl: Impl, data_file: Path) -> None:
+def test_strace_every_pread_runs_on_a_worker(impl: Impl, data_file: DataFile) -> None:
     """Under strace: 3 threads created, and every pread64 of the file made by one of them, none by the loop."""
     tr, preads = trace_tp_cat(impl, data_file)
     blocks = -(-DATA_SIZE // 65536)
@@ -232,7 +227,7 @@ def test_strace_every_pread_runs_on_a_worker(impl: Impl, data_file: Path) -> Non
 
 
 @pytest.mark.hint("tp-loop-sleeps")
-def test_strace_the_loop_sleeps_in_epoll_wait_and_reads_the_eventfd(impl: Impl, data_file: Path) -> None:
+def test_strace_the_loop_sleeps_in_epoll_wait_and_reads_the_eventfd(impl: Impl, data_file: DataFile) -> None:
     """Under strace: workers read while the loop is inside epoll_wait; workers write the eventfd, the loop reads it."""
     tr, preads = trace_tp_cat(impl, data_file)
     main = tr.main_tid

@@ -1,4 +1,4 @@
-"""Lab 4's grader helpers: the file every test reads, running aio_cat, reading its report and its strace.
+"""Lab 4's grader helpers: the file every test reads, aio_cat (grading.programs.FileProgram), its report and strace.
 
 The data file lives in the labs' data directory (build/data, or $LAB_DATA_DIR), never
 in /tmp, and the programs are started in that directory with a short relative name,
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading import programs
 from grading.plugin import Impl
-from grading.programs import DataFile, Ran, Report, run
+from grading.programs import DataFile, FileProgram, Ran, Report, file_opens, said
 from xray import strace
 
 NAME = "aio-lab4.bin"
@@ -54,16 +52,17 @@ def parse_report(text: str) -> AioReport:
     return report
 
 
-def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
-    return [str(impl.bin("aio_cat")), data.name, *args]
+# The system calls strace records: the file's opens and reads, the waits, and the signals glibc queues.
+TRACE = ("openat,open,pread64,pwrite64,read,epoll_wait,epoll_pwait,signalfd,signalfd4,rt_sigqueueinfo,"
+         "rt_tgsigqueueinfo,nanosleep,clock_nanosleep")
+
+AIO_CAT = FileProgram("aio_cat", TRACE, misplaced="aio_buf, aio_offset",
+                      advice="A wait that is never woken: a sigevent that tells nobody?")
 
 
 def run_cat(impl: Impl, data: DataFile, *args: str, spy: Path | None = None, timeout: float = 30) -> Ran:
-    """Run aio_cat in the data directory (with aio_spy.so preloaded if spy is a file to write); if it
-    does not end, the failure says where its threads waited."""
-    env = spy_env(impl, spy) if spy is not None else dict(os.environ)
-    return run(cat_argv(impl, data, *args), timeout, cwd=data.dir, env=env,
-               advice="A wait that is never woken: a sigevent that tells nobody?")
+    """AIO_CAT.run, with aio_spy.so preloaded if spy is a file for its counts."""
+    return AIO_CAT.run(impl, data, *args, timeout=timeout, env=spy_env(impl, spy) if spy is not None else None)
 
 
 def spy_counts(path: Path) -> dict[str, int]:
@@ -78,50 +77,18 @@ def spy_counts(path: Path) -> dict[str, int]:
     raise AssertionError(f"aio_spy.so saw no aio_read, aio_write or lio_listio: {path.read_text()!r}")
 
 
-def signal_name(number: int) -> str:
-    """SIGSEGV, SIGRTMIN, SIGRTMIN+3...: the name a learner can look up."""
-    if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}" if number > signal.SIGRTMIN else "SIGRTMIN"
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def explain(proc: Ran | strace.Trace) -> str:
-    """The program's output, for a failure message: what it said on stderr first (one line
-    of it is all a learner sees in the summary), then everything."""
-    said = proc.stderr.strip().splitlines()
-    first = said[-1] if said else "(nothing on stderr)"
-    if isinstance(proc, strace.Trace) and proc.timed_out:
-        first = f"it did not finish, and was stopped; where its threads waited:\n{proc.stuck}\n{first}"
-    elif proc.returncode < 0:   # subprocess's way of saying "killed by this signal"
-        first = f"killed by {signal_name(-proc.returncode)}; {first}"
-    return (f"{first} [exit code {proc.returncode}]\nstdout:\n{proc.stdout.strip()}\n"
-            f"stderr:\n{proc.stderr.strip()}")
-
-
 # --- reading an strace of a program that reads the data file -------------------------------
-
-TRACE = ("openat,open,pread64,pwrite64,read,epoll_wait,epoll_pwait,signalfd,signalfd4,rt_sigqueueinfo,"
-         "rt_tgsigqueueinfo,nanosleep,clock_nanosleep")
-
 
 def spy_env(impl: Impl, spy: Path) -> dict[str, str]:
     """The environment that preloads aio_spy.so, which writes its counts to `spy` at exit."""
     return dict(os.environ, LD_PRELOAD=str(impl.bin("aio_spy.so")), AIO_SPY_OUT=str(spy))
 
 
-def traced(argv: Sequence[str], data: DataFile, env: dict[str, str] | None = None) -> strace.Trace:
-    """Run argv to the end under strace -f, in the data directory."""
-    return strace.run(argv, trace=TRACE, cwd=data.dir, timeout=40, env=env)
-
-
 def data_fds(tr: strace.Trace, name: str) -> tuple[set[int], float]:
     """The descriptors the program opened the data file as, and when it first did."""
-    opens = [c for c in tr.named("openat", "open") if f'"{name}"' in c.args and (c.retval or -1) >= 0]
+    opens = file_opens(tr, name)
     assert opens, (f"strace saw no open of {name}: the program failed before reading it? "
-                   f"{explain(tr)}")
+                   f"{said(tr)}")
     return {c.retval for c in opens if c.retval is not None}, opens[0].start
 
 

@@ -14,23 +14,14 @@ import os
 from pathlib import Path
 
 import pytest
-from lab4_aio import (DataFile, cat_argv, data_fds, explain, io_on, parse_report, requests, run_cat, sleeps, spy_counts,
-                      spy_env, traced)
+from lab4_aio import AIO_CAT, DataFile, data_fds, io_on, parse_report, requests, run_cat, sleeps, spy_counts, spy_env
 
 from grading.plugin import Impl
+from grading.programs import said
 from xray import strace
 
 MODES = ["suspend", "thread", "reactor"]
 WAIT_MS = 10000   # the timeout aio_cat gives pa_wait (its WAIT_MS): a wait that long means something is broken
-
-
-def check_data(proc_text: str, data: DataFile, what: str) -> None:
-    report = parse_report(proc_text)
-    crc = report.crc()
-    assert crc == data.crc32, (f"{what}: crc32 {crc:08x}, but a plain read of the file gives {data.crc32:08x}: "
-                               "some chunk was not read, or landed at the wrong place (aio_buf, aio_offset)")
-    size = report.count("read", r"^(\d+) bytes")
-    assert size == data.size, f"{what}: {size} bytes read, the file has {data.size}"
 
 
 @pytest.mark.hint("pa-read")
@@ -38,8 +29,7 @@ def check_data(proc_text: str, data: DataFile, what: str) -> None:
 def test_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """aio_cat reads the whole file (33 requests, the last one short) and its CRC-32 is a plain read's."""
     proc = run_cat(impl, data, "--notify", mode)
-    assert proc.returncode == 0, f"aio_cat --notify {mode} failed: {explain(proc)}"
-    check_data(proc.stdout, data, f"aio_cat --notify {mode}")
+    AIO_CAT.check_read(proc, data, f"aio_cat --notify {mode}")
 
 
 @pytest.mark.hint("pa-wait")
@@ -52,8 +42,7 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
     sleep in aio_suspend, never a timeout (aio_cat asks pa_wait for 10 s).
     """
     spy = tmp_path / "spy.txt"
-    tr = traced(cat_argv(impl, data, "--notify", "suspend"), data, env=spy_env(impl, spy))
-    assert tr.returncode == 0, f"aio_cat failed: {explain(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "suspend", env=spy_env(impl, spy))
     counts = spy_counts(spy)
     n = requests(data)
     assert counts["aio_read"] == n, f"aio_read was called {counts['aio_read']} times for {n} chunks (pa_submit)"
@@ -82,8 +71,7 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
 @pytest.mark.parametrize("mode", MODES)
 def test_glibc_threads_do_the_preads(impl: Impl, data: DataFile, mode: str) -> None:
     """Under strace -f: threads created (clone3/clone, CLONE_THREAD), every pread64 of the file on them, none on main."""
-    tr = traced(cat_argv(impl, data, "--notify", mode), data)
-    assert tr.returncode == 0, f"aio_cat --notify {mode} failed under strace: {explain(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", mode)
     fds, opened = data_fds(tr, data.name)
     preads = io_on(tr, ("pread64",), fds, opened)
     assert tr.threads_created, (
@@ -110,11 +98,11 @@ def test_glibc_threads_do_the_preads(impl: Impl, data: DataFile, mode: str) -> N
 @pytest.mark.hint("pa-errors")
 def test_bad_fd_reports_ebadf(impl: Impl, data: DataFile) -> None:
     """A read from a closed fd: aio_read accepts it, glibc's thread gets EBADF, aio_error/aio_return report it."""
-    tr = traced([str(impl.bin("aio_cat")), "--bad-fd"], data)
-    assert tr.returncode == 1, f"aio_cat --bad-fd should fail with exit code 1: {explain(tr)}"
+    tr = AIO_CAT.traced_argv([str(impl.bin("aio_cat")), "--bad-fd"], data)
+    assert tr.returncode == 1, f"aio_cat --bad-fd should fail with exit code 1: {said(tr)}"
     assert "EBADF" in tr.stderr and "Bad file descriptor" in tr.stderr, (
         f"aio_cat --bad-fd should say 'Bad file descriptor (EBADF)', the errno aio_error gives (pa_result "
-        f"returns -that errno): {explain(tr)}")
+        f"returns -that errno): {said(tr)}")
     failed = [c for c in tr.named("pread64") if c.errno == "EBADF"]
     assert failed, f"strace saw no pread64 failing with EBADF: {tr.summary()}"
     assert all(c.tid != tr.main_tid for c in failed), "the failing pread64 ran on the main thread"
@@ -132,13 +120,13 @@ def test_copy_with_aio_write(impl: Impl, data: DataFile, tmp_path: Path) -> None
 
 def copy_and_check(impl: Impl, data: DataFile, out: Path, spy: Path) -> None:
     proc = run_cat(impl, data, "--notify", "suspend", "--copy", str(out), spy=spy)
-    assert proc.returncode == 0, f"aio_cat --copy failed: {explain(proc)}"
+    assert proc.returncode == 0, f"aio_cat --copy failed: {said(proc)}"
     assert out.exists() and out.read_bytes() == data.content, (
         f"the copy differs from the file ({out.stat().st_size if out.exists() else 0} bytes of {data.size}): "
         "aio_write with the chunk's buffer, length and offset (pa_prep with LIO_WRITE, pa_submit)")
     counts = spy_counts(spy)
     assert counts["aio_write"] == requests(data), f"aio_write was called {counts['aio_write']} times"
-    tr = traced(cat_argv(impl, data, "--copy", str(out)), data)
+    tr = AIO_CAT.traced(impl, data, "--copy", str(out))
     writes = [c for c in tr.named("pwrite64") if c.retval and c.retval > 0]
     assert writes and all(c.tid != tr.main_tid for c in writes), (
         f"pwrite64 calls: {len(writes)}, on the main thread: {sum(c.tid == tr.main_tid for c in writes)}: "
@@ -148,8 +136,7 @@ def copy_and_check(impl: Impl, data: DataFile, out: Path, spy: Path) -> None:
 @pytest.mark.hint("sigev-thread")
 def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) -> None:
     """SIGEV_THREAD: the callback runs once per request, never on the main thread, on threads glibc creates for it."""
-    tr = traced(cat_argv(impl, data, "--notify", "thread"), data)
-    assert tr.returncode == 0, f"aio_cat --notify thread failed: {explain(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "thread")
     report = parse_report(tr.stdout)
     calls = report.count("callbacks", r"^(\d+) on")
     on_main = report.count("callbacks", r"(\d+) on the main thread")
@@ -165,8 +152,7 @@ def test_sigev_thread_runs_callbacks_on_new_threads(impl: Impl, data: DataFile) 
 @pytest.mark.hint("sigev-signal")
 def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
     """--notify reactor: glibc's thread queues SIGRTMIN; the main thread sleeps in epoll_wait on a signalfd."""
-    tr = traced(cat_argv(impl, data, "--notify", "reactor"), data)
-    assert tr.returncode == 0, f"aio_cat --notify reactor failed: {explain(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "reactor")
     main = tr.main_tid
     sfds = [c for c in tr.named("signalfd4", "signalfd") if c.tid == main and (c.retval or -1) >= 0]
     assert sfds, "the main thread created no signalfd (pa_signal_fd)"
@@ -210,8 +196,7 @@ def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, 
     """--batch 8: 5 lio_listio calls carry all 33 requests (no aio_read); one notification per batch."""
     spy = tmp_path / "spy.txt"
     proc = run_cat(impl, data, "--notify", mode, "--batch", "8", spy=spy)
-    assert proc.returncode == 0, f"aio_cat --batch 8 --notify {mode} failed: {explain(proc)}"
-    check_data(proc.stdout, data, f"aio_cat --batch 8 --notify {mode}")
+    AIO_CAT.check_read(proc, data, f"aio_cat --batch 8 --notify {mode}")
     counts = spy_counts(spy)
     batches = -(-requests(data) // 8)
     assert (counts["lio_listio"], counts["lio_listio_requests"], counts["aio_read"]) == (batches, requests(data), 0), (
@@ -231,12 +216,11 @@ def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, 
 @pytest.mark.hint("more-fds")
 def test_one_thread_per_descriptor(impl: Impl, data: DataFile) -> None:
     """With the file opened 3 times and one lio_listio of 6 requests, glibc starts 3 threads, one per descriptor."""
-    tr = traced(cat_argv(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6"), data)
-    assert tr.returncode == 0, f"aio_cat --fds 3 --batch 6 failed under strace: {explain(tr)}"
+    tr = AIO_CAT.traced_ok(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6")
     fds, opened = data_fds(tr, data.name)
     readers = {c.tid for c in io_on(tr, ("pread64",), fds, opened)}
     assert len(fds) == 3 and len(readers) >= 3, (
         f"3 descriptors, but pread64 ran on {len(readers)} thread(s): glibc runs the requests of one "
         "descriptor one after another on one thread, and those of different descriptors on different "
         f"threads (threads created: {len(tr.threads_created)})")
-    check_data(tr.stdout, data, "aio_cat --fds 3 --batch 6")
+    AIO_CAT.check_read(tr, data, "aio_cat --fds 3 --batch 6")

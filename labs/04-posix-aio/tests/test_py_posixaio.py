@@ -23,10 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lab4_aio import DataFile, data_fds, explain, io_on, parse_report, requests, sleeps, timed_out_polls, traced
+from lab4_aio import AIO_CAT, DataFile, data_fds, io_on, parse_report, requests, sleeps, timed_out_polls
 
 import posixaio
 from grading.plugin import Impl
+from grading.programs import said
 from posixaio import libc
 
 OFFSETS = [0, 4096, 65536 + 123, 2 * 1024 * 1024 + 12345 - 100]   # the last: a short read
@@ -297,8 +298,8 @@ def test_cancelled_pread_keeps_its_request_until_glibc_is_done() -> None:
 def test_python_reveal_under_strace(impl: Impl, data: DataFile, mode: str) -> None:
     """python -m posixaio.cat under strace -f: threads created, every pread64 of the file on them, the right CRC."""
     argv = impl.python("posixaio.cat", data.name, "--mode", mode)
-    tr = traced(argv, data, env=impl.env())
-    assert tr.returncode == 0, f"posixaio.cat --mode {mode} failed: {explain(tr)}"
+    tr = AIO_CAT.traced_argv(argv, data, env=impl.env())   # the same calls as aio_cat: its Python twin
+    assert tr.returncode == 0, f"posixaio.cat --mode {mode} failed: {said(tr)}"
     report = parse_report(tr.stdout)
     assert report.crc() == data.crc32, f"crc32 {report.crc():08x}, a plain read gives {data.crc32:08x}"
     fds, opened = data_fds(tr, data.name)

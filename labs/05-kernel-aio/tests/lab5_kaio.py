@@ -1,4 +1,4 @@
-"""Lab 5's grader helpers: running kaio_cat and kaio_caveats, reading their reports, straces and /proc.
+"""Lab 5's grader helpers: kaio_cat and kaio_caveats (grading.programs.FileProgram), what a stuck one does, /proc.
 
 The data files live in the labs' data directory (build/data, or $LAB_DATA_DIR), never in
 /tmp (tmpfs refuses O_DIRECT), and the programs run in that directory with a short
@@ -20,35 +20,17 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from grading.plugin import Impl
-from grading.programs import DataFile, Report, last_lines, parse_report
+from grading.programs import DataFile, FileProgram
 from xray import proc, strace
 from xray.doctor import check_kernel_aio, check_o_direct, require
 
 
-def require_kaio() -> None:
+def require_kaio(args: Sequence[str] = ()) -> None:
     """Raise xray.Unavailable (the test is skipped, saying why) without kernel AIO or O_DIRECT here."""
     require(check_kernel_aio, check_o_direct)
-
-
-def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
-    return [str(impl.bin("kaio_cat")), data.name, *args]
-
-
-def run(impl: Impl, program: str, data: DataFile, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run kaio_cat or kaio_caveats on data, in the data directory; if it does not end, say what it was doing."""
-    require_kaio()
-    argv = [str(impl.bin(program)), data.name, *args]
-    with proc.launch(argv, cwd=data.dir, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) as p:
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as stuck:
-            printed = ((stuck.stdout or b"") + (stuck.stderr or b"")).decode(errors="replace")
-            raise AssertionError(f"{program} {' '.join(args)} did not finish in {timeout:g} s: "
-                                 f"{what_it_does(p.pid)}. What it printed last:\n{last_lines(printed)}") from None
-    return subprocess.CompletedProcess(argv, p.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 # --- a program that does not end: what was it doing? ------------------------------------------
@@ -166,45 +148,14 @@ def what_it_did(tr: strace.Trace) -> str:
     return doing + (f": {cause}" if cause else "")
 
 
-def explain(proc: subprocess.CompletedProcess[str] | strace.Trace) -> str:
-    """The program's output for a failure message: its last stderr line first, then everything."""
-    said = proc.stderr.strip().splitlines()
-    first = said[-1] if said else "(nothing on stderr)"
-    return (f"{first} [exit code {proc.returncode}]\nstdout:\n{proc.stdout.strip()}\n"
-            f"stderr:\n{proc.stderr.strip()}")
-
-
-def check_data(proc: subprocess.CompletedProcess[str] | strace.Trace, data: DataFile, what: str) -> Report:
-    """The program succeeded and read every byte of data: its report."""
-    assert proc.returncode == 0, f"{what} failed: {explain(proc)}"
-    report = parse_report(proc.stdout)
-    crc = report.crc()
-    size = int(report.number("read", r"^(\d+) bytes"))
-    assert size == data.size, (f"{what}: {size} bytes read, the file has {data.size}: a short read at the end of "
-                               "the file counts what it got, no more, no less")
-    assert crc == data.crc32, (f"{what}: crc32 {crc:08x}, a plain read gives {data.crc32:08x}: some block landed "
-                               "in the wrong place (aio_buf, aio_offset, or the slot in aio_data)")
-    return report
-
-
-# --- strace ---------------------------------------------------------------------------------
+# --- the programs: kaio_cat (the lab's reader) and kaio_caveats (the talk's three caveats) ----------
 
 TRACE = ("openat,open,io_setup,io_submit,io_getevents,io_pgetevents,io_destroy,eventfd2,eventfd,"
          "epoll_wait,epoll_pwait,read,pread64")
 
-
-def traced(argv: Sequence[str], data: DataFile, timeout: float = 40) -> strace.Trace:
-    """Run argv to the end under strace -f, in the data directory; if it does not end, say what it was doing."""
-    require_kaio()
-    tr = strace.run(argv, trace=TRACE, cwd=data.dir, timeout=timeout)
-    if tr.timed_out:
-        raise AssertionError(f"{' '.join(argv[1:])} did not finish in {timeout:g} s under strace: {what_it_did(tr)}"
-                             + (f"\nWhere its threads waited:\n{tr.stuck}" if tr.stuck else ""))
-    return tr
-
-
-def file_opens(tr: strace.Trace, name: str) -> list[strace.Call]:
-    return [c for c in tr.named("openat", "open") if f'"{name}"' in c.args and (c.retval or -1) >= 0]
+KAIO_CAT = FileProgram("kaio_cat", TRACE, misplaced="aio_buf, aio_offset, or the slot in aio_data",
+                       require=require_kaio, look=what_it_does, stuck=what_it_did)
+KAIO_CAVEATS = replace(KAIO_CAT, name="kaio_caveats")
 
 
 # --- a program paused with requests in flight, for /proc --------------------------------------
@@ -233,7 +184,7 @@ class Paused:
 def paused(impl: Impl, data: DataFile, *args: str, timeout: float = 30) -> Paused:
     """kaio_cat --pause: its fds while requests are in flight, then (Enter) the rest of the run."""
     require_kaio()
-    argv = cat_argv(impl, data, *args, "--pause")
+    argv = KAIO_CAT.argv(impl, data, *args, "--pause")
     seen = Paused()
     with proc.launch(argv, cwd=data.dir, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         deadline = time.monotonic() + timeout

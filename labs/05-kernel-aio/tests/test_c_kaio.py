@@ -19,9 +19,10 @@ import os
 import re
 
 import pytest
-from lab5_kaio import DataFile, Paused, cat_argv, check_data, explain, file_opens, parse_report, paused, run, traced
+from lab5_kaio import KAIO_CAT, KAIO_CAVEATS, DataFile, Paused, paused
 
 from grading.plugin import Impl
+from grading.programs import file_opens, last_words, parse_report, said
 from xray.strace import Trace
 
 APIS = ["raw", "libaio"]
@@ -31,16 +32,14 @@ APIS = ["raw", "libaio"]
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_raw_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api raw (syscall(2)): the whole file, its CRC-32 equal to a plain read's, O_DIRECT and buffered."""
-    proc = run(impl, "kaio_cat", data, "--api", "raw", f"--{mode}")
-    check_data(proc, data, f"kaio_cat --api raw --{mode}")
+    KAIO_CAT.reads_all(impl, data, "--api", "raw", f"--{mode}")
 
 
 @pytest.mark.hint("libaio")
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_libaio_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api libaio: the same reader through libaio's io_prep_pread/io_submit/io_getevents."""
-    proc = run(impl, "kaio_cat", data, "--api", "libaio", f"--{mode}")
-    check_data(proc, data, f"kaio_cat --api libaio --{mode}")
+    KAIO_CAT.reads_all(impl, data, "--api", "libaio", f"--{mode}")
 
 
 @pytest.mark.hint("no-thread")
@@ -48,9 +47,9 @@ def test_libaio_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
 @pytest.mark.parametrize("api", APIS)
 def test_kernel_aio_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: bool) -> None:
     """Under strace -f: O_DIRECT open, io_setup/io_submit/io_getevents on the main thread, no clone, no read of the file."""
-    argv = cat_argv(impl, data, "--api", api, *(["--reactor"] if reactor else []))
-    tr = traced(argv, data)
-    check_data(tr, data, " ".join(argv[1:]))
+    args = ["--api", api, *(["--reactor"] if reactor else [])]
+    tr = KAIO_CAT.traced(impl, data, *args)
+    KAIO_CAT.check_read(tr, data, " ".join([data.name, *args]))
     opens = file_opens(tr, data.name)
     assert opens and all("O_DIRECT" in c.args for c in opens), (
         f"the file was opened without O_DIRECT: {[c.args for c in opens]}")
@@ -78,15 +77,15 @@ def test_kernel_aio_on_one_thread(impl: Impl, data: DataFile, api: str, reactor:
                          ids=["offset", "length", "buffer"])
 def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args: list[str]) -> None:
     """A misaligned O_DIRECT request is refused by ka_check (exit 2, the alignment named), and never reaches io_submit."""
-    tr = traced(cat_argv(impl, data, *args), data)
+    tr = KAIO_CAT.traced(impl, data, *args)
     report = parse_report(tr.stdout)
     need = int(report.number("alignment", r"offset (\d+)" if what != "buffer" else r"memory (\d+)"))
     assert tr.returncode == 2, (
         f"kaio_cat {' '.join(args)} should stop with exit code 2 (refused by ka_check), not "
-        f"{tr.returncode}: {explain(tr)}")
-    said = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
-    assert what in said and str(need) in said, (
-        f"the refusal should name the {what} and the alignment needed ({need}); it said: {said!r}")
+        f"{tr.returncode}: {said(tr)}")
+    last = last_words(tr)
+    assert what in last and str(need) in last, (
+        f"the refusal should name the {what} and the alignment needed ({need}); it said: {last!r}")
     assert not tr.named("io_submit"), (
         f"{len(tr.named('io_submit'))} io_submit made: a misaligned request must be refused BEFORE the kernel "
         "sees it (which would only answer EINVAL)")
@@ -97,14 +96,14 @@ def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args:
 def test_kernel_error_reaches_the_caller(impl: Impl, data: DataFile, api: str) -> None:
     """--offset 100 --unchecked: the kernel answers EINVAL in each io_event (res=-22); ka_reap hands it back, kaio_cat fails."""
     args = ["--api", api, "--offset", "100", "--unchecked"]
-    tr = traced(cat_argv(impl, data, *args), data)
+    tr = KAIO_CAT.traced(impl, data, *args)
     answers = [c for c in tr.named("io_getevents", "io_pgetevents") if "res=-22," in c.args]
     assert answers, (f"strace shows no io_event with res=-22 (EINVAL), the kernel's answer to a misaligned O_DIRECT "
-                     f"read that ka_check did not stop: {explain(tr)}")
-    said = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else "(nothing on stderr)"
-    assert tr.returncode == 1 and "Invalid argument" in said, (
+                     f"read that ka_check did not stop: {said(tr)}")
+    last = last_words(tr) or "(nothing on stderr)"
+    assert tr.returncode == 1 and "Invalid argument" in last, (
         f"the kernel answered res=-22 (EINVAL) in {len(answers)} io_getevents, but kaio_cat {' '.join(args)} "
-        f"ended with exit code {tr.returncode} and said {said!r}: the error never reached it. ka_reap hands back "
+        f"ended with exit code {tr.returncode} and said {last!r}: the error never reached it. ka_reap hands back "
         "res as a signed long, -errno for a failed request (libaio's io_event.res is unsigned: cast it to long)")
 
 
@@ -136,8 +135,8 @@ def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None
     each batch can be depends on how many completions one io_getevents brings, which a busy
     disk changes: so each io_submit is judged against the room it had, not by a share.
     """
-    tr = traced(cat_argv(impl, data, "--api", api, "--depth", "5", "--batch", "3", "--slots", "16"), data)
-    report = check_data(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3 --slots 16")
+    tr = KAIO_CAT.traced(impl, data, "--api", api, "--depth", "5", "--batch", "3", "--slots", "16")
+    report = KAIO_CAT.check_read(tr, data, f"kaio_cat --api {api} --depth 5 --batch 3 --slots 16")
     worst, submits = replay(tr, depth=5)
     sizes = [asked for asked, _ in submits]
     assert sizes and max(sizes) <= 3, f"io_submit was asked for {max(sizes, default=0)} iocbs at once; --batch is 3"
@@ -159,9 +158,8 @@ def test_depth_and_batch_respected(impl: Impl, data: DataFile, api: str) -> None
 @pytest.mark.parametrize("api", APIS)
 def test_tiny_context_requeues(impl: Impl, data: DataFile, api: str) -> None:
     """io_setup(1) and 256 reads asked at once: io_submit takes fewer; what it refused is requeued, nothing lost."""
-    tr = traced(cat_argv(impl, data, "--api", api, "--ctx", "1", "--depth", "256", "--batch", "256",
-                         "--block", "4096"), data)
-    report = check_data(tr, data, f"kaio_cat --api {api} --ctx 1 --depth 256")
+    tr = KAIO_CAT.traced(impl, data, "--api", api, "--ctx", "1", "--depth", "256", "--batch", "256", "--block", "4096")
+    report = KAIO_CAT.check_read(tr, data, f"kaio_cat --api {api} --ctx 1 --depth 256")
     setup = tr.named("io_setup")
     assert setup and setup[0].arg(0) == "1", f"io_setup was not asked for 1 event: {[c.args for c in setup]}"
     short = [c for c in tr.named("io_submit") if c.errno == "EAGAIN" or (c.retval or 0) < int(c.arg(1))]
@@ -176,8 +174,8 @@ def test_tiny_context_requeues(impl: Impl, data: DataFile, api: str) -> None:
 @pytest.mark.parametrize("api", APIS)
 def test_eagain_then_recovery(impl: Impl, data: DataFile, api: str) -> None:
     """kaio_caveats, caveat 3: a full context answers EAGAIN; after reaping, the refused reads go and all 256 finish."""
-    proc = run(impl, "kaio_caveats", data, "--api", api, "--repeat", "1")
-    assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
+    proc = KAIO_CAVEATS.run(impl, data, "--api", api, "--repeat", "1")
+    assert proc.returncode == 0, f"kaio_caveats failed: {said(proc)}"
     line = parse_report(proc.stdout).lines.get("caveat 3", "")
     assert "none (EAGAIN)" in line, f"the second io_submit into a full context should fail with EAGAIN: {line!r}"
     eagain = re.search(r"partial \d+, eagain (\d+);", line)
@@ -193,8 +191,8 @@ def test_eagain_then_recovery(impl: Impl, data: DataFile, api: str) -> None:
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_short_read_at_eof(impl: Impl, small: DataFile, mode: str) -> None:
     """A file of 3 blocks + 100 bytes: the last read returns 100 (strace: res=100), counted once, not resubmitted."""
-    tr = traced(cat_argv(impl, small, f"--{mode}", "--block", "4096", "--depth", "2", "--batch", "2"), small)
-    report = check_data(tr, small, f"kaio_cat --{mode} --block 4096")
+    tr = KAIO_CAT.traced(impl, small, f"--{mode}", "--block", "4096", "--depth", "2", "--batch", "2")
+    report = KAIO_CAT.check_read(tr, small, f"kaio_cat --{mode} --block 4096")
     events = " ".join(c.args for c in tr.named("io_getevents", "io_pgetevents"))
     assert "res=100," in events, "no completion with res=100 in strace: the last block was not read as asked"
     eof = int(report.number("scheduling", r"short reads at eof (\d+)"))
@@ -207,8 +205,8 @@ def test_short_read_at_eof(impl: Impl, small: DataFile, mode: str) -> None:
 @pytest.mark.parametrize("api", APIS)
 def test_reactor_wakes_on_eventfd(impl: Impl, data: DataFile, api: str) -> None:
     """--reactor: iocbs carry the eventfd, the main thread sleeps in epoll_wait, reads the eventfd, reaps with min_nr=0."""
-    tr = traced(cat_argv(impl, data, "--api", api, "--reactor"), data)
-    report = check_data(tr, data, f"kaio_cat --api {api} --reactor")
+    tr = KAIO_CAT.traced(impl, data, "--api", api, "--reactor")
+    report = KAIO_CAT.check_read(tr, data, f"kaio_cat --api {api} --reactor")
     main = tr.main_tid
     efds = [c.retval for c in tr.named("eventfd2", "eventfd") if (c.retval or -1) >= 0]
     assert efds, "no eventfd was created (ka_use_eventfd)"
@@ -232,7 +230,7 @@ def flags_in_flight(impl: Impl, data: DataFile, which: str, *args: str) -> tuple
     seen = paused(impl, data, *args)
     what = " ".join(args)
     assert seen.reached and seen.ended is not None, (
-        f"kaio_cat {what} --pause ended before any request was in flight: {explain(seen.ended) if seen.ended else ''}")
+        f"kaio_cat {what} --pause ended before any request was in flight: {said(seen.ended) if seen.ended else ''}")
     n = int(re.search(r"(\d+) requests in flight", seen.said[-1]).group(1))  # type: ignore[union-attr]
     fds = seen.file_fds(data) if which == "file" else seen.eventfds()
     assert fds, (f"no {which} fd open while kaio_cat {what} had {n} reads in flight (open fds: {seen.fds})"
@@ -251,7 +249,7 @@ def test_file_stays_o_direct_in_flight(impl: Impl, data: DataFile, api: str) -> 
             "is gone, something cleared it after open (fcntl F_SETFL?). The reads then go through the page cache "
             "and io_submit does each one itself (caveat 1): keep O_DIRECT, and let ka_check refuse what it cannot do")
     assert seen.ended is not None
-    check_data(seen.ended, data, f"kaio_cat --api {api} --pause")
+    KAIO_CAT.check_read(seen.ended, data, f"kaio_cat --api {api} --pause")
 
 
 @pytest.mark.hint("eventfd")
@@ -273,12 +271,12 @@ def test_eventfd_is_nonblocking(impl: Impl, data: DataFile, api: str) -> None:
             "instead of all the completions since the last read, so the reactor wakes once per completion, and "
             "again with nothing to reap: eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)")
     assert seen.ended is not None
-    check_data(seen.ended, data, f"kaio_cat --api {api} --reactor --pause")
+    KAIO_CAT.check_read(seen.ended, data, f"kaio_cat --api {api} --reactor --pause")
 
 
 def caveats(impl: Impl, data: DataFile) -> dict[str, str]:
-    proc = run(impl, "kaio_caveats", data, "--repeat", "5", timeout=60)
-    assert proc.returncode == 0, f"kaio_caveats failed: {explain(proc)}"
+    proc = KAIO_CAVEATS.run(impl, data, "--repeat", "5", timeout=60)
+    assert proc.returncode == 0, f"kaio_caveats failed: {said(proc)}"
     return parse_report(proc.stdout).lines
 
 

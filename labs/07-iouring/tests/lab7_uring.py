@@ -1,4 +1,4 @@
-"""Lab 7's grader helpers: run uring_cat, read its report, its strace, its threads at the pause.
+"""Lab 7's grader helpers: uring_cat (grading.programs.FileProgram), its strace, its threads at the pause.
 
 uring_cat runs in the labs' data directory with the file's short name (strace's openat then
 names it whatever the checkout's path). Before anything runs, the machine is asked
@@ -13,14 +13,12 @@ import select
 import subprocess
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from grading import programs
-from grading.plugin import Impl
-from grading.programs import DataFile, Report, parse_report
+from grading.programs import DataFile, FileProgram, file_opens
 from xray import proc, strace
 from xray.doctor import check_io_uring, check_o_direct, require
 
@@ -35,45 +33,15 @@ def require_uring(direct: bool = True) -> None:
     require(check_io_uring, *((check_o_direct,) if direct else ()))
 
 
-def cat_argv(impl: Impl, data: DataFile, *args: str) -> list[str]:
-    return [str(impl.bin("uring_cat")), data.name, *args]
-
-
-def run(impl: Impl, data: DataFile, *args: str, timeout: float = 30) -> programs.Ran:
-    """uring_cat on data, in the data directory, to the end; if it does not end, the failure says where
-    its threads waited (io_cqring_wait: io_uring_enter waiting for completions)."""
+def require_buffered_or_direct(args: Sequence[str]) -> None:
+    """URING_CAT.require: io_uring always, O_DIRECT unless it reads --buffered."""
     require_uring("--buffered" not in args)
-    return programs.run(cat_argv(impl, data, *args), timeout, cwd=data.dir,
+
+
+URING_CAT = FileProgram("uring_cat", TRACE, require=require_buffered_or_direct,
+                        misplaced="the SQE's addr or off, or a CQE's user_data matched to the wrong request",
+                        # where its threads waited says io_cqring_wait: io_uring_enter waiting for completions
                         advice="Waiting in io_uring_enter for completions: of SQEs the kernel never saw?")
-
-
-def traced(impl: Impl, data: DataFile, *args: str) -> strace.Trace:
-    """uring_cat on data under strace -f, to the end."""
-    require_uring("--buffered" not in args)
-    return strace.run(cat_argv(impl, data, *args), trace=TRACE, cwd=data.dir, timeout=40)
-
-
-def said(out: programs.Ran | subprocess.CompletedProcess[str] | strace.Trace) -> str:
-    """What the program said, for a failure message: its last stderr line first, then everything."""
-    lines = out.stderr.strip().splitlines()
-    last = lines[-1] if lines else "(nothing on stderr)"
-    if isinstance(out, strace.Trace) and out.timed_out:
-        last = f"it did not finish, and was stopped; where its threads waited:\n{out.stuck}\n{last}"
-    return f"{last} [exit code {out.returncode}]\nstdout:\n{out.stdout.strip()}\nstderr:\n{out.stderr.strip()}"
-
-
-def check_read(out: programs.Ran | subprocess.CompletedProcess[str] | strace.Trace, data: DataFile,
-               what: str) -> Report:
-    """The program ended well and read every byte of data (size and CRC-32): its report."""
-    assert out.returncode == 0, f"{what} failed: {said(out)}"
-    report = parse_report(out.stdout)
-    size = report.count("read", r"^(\d+) bytes")
-    assert size == data.size, (f"{what}: {size} bytes read, the file has {data.size}: a short read at the end of "
-                               "the file counts what it returned, once")
-    assert report.crc() == data.crc32, (
-        f"{what}: crc32 {report.crc():08x}, a plain read gives {data.crc32:08x}: some block landed in the wrong "
-        "place (the SQE's addr or off, or a CQE's user_data matched to the wrong request)")
-    return report
 
 
 def check_copy(path: Path, data: DataFile, what: str) -> None:
@@ -91,7 +59,7 @@ def enters(tr: strace.Trace) -> list[strace.Call]:
 
 def file_reads(tr: strace.Trace, data: DataFile) -> list[strace.Call]:
     """read/pread64 calls on the data file's descriptor, after it was opened."""
-    opens = [c for c in tr.named("openat") if f'"{data.name}"' in c.args and (c.retval or -1) >= 0]
+    opens = file_opens(tr, data.name)
     if not opens:
         return []
     fds = {c.retval for c in opens}

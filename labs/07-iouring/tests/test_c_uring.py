@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from lab7_order import problems
-from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, DataFile, cat_argv, check_copy, check_read, enters, file_reads,
-                        parse_report, read_pipe_slowly, require_uring, resume, run, said, thread_sched, traced,
-                        wait_for_pause)
+from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, URING_CAT, DataFile, check_copy, enters, file_reads,
+                        read_pipe_slowly, require_uring, resume, thread_sched, wait_for_pause)
 
 from grading.plugin import Impl
+from grading.programs import last_words, parse_report, said
 from paths import DATA_DIR
 from xray import Unavailable, perf, proc, strace
 from xray.doctor import filesystem
@@ -35,16 +35,14 @@ from xray.doctor import filesystem
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_raw_ring_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api raw (io_uring_setup, the mmapped rings, io_uring_enter): the whole file, its CRC-32 a plain read's."""
-    out = run(impl, data, "--api", "raw", f"--{mode}")
-    check_read(out, data, f"uring_cat --api raw --{mode}")
+    URING_CAT.reads_all(impl, data, "--api", "raw", f"--{mode}")
 
 
 @pytest.mark.hint("liburing")
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_liburing_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> None:
     """--api liburing: the same reader through io_uring_queue_init_params, get_sqe, submit_and_wait, for_each_cqe."""
-    out = run(impl, data, "--api", "liburing", f"--{mode}")
-    check_read(out, data, f"uring_cat --api liburing --{mode}")
+    URING_CAT.reads_all(impl, data, "--api", "liburing", f"--{mode}")
 
 
 @pytest.mark.hint("no-thread")
@@ -53,8 +51,8 @@ def test_liburing_reads_every_byte(impl: Impl, data: DataFile, mode: str) -> Non
 def test_io_uring_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: bool) -> None:
     """Under strace -f: io_uring_setup and io_uring_enter on the main thread, every SQE taken, no clone, no read."""
     args = ["--api", api, *(["--reactor"] if reactor else [])]
-    tr = traced(impl, data, *args)
-    check_read(tr, data, "uring_cat " + " ".join(args))
+    tr = URING_CAT.traced(impl, data, *args)
+    URING_CAT.check_read(tr, data, "uring_cat " + " ".join(args))
     main = tr.main_tid
     ring_calls = tr.named("io_uring_setup", "io_uring_enter")
     assert {c.name for c in ring_calls} == {"io_uring_setup", "io_uring_enter"}, (
@@ -76,8 +74,8 @@ def test_io_uring_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: b
 @pytest.mark.parametrize("api", APIS)
 def test_one_io_uring_enter_per_batch(impl: Impl, data: DataFile, api: str) -> None:
     """--depth 8 --batch 4: each io_uring_enter submits several SQEs AND waits for 4 CQEs; about a call per 4 blocks."""
-    tr = traced(impl, data, "--api", api, "--depth", "8", "--batch", "4")
-    check_read(tr, data, f"uring_cat --api {api} --depth 8 --batch 4")
+    tr = URING_CAT.traced(impl, data, "--api", api, "--depth", "8", "--batch", "4")
+    URING_CAT.check_read(tr, data, f"uring_cat --api {api} --depth 8 --batch 4")
     calls = enters(tr)
     sizes = [int(c.arg(1)) for c in calls]
     waits = [int(c.arg(2)) for c in calls]
@@ -96,7 +94,7 @@ def test_one_io_uring_enter_per_batch(impl: Impl, data: DataFile, api: str) -> N
 @pytest.mark.parametrize("api", APIS)
 def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api: str) -> None:
     """--reactor: the eventfd registered with the ring, epoll_wait woken, the eventfd read, never a wait in the ring."""
-    tr = traced(impl, data, "--api", api, "--reactor")
+    tr = URING_CAT.traced(impl, data, "--api", api, "--reactor")
     main = tr.main_tid
     # The mechanism first: a reactor that never wakes ends in a timeout, which names no cause.
     efds = [c.retval for c in tr.named("eventfd2") if (c.retval or -1) >= 0]
@@ -112,7 +110,7 @@ def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api
         f"{len(enters(tr))} io_uring_enter, {taken} SQEs taken: without SQPOLL nobody reads the SQ ring until you "
         "call io_uring_enter, so no request ever started. In the reactor, submit still enters the ring (to_submit "
         "new SQEs, wait_nr 0): only SQPOLL's poller takes SQEs without a system call")
-    report = check_read(tr, data, f"uring_cat --api {api} --reactor")
+    report = URING_CAT.check_read(tr, data, f"uring_cat --api {api} --reactor")
     woken = [c for c in tr.named("epoll_wait", "epoll_pwait") if c.tid == main and (c.retval or 0) > 0]
     assert woken, "the main thread was never woken from epoll_wait: the eventfd never became readable"
     drains = [c for c in tr.named("read") if c.tid == main and c.fd == efd and c.retval == 8]
@@ -128,8 +126,8 @@ def test_reactor_wakes_on_the_registered_eventfd(impl: Impl, data: DataFile, api
 @pytest.mark.parametrize("api", APIS)
 def test_sqpoll_needs_no_io_uring_enter(impl: Impl, data: DataFile, api: str) -> None:
     """--sqpoll --reactor: IORING_SETUP_SQPOLL, every byte, and at most 2 io_uring_enter (to wake the poller)."""
-    tr = traced(impl, data, "--api", api, "--sqpoll", "--reactor")
-    check_read(tr, data, f"uring_cat --api {api} --sqpoll --reactor")
+    tr = URING_CAT.traced(impl, data, "--api", api, "--sqpoll", "--reactor")
+    URING_CAT.check_read(tr, data, f"uring_cat --api {api} --sqpoll --reactor")
     setups = [c for c in tr.named("io_uring_setup") if (c.retval or -1) >= 0]
     assert setups and "IORING_SETUP_SQPOLL" in setups[-1].args, (
         f"the ring was not made with IORING_SETUP_SQPOLL: {[c.args[:120] for c in setups]}")
@@ -151,7 +149,7 @@ def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile
     wants the CPU all along; a sleeping poller wants none of it.
     """
     require_uring()
-    argv = cat_argv(impl, data, "--api", api, "--sqpoll", "--reactor", "--sq-idle-ms", "8000", "--pause")
+    argv = URING_CAT.argv(impl, data, "--api", api, "--sqpoll", "--reactor", "--sq-idle-ms", "8000", "--pause")
     wanted: list[tuple[float, float, float]] = []   # per window: share runnable, seconds on a CPU, waiting
     with proc.launch(argv, cwd=data.dir, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         pause = wait_for_pause(lambda: p.pid, p.readline)
@@ -168,7 +166,7 @@ def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile
         out, err = p.communicate(timeout=15)
     ended = subprocess.CompletedProcess(argv, p.returncode, "\n".join(pause.lines) + "\n" + out.decode(errors="replace"),
                                         err.decode(errors="replace"))
-    check_read(ended, data, f"uring_cat --api {api} --sqpoll --pause")
+    URING_CAT.check_read(ended, data, f"uring_cat --api {api} --sqpoll --pause")
     assert pause.reached, f"uring_cat never printed its 'paused:' line: {said(ended)}"
     assert pollers, (f"/proc/{pause.pid}/task at the pause: {pause.names()}: no iou-sqp-{pause.pid}; was the ring made "
                      "with IORING_SETUP_SQPOLL?")
@@ -184,13 +182,13 @@ def test_sqpoll_thread_spins_while_the_program_sleeps(impl: Impl, data: DataFile
 def test_buffered_write_runs_on_kernel_workers(impl: Impl, data: DataFile, copy_path: Path, api: str) -> None:
     """--buffered --write: the copy is right; at the pause /proc shows iou-wrk-PID; strace -f saw no clone, no thread."""
     require_uring(direct=False)
-    argv = cat_argv(impl, data, "--api", api, "--buffered", "--write", copy_path.name, "--pause")
+    argv = URING_CAT.argv(impl, data, "--api", api, "--buffered", "--write", copy_path.name, "--pause")
     with strace.launch(argv, trace=TRACE, cwd=data.dir, stdin=subprocess.PIPE) as traced_run:
         pause = wait_for_pause(lambda: traced_run.pid, traced_run.readline)
         resume(traced_run.process.stdin)
         tr = traced_run.finish(timeout=20)
     tr.stdout = "\n".join(pause.lines) + "\n" + tr.stdout
-    check_read(tr, data, f"uring_cat --api {api} --buffered --write")
+    URING_CAT.check_read(tr, data, f"uring_cat --api {api} --buffered --write")
     check_copy(copy_path, data, f"uring_cat --api {api} --buffered --write")
     assert pause.reached, f"uring_cat never printed its 'paused:' line: {said(tr)}"
     writes = [c for c in tr.named("write", "pwrite64") if c.fd is not None and c.fd > 2]
@@ -211,8 +209,7 @@ def test_buffered_write_runs_on_kernel_workers(impl: Impl, data: DataFile, copy_
 @pytest.mark.parametrize("mode", ["direct", "buffered"])
 def test_copy_writes_every_byte(impl: Impl, data: DataFile, copy_path: Path, mode: str) -> None:
     """--write OUT (--reactor, liburing): OUT is the file, byte for byte (O_DIRECT: whole blocks, then cut back)."""
-    out = run(impl, data, "--api", "liburing", "--reactor", f"--{mode}", "--write", copy_path.name)
-    check_read(out, data, f"uring_cat --{mode} --write")
+    URING_CAT.reads_all(impl, data, "--api", "liburing", "--reactor", f"--{mode}", "--write", copy_path.name)
     check_copy(copy_path, data, f"uring_cat --{mode} --write")
 
 
@@ -220,7 +217,7 @@ def test_copy_writes_every_byte(impl: Impl, data: DataFile, copy_path: Path, mod
 def test_perf_sees_the_workers_run(impl: Impl, data: DataFile, copy_path: Path) -> None:
     """perf sched: during a buffered copy, iou-wrk-PID threads ran on a CPU (perf sees what strace cannot)."""
     require_uring(direct=False)
-    argv = cat_argv(impl, data, "--api", "raw", "--buffered", "--write", copy_path.name)
+    argv = URING_CAT.argv(impl, data, "--api", "raw", "--buffered", "--write", copy_path.name)
     sched = perf.sched_timehist(argv, cwd=data.dir)
     assert copy_path.exists(), (f"uring_cat made no copy under perf (perf hides its messages): run "
                                 f"`{' '.join(argv[1:])}` in {data.dir} with your uring_cat to see why")
@@ -240,12 +237,12 @@ def test_perf_sees_the_workers_run(impl: Impl, data: DataFile, copy_path: Path) 
                          ids=["offset", "length", "buffer"])
 def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args: list[str]) -> None:
     """O_DIRECT and a misaligned request: refused (exit 2, the alignment named) before any SQE reaches the kernel."""
-    tr = traced(impl, data, *args)
+    tr = URING_CAT.traced(impl, data, *args)
     assert tr.returncode == 2, (f"uring_cat {' '.join(args)} should stop with exit code 2, refused before any "
                                 f"request is queued, not {tr.returncode}: {said(tr)}")
     report = parse_report(tr.stdout)
     need = report.count("alignment", r"offset (\d+)" if what != "buffer" else r"memory (\d+)")
-    last = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
+    last = last_words(tr)
     assert what in last and str(need) in last, f"the refusal should name the {what} and {need}; it said {last!r}"
     taken = sum(c.retval or 0 for c in enters(tr))
     assert taken == 0, f"io_uring_enter took {taken} SQEs: a refused request must never reach the ring"
@@ -255,11 +252,11 @@ def test_misaligned_request_refused(impl: Impl, data: DataFile, what: str, args:
 @pytest.mark.parametrize("api", APIS)
 def test_the_kernels_error_comes_in_the_cqe(impl: Impl, data: DataFile, api: str) -> None:
     """--offset 100 --unchecked: io_uring_enter accepts the SQE; EINVAL arrives later, as res -22 in its CQE."""
-    tr = traced(impl, data, "--api", api, "--offset", "100", "--unchecked")
+    tr = URING_CAT.traced(impl, data, "--api", api, "--offset", "100", "--unchecked")
     accepted = [c for c in enters(tr) if (c.retval or 0) > 0]
     assert accepted, (f"no io_uring_enter took the request ({[c.result for c in enters(tr)]}): with --unchecked "
                       f"the SQE goes to the kernel as it is: {said(tr)}")
-    last = tr.stderr.strip().splitlines()[-1] if tr.stderr.strip() else ""
+    last = last_words(tr)
     assert tr.returncode == 1 and "CQE" in last and "res -22" in last, (
         f"the kernel's EINVAL should come back in the CQE (res -22) and stop uring_cat with exit code 1: the "
         f"CQE's res must reach settle() unchanged. It said: {said(tr)}")
@@ -298,7 +295,7 @@ def test_ring_outlives_its_requests(impl: Impl, data: DataFile, copy_path: Path,
         raise Unavailable(f"this machine would not make a pipe of {BLOCK} bytes (fs.pipe-user-pages-soft?)")
     args = ["--api", api, "--buffered", "--write", copy_path.name, "--batch", "1", "--stop-after", "1"]
     try:
-        with proc.launch(cat_argv(impl, data, *args), cwd=data.dir, stderr=subprocess.STDOUT) as p:
+        with proc.launch(URING_CAT.argv(impl, data, *args), cwd=data.dir, stderr=subprocess.STDOUT) as p:
             lines: list[str] = []
             while not any("stopped on purpose" in line for line in lines):
                 try:
