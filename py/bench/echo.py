@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.run import worker_env
 from grading.programs import parse_report
 from grading.servers import NotListening, wait_port
+from measuring import child_env
 from paths import ROOT
 from xray import proc
 
@@ -244,7 +244,7 @@ def _start(stack: ExitStack, name: str, config: Config) -> _Running:
     cpus = config.cpus()
     err = stack.enter_context(tempfile.TemporaryFile())
     process = stack.enter_context(proc.launch(
-        SERVERS[name].argv(config.bin_dir) + ["--port", "0"], env=worker_env(), stdin=subprocess.DEVNULL,
+        SERVERS[name].argv(config.bin_dir) + ["--port", "0"], env=child_env(), stdin=subprocess.DEVNULL,
         stderr=err, preexec_fn=_child_setup(cpus[1] if cpus else None, SERVER_NOFILE)))
     running = _Running(process, 0, err)
     try:

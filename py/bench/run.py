@@ -44,9 +44,6 @@ class Config:
         return [a for a in all_apis() if not self.apis or a in self.apis]
 
 
-worker_env = child_env   # the name bench.echo imports: the same environment as every measured child
-
-
 def threads_during(sampler: ThreadSampler, result: dict[str, Any]) -> list[str]:
     """Names of the threads other than the main one alive during the counted reads."""
     if result["t_start"] is None or result["t_end"] is None:
