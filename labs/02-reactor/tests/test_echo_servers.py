@@ -3,6 +3,10 @@ and under strace: they wait in epoll_wait, never block in a read, run one thread
 
 Each test runs twice: [c] grades rx.c + rx_echo.c, [py] grades loop.py + futures.py
 (through miniloop/echo.py, which is given).
+
+One file of about 500 lines on purpose: one subject (a server against clients that misbehave),
+each test one client, with the fixtures they share at the top; the clients themselves are in
+echo_clients.py, the server's start in echo_server.py.
 """
 from __future__ import annotations
 
