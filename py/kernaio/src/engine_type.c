@@ -277,7 +277,6 @@ static PyMemberDef Engine_members[] = {
     {"closed", T_BOOL, offsetof(EngineObject, closed), 0, "True once closed (_engine.close_engine)"},
     {"_flush_pending", T_BOOL, offsetof(EngineObject, flush_pending), 0, "a flush is scheduled"},
     {"submit_calls", T_LONGLONG, offsetof(EngineObject, submit_calls), READONLY, "io_submit/io_uring_enter calls"},
-    {"submitted", T_LONGLONG, offsetof(EngineObject, submitted), READONLY, "requests the kernel took"},
     {"_drain_waiters", T_OBJECT, offsetof(EngineObject, drain_waiters), READONLY, "File.close()s waiting"},
     {NULL, 0, 0, 0, NULL},
 };

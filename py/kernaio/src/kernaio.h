@@ -109,7 +109,6 @@ typedef struct {
     PyObject **queue;        /* requests waiting for a slot, a ring of qcap: qlen from qhead on */
     Py_ssize_t qhead, qlen, qcap;
     long long submit_calls;  /* io_submit (io_uring_enter) calls made */
-    long long submitted;     /* requests the kernel took */
     int reap_share, reap_min; /* a slice is max(reap_min, in_flight // reap_share): _engine.py's */
     int pid;                 /* the process that made it (its context's) */
     char closed, flush_pending, sqpoll;
