@@ -21,7 +21,7 @@ PyDoc_STRVAR(module_doc,
 "    >>> ctx = _kernaio.Context(128)              # io_setup + an eventfd\n"
 "    >>> ctx.fileno()                             # the eventfd: readable when something completed\n"
 "    >>> req = _kernaio.Request(file, _kernaio.OP_READ_NEW, fd, None, 0, 4096)   # checked here\n"
-"    >>> ctx.submit([req])                        # one io_submit -> 1 (tuples work too, see submit)\n"
+"    >>> ctx.submit([req])                        # one io_submit -> 1 (Requests only: TypeError else)\n"
 "    >>> ctx.reap()                               # [(req, 4096, b'...')]  (res < 0 is -errno)\n"
 "    >>> _kernaio.alignment(fd)                   # (512, 512, 'statx STATX_DIOALIGN')\n"
 "    >>> ctx.close()                              # io_destroy: waits for what is in flight\n"

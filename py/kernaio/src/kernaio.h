@@ -6,8 +6,7 @@
 #include <Python.h>
 #include <sys/types.h>
 
-/* What a request asks for: a Request's op (or the second field of a request tuple
- * (token, op, fd, buffer, offset, length)). Both context types take the same numbers; the
+/* What a request asks for: a Request's op. Both context types take the same numbers; the
  * module exports them to Python under the same names. */
 enum {
     OP_READ = 0,     /* read into the caller's writable buffer */
@@ -17,7 +16,7 @@ enum {
 };
 
 /* The most one read or write moves: the kernel clamps there (MAX_RW_COUNT), and an SQE's
- * length is 32 bits. A Request refuses more; a request tuple is clamped to it. */
+ * length is 32 bits. A Request refuses more. */
 #define KERNAIO_MAX_IO 0x7FFFF000LL
 
 /* Module state (multi-phase init: no C globals, one state per module object). */
@@ -172,7 +171,7 @@ int kernaio_engine_cancel(kernaio_state *st, EngineObject *e, RequestObject *r);
 /* One request the kernel may own. The table never moves (allocated once), so the index of a
  * slot stays valid from submit to reap. */
 struct slot {
-    PyObject *token;  /* the caller's object, handed back by reap (strong reference); NULL: free,
+    PyObject *token;  /* the Request, handed back by reap (strong reference); NULL: free,
                          or cleared by the GC while in flight (reap then hands back None) */
     Py_buffer view;   /* OP_READ/OP_WRITE: the caller's buffer, held until completion; view.obj NULL: none */
     void *mem;        /* OP_READ_NEW: our aligned memory (free()d when the slot is released), else NULL */
@@ -240,13 +239,13 @@ int slots_forked(const struct slot_table *t);
  * RuntimeError (a fork()ed child holding its parent's context). */
 int slots_check(const struct slot_table *t);
 
-/* Parse requests (a sequence of Requests, or of tuples (token, op, fd, buffer|None,
- * offset, length); a Request is its own token) into free slots: the first ones, at most as many as are free. Each prepared slot holds a new
- * reference to its token and, for OP_READ/OP_WRITE, an export of the buffer (writable for a
- * read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
- * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError/ValueError/
- * BufferError/MemoryError and nothing taken. The caller must end the batch with
- * slots_batch_end. */
+/* Put requests (a sequence of Requests, each checked when it was made, each its own token)
+ * into free slots: the first ones, at most as many as are free. Each prepared slot holds a
+ * new reference to its Request and, for OP_READ/OP_WRITE, an export of the buffer (writable
+ * for a read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
+ * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError (not a Request),
+ * ValueError (submitted already), BufferError or MemoryError, and nothing taken. The caller
+ * must end the batch with slots_batch_end. */
 int slots_batch_begin(struct slot_table *t, PyObject *requests, struct slot_batch *b);
 
 /* End a batch: the kernel took its first took requests (they are now in flight); the others
