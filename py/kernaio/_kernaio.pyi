@@ -1,4 +1,4 @@
-# Type stubs for the C extension kernaio._kernaio (src/_kernaio.c, src/uring_context.c, the C engine:
+# Type stubs for the C extension kernaio._kernaio (src/_kernaio.c, src/aio_context.c, src/uring_context.c, the C engine:
 # src/engine.c, src/engine_type.c, src/file.c, src/awaitable.c).
 import asyncio
 from collections.abc import Coroutine, Generator, Sequence

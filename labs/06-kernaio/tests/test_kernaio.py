@@ -1,4 +1,4 @@
-"""Lab 6: kernaio on your _kernaio.c, _engine.py and _file.py.
+"""Lab 6: kernaio on your aio_context.c, _engine.py and _file.py.
 
 The first tests check results (every byte read and written, errors with their errno and
 file name, misaligned requests refused); the others check the mechanism: one io_submit for

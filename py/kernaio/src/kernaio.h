@@ -1,4 +1,4 @@
-/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type; engine.c, file.c: the C engine). */
+/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: the module; aio_context.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type; engine.c, file.c: the C engine). */
 #ifndef KERNAIO_H
 #define KERNAIO_H
 
@@ -293,8 +293,10 @@ PyObject *slots_fileno(PyObject *self, PyObject *ignored);
 /* The properties free, in_flight, closed and pid. */
 extern PyGetSetDef slots_getset[];
 
-/* Add the type kernaio._kernaio.UringContext (uring_context.c) to module and to st: called
- * once by the module's Py_mod_exec, with the GIL. 0, or -1 with an exception set. */
+/* Add the type kernaio._kernaio.Context (aio_context.c) or UringContext (uring_context.c) to
+ * module and to st: called once by the module's Py_mod_exec, with the GIL, after the Request
+ * type. 0, or -1 with an exception set. */
+int kernaio_add_context_type(PyObject *module, kernaio_state *st);
 int kernaio_add_uring_type(PyObject *module, kernaio_state *st);
 
 #endif

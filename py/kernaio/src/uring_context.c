@@ -9,7 +9,7 @@
 #include <liburing.h> /* link with -luring (setup.py); lab 7's uring_liburing.c shows the same calls */
 #include <stdint.h>
 
-/* UringContext is Context (_kernaio.c) with io_uring underneath: the same Requests,
+/* UringContext is Context (aio_context.c) with io_uring underneath: the same Requests,
  * the same slots (a buffer stays pinned from submit until its completion is reaped), the
  * same eventfd for the event loop, the same methods; all of that is the slot table of
  * slots.c. What this file adds is the ring, and what differs, and why:
