@@ -152,34 +152,27 @@ out:
     return result;
 }
 
-/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting, in the
- * context's own list of completions not taken yet (the same list every call: the caller
- * deletes what it delivered, and what it did not deliver is still there next time). It
- * holds at most limit (0: no limit). Drains the eventfd first (so it is readable again
- * only for new completions), then io_getevents with a zero timeout. When the list holds
- * exactly limit, more may be left in the ring with the eventfd already drained: the
- * caller must call reap again (kernaio's engine does, one loop iteration later).
- * res is the byte count, or -errno of the I/O; data is bytes for OP_READ_NEW that
- * succeeded, else None. The slots are free again and their buffers released. OSError if
- * a syscall fails. */
+/* reap(limit=0) -> list[(token, res, data)]: the completions not taken yet, without waiting
+ * (slots_reap_begin says how that list works), topped up by io_getevents with a zero
+ * timeout. res is the byte count, or -errno of the I/O; data is bytes for OP_READ_NEW that
+ * succeeded, else None. The slots are free again and their buffers released. OSError if a
+ * syscall fails. */
 static PyObject *Context_reap(ContextObject *self, PyObject *args)
 {
     struct slot_table *t = &self->base.table;
-    Py_ssize_t limit;
-    if (slots_reap_limit(args, &limit) < 0 || slots_check(t) < 0)
-        return NULL;
-    PyObject *list = slots_drain(t);
+    Py_ssize_t wanted;
+    PyObject *list = slots_reap_begin(t, args, &wanted); /* ... and the eventfd drained */
     if (list == NULL)
         return NULL;
     /* TODO(lab6): io_getevents(ctx, 0, up to REAP_BATCH, events, zero timeout) with the GIL
-     * released, again while it fills the array and fewer than limit (0: no limit) are
-     * in the list. EINTR: check signals and retry; another error: OSError, goto error.
+     * released, again while it fills the array and fewer than wanted are in the
+     * list. EINTR: check signals and retry; another error: OSError, goto error.
      * Each event says which slot finished (events[e].data) and its result (res): hand
      * both to slots_finish(t, slot, res, list), which appends (token, res, data) and
      * frees the slot. Every event of the batch must reach slots_finish, even after one
      * failed (MemoryError): from then on pass NULL as the list (the slot is only
      * freed), and goto error after the batch. */
-    (void)limit;
+    (void)wanted;
     PyErr_SetString(PyExc_NotImplementedError, "lab6: Context.reap (io_getevents) is not written yet");
     goto error;
     return list;
@@ -232,8 +225,7 @@ static PyMethodDef Context_methods[] = {
     {"cancel", (PyCFunction)Context_cancel, METH_O, "cancel(token) -> True if io_cancel succeeded"},
     {"close", (PyCFunction)Context_close, METH_NOARGS, "close(): io_destroy, waiting for requests in flight"},
     {"settle", (PyCFunction)Context_settle, METH_NOARGS, "settle(): the kernel has read every request submitted"},
-    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
-    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
+    SLOTS_METHODS,
     {NULL, NULL, 0, NULL},
 };
 
@@ -241,10 +233,8 @@ static PyType_Slot Context_slots[] = {
     {Py_tp_doc, "Context(capacity=128): one kernel AIO context, its eventfd, and room for capacity requests."},
     {Py_tp_new, Context_new},
     {Py_tp_dealloc, Context_dealloc},
-    {Py_tp_traverse, slots_traverse},
-    {Py_tp_clear, slots_clear},
     {Py_tp_methods, Context_methods},
-    {Py_tp_getset, slots_getset},
+    SLOTS_TYPE_SLOTS,
     {0, NULL},
 };
 

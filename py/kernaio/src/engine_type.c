@@ -162,14 +162,20 @@ static PyObject *Engine_resume_later(EngineObject *e, PyObject *Py_UNUSED(ignore
     Py_RETURN_NONE;
 }
 
+/* The argument of start and cancel: 0 if request is a Request, else -1 with a TypeError that
+ * names the method. */
+static int check_request(kernaio_state *st, PyObject *request, const char *method)
+{
+    if (PyObject_TypeCheck(request, st->request_type))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "kernaio: Engine.%s takes a Request", method);
+    return -1;
+}
+
 static PyObject *Engine_start(EngineObject *e, PyObject *request)
 {
     kernaio_state *st = state_of(e);
-    if (!PyObject_TypeCheck(request, st->request_type)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: Engine.start takes a Request");
-        return NULL;
-    }
-    if (kernaio_engine_start(st, e, request) < 0)
+    if (check_request(st, request, "start") < 0 || kernaio_engine_start(st, e, request) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -177,11 +183,7 @@ static PyObject *Engine_start(EngineObject *e, PyObject *request)
 static PyObject *Engine_cancel(EngineObject *e, PyObject *request)
 {
     kernaio_state *st = state_of(e);
-    if (!PyObject_TypeCheck(request, st->request_type)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: Engine.cancel takes a Request");
-        return NULL;
-    }
-    if (kernaio_engine_cancel(st, e, (RequestObject *)request) < 0)
+    if (check_request(st, request, "cancel") < 0 || kernaio_engine_cancel(st, e, (RequestObject *)request) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -192,6 +192,9 @@ struct slot_table {
     int efd;            /* the completion eventfd (non-blocking, close-on-exec); -1: closed */
     int open;           /* the kernel side (AIO context, ring) exists: set by the context once
                            made; cleared by slots_close */
+    int busy;           /* a thread is inside a system call on the kernel side, GIL released, and
+                           no other may use it meanwhile: set only by UringContext (a ring has
+                           one submitter and one reaper); AIO's calls are safe from any thread */
     pid_t pid;          /* the process that made the context: a fork()ed child must not use it */
     const char *what;   /* "AIO context" or "io_uring context": named in error messages */
     PyTypeObject *request_type; /* the module's Request type (a strong reference) */
@@ -235,8 +238,10 @@ pid_t slots_this_process(void);
  * parent's, and the child must neither use it nor wait for its requests. Else 0. */
 int slots_forked(const struct slot_table *t);
 
-/* 0 if the context is open and this process made it; else -1 with ValueError (closed) or
- * RuntimeError (a fork()ed child holding its parent's context). */
+/* 0 if the context may be used now: open, made by this process, not busy in another thread;
+ * else -1 with ValueError (closed) or RuntimeError (a fork()ed child holding its parent's
+ * context, or another thread inside a call on it). Every method that reaches the kernel
+ * starts with it. */
 int slots_check(const struct slot_table *t);
 
 /* Put requests (a sequence of Requests, each checked when it was made, each its own token)
@@ -252,14 +257,18 @@ int slots_batch_begin(struct slot_table *t, PyObject *requests, struct slot_batc
  * (all of them after an error) go back to free slots, their references released. */
 void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took);
 
-/* reap's argument: *limit = the optional limit (0: no limit). 0, or -1 with TypeError or
- * ValueError (negative). */
-int slots_reap_limit(PyObject *args, Py_ssize_t *limit);
-
-/* Drain the eventfd (GIL released), so that it turns readable again only for completions
- * that come after this call, and return the table's list of completions not taken yet (a new
- * reference to t->done) for reap to append to. NULL with an exception (OSError). */
-PyObject *slots_drain(struct slot_table *t);
+/* How both contexts' reap(limit=0) begins, and what it returns. reap hands back the context's
+ * own list of completions (token, res, data) not taken yet: the same list every call, so the
+ * caller deletes what it delivered, and what it did not is still there next time. It holds at
+ * most limit (0: no limit) when reap returns; when it holds exactly limit, more may be left in
+ * the kernel with the eventfd already drained: the caller must call reap again (kernaio's
+ * engine does, one loop iteration later).
+ * This parses limit, runs slots_check, sets *wanted = limit (PY_SSIZE_T_MAX for 0), drains
+ * the eventfd (GIL released: it turns readable again only for completions that come after
+ * this call) and returns that list (a new reference to t->done) for reap to append to. NULL
+ * with TypeError, ValueError (a negative limit, a closed context), RuntimeError (slots_check)
+ * or OSError (the eventfd's read). */
+PyObject *slots_reap_begin(struct slot_table *t, PyObject *args, Py_ssize_t *wanted);
 
 /* The kernel has finished slot i with result res (a byte count, or -errno). The slot leaves
  * in_flight and is released (buffer, memory, token), and (token or None, res, data) is
@@ -292,6 +301,16 @@ int slots_clear(PyObject *self);
 PyObject *slots_fileno(PyObject *self, PyObject *ignored);
 /* The properties free, in_flight, closed and pid. */
 extern PyGetSetDef slots_getset[];
+
+/* What both context types' tables spell out the same: the methods that are the slot table's
+ * alone (in their PyMethodDef table), and its type slots (in their PyType_Slot array). */
+#define SLOTS_METHODS \
+    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"}, \
+    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"}
+#define SLOTS_TYPE_SLOTS \
+    {Py_tp_traverse, slots_traverse}, \
+    {Py_tp_clear, slots_clear}, \
+    {Py_tp_getset, slots_getset}
 
 /* Add the type kernaio._kernaio.Context (aio_context.c) or UringContext (uring_context.c) to
  * module and to st: called once by the module's Py_mod_exec, with the GIL, after the Request

@@ -110,6 +110,11 @@ int slots_check(const struct slot_table *t)
                      "fork()ed child", t->what, (int)t->pid);
         return -1;
     }
+    if (t->busy) { /* only a ring is ever busy: shared memory with one producer and one consumer */
+        PyErr_Format(PyExc_RuntimeError, "kernaio: this %s is in use by another thread "
+                     "(a ring has one submitter and one reaper)", t->what);
+        return -1;
+    }
     return 0;
 }
 
@@ -222,20 +227,18 @@ void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took
     b->n = 0;
 }
 
-int slots_reap_limit(PyObject *args, Py_ssize_t *limit)
+PyObject *slots_reap_begin(struct slot_table *t, PyObject *args, Py_ssize_t *wanted)
 {
-    *limit = 0;
-    if (!PyArg_ParseTuple(args, "|n:reap", limit))
-        return -1;
-    if (*limit < 0) {
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTuple(args, "|n:reap", &limit))
+        return NULL;
+    if (limit < 0) {
         PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
-        return -1;
+        return NULL;
     }
-    return 0;
-}
-
-PyObject *slots_drain(struct slot_table *t)
-{
+    *wanted = limit > 0 ? limit : PY_SSIZE_T_MAX;
+    if (slots_check(t) < 0)
+        return NULL;
     uint64_t count;
     ssize_t nread;
     int efd = t->efd;
