@@ -247,8 +247,5 @@ static PyType_Spec Context_spec = {
 
 int kernaio_add_context_type(PyObject *module, kernaio_state *st)
 {
-    st->context_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Context_spec, NULL);
-    if (st->context_type == NULL)
-        return -1;
-    return PyModule_AddType(module, st->context_type);
+    return kernaio_add_type(module, &Context_spec, &st->context_type);
 }

@@ -57,7 +57,15 @@ static PyMethodDef kernaio_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Py_mod_exec: create the heap type for this module object and add the constants. */
+int kernaio_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **type)
+{
+    *type = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (*type == NULL)
+        return -1;
+    return PyModule_AddType(module, *type);
+}
+
+/* Py_mod_exec: create this module object's heap types (each file adds its own) and add the constants. */
 static int kernaio_exec(PyObject *module)
 {
     kernaio_state *st = PyModule_GetState(module);

@@ -333,8 +333,7 @@ int kernaio_add_engine_types(PyObject *module, kernaio_state *st)
             return -1;
     if ((st->kw_loop = PyTuple_Pack(1, st->str_loop)) == NULL || import_asyncio(st) < 0)
         return -1;
-    st->engine_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Engine_spec, NULL);
-    if (st->engine_type == NULL || PyModule_AddType(module, st->engine_type) < 0)
+    if (kernaio_add_type(module, &Engine_spec, &st->engine_type) < 0)
         return -1;
     return kernaio_add_file_type(module, st);
 }

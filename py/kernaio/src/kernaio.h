@@ -45,6 +45,11 @@ typedef struct {
 /* The module definition (_kernaio.c), for PyType_GetModuleByDef from a subclass's method. */
 extern struct PyModuleDef kernaio_module;
 
+/* What every kernaio_add_*_type does (_kernaio.c): make the heap type of spec for module, keep
+ * it in *type (the module state's reference, which traverse and clear own) and add it to module
+ * under its name. 0, or -1 with an exception. */
+int kernaio_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **type);
+
 /* ---- The Request type (request.c) -------------------------------------------------------
  * One read, write or fsync, made by the Python side for each call and checked there and
  * then (types, ranges, the buffer exported); submit reads these fields directly, and

@@ -217,8 +217,13 @@ void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took
     t->in_flight += (int)took;
     /* Marked here, in C, in the same call as io_submit: Python code between the two could
      * be interrupted (KeyboardInterrupt), leaving a request the kernel holds looking queued. */
-    for (Py_ssize_t k = 0; k < took; k++)
-        ((RequestObject *)PySequence_Fast_GET_ITEM(b->seq, k))->submitted = 1; /* all Requests: slot_prepare */
+    for (Py_ssize_t k = 0; k < took; k++) {
+        /* The slot's token, not b->seq[k]: the caller's list may have changed while the GIL
+         * was released; the slot holds the very Request that slot_prepare checked. */
+        PyObject *req = t->slots[b->slot[k]].token;
+        if (req != NULL)
+            ((RequestObject *)req)->submitted = 1;
+    }
     for (Py_ssize_t k = took; k < b->n; k++)
         slot_release(t, b->slot[k]);
     PyMem_Free(b->slot);

@@ -427,8 +427,5 @@ static PyType_Spec Uring_spec = {
 
 int kernaio_add_uring_type(PyObject *module, kernaio_state *st)
 {
-    st->uring_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Uring_spec, NULL);
-    if (st->uring_type == NULL)
-        return -1;
-    return PyModule_AddType(module, st->uring_type);
+    return kernaio_add_type(module, &Uring_spec, &st->uring_type);
 }
