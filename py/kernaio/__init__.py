@@ -14,9 +14,9 @@ first use and destroyed when the loop is closed or collected (_engine.py). Reque
 during one loop iteration are queued and sent by ONE io_submit (a call_soon flush); more
 than the context holds wait in the queue. The kernel signals completions on an eventfd
 watched with loop.add_reader (public API: uvloop works too); io_getevents collects them.
-The C extension (_kernaio, src/_kernaio.c) releases the GIL around every system call and
-holds each buffer until its completion, so a cancelled read never lets the kernel write
-into freed memory.
+The C extension (_kernaio; its AIO backend is src/aio_context.c) releases the GIL around
+every system call and holds each buffer until its completion, so a cancelled read never lets
+the kernel write into freed memory.
 
 direct=True (O_DIRECT) is the point: io_submit hands the requests to the device and
 returns before the data moves, so the loop does not wait for the disk. It is not free:

@@ -135,7 +135,6 @@ class Engine:
         self._flush_pending = False
         self._drain_waiters: list[asyncio.Future[None]] = []  # File.close()s waiting (drained)
         self.submit_calls = 0       # io_submit (or io_uring_enter) calls made (what batching saves)
-        self.submitted = 0          # requests the kernel accepted
         # Completions bump the eventfd: the loop's own selector (epoll, or uvloop's libuv)
         # wakes us. add_reader is public API: no asyncio internals needed.
         loop.add_reader(self.ctx.fileno(), self._on_completions)
@@ -252,7 +251,6 @@ class Engine:
                     batch.clear()
                     continue
                 self.submit_calls += 1
-                self.submitted += took
                 full = took < len(batch)
                 self._put_back()        # what the kernel did not take: first in the queue again
                 if full:

@@ -22,12 +22,12 @@ def test_extension_is_rebuilt_only_when_a_source_is_newer(tmp_path: Path) -> Non
     os.utime(built, (2_000_000, 2_000_000))
     assert not extension_is_stale(package), "every source is older than the extension"
     os.utime(package / "src" / "x.c", (3_000_000, 3_000_000))
-    assert extension_is_stale(package), "a learner's newer _kernaio.c must be recompiled"
+    assert extension_is_stale(package), "a learner's newer aio_context.c must be recompiled"
 
 
 def test_compiler_messages_name_the_learners_files() -> None:
-    out = learner_paths(find_lab(6), "src/_kernaio.c:87:84: error: expected ';'\n"
+    out = learner_paths(find_lab(6), "src/aio_context.c:87:84: error: expected ';'\n"
                                      "error: Command '['gcc', ...]' returned non-zero exit status 1.")
-    assert out == "labs/06-kernaio/_kernaio.c:87:84: error: expected ';'"
+    assert out == "labs/06-kernaio/aio_context.c:87:84: error: expected ';'"
     out = learner_paths(find_lab(5), "kaio/ka.c:10:1: error: x\nmake: *** [Makefile] Error 1")
     assert out == "labs/05-kernel-aio/ka.c:10:1: error: x"

@@ -75,7 +75,7 @@ def main(path: str, delay_ms: float) -> None:
         while rounds < MAX_ROUNDS and (rounds < 8 or steps("pread64") < BASELINE):
             rounds += 1
             timed("pread64", lambda: os.pread(fd, 4096, 0))
-            timed("io_submit", lambda: ctx.submit([("token", _kernaio.OP_READ, fd, buf, 0, 4096)]))
+            timed("io_submit", lambda: ctx.submit([_kernaio.Request(path, _kernaio.OP_READ, fd, buf, 0, 4096)]))
             timed("io_getevents", take_completions)
     finally:
         running = False

@@ -1,7 +1,7 @@
 """Lab 6's grader helpers: run a coroutine on a fresh loop with a deadline, trace a reader, run probes.
 
 The tests import `kernaio` in their own process: the plugin puts the implementation's py/
-first on sys.path, so it is the learner's package (with their _kernaio.c compiled in place
+first on sys.path, so it is the learner's package (with their aio_context.c compiled in place
 by the grader) or the reference. A coroutine that waits for a completion that never comes
 fails after a few seconds with what was seen (the engine's queue, the eventfd, where the loop's
 thread waited) and advice, never at pytest's hard timeout.

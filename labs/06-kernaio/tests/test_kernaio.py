@@ -1,4 +1,4 @@
-"""Lab 6: kernaio on your _kernaio.c, _engine.py and _file.py.
+"""Lab 6: kernaio on your aio_context.c, _engine.py and _file.py.
 
 The first tests check results (every byte read and written, errors with their errno and
 file name, misaligned requests refused); the others check the mechanism: one io_submit for
@@ -233,7 +233,7 @@ def test_an_idle_loop_stays_asleep(impl: Impl, data: DataFile) -> None:
     efd = eventfd_of(tr)
     ready = sum(bool(re.search(rf"\bu32={efd}\b", c.args)) for c in idle)
     timers = sum(c.retval == 0 for c in idle)
-    why = ("the eventfd stays readable: each reap must drain it (read its 8-byte counter, slots_drain) "
+    why = ("the eventfd stays readable: each reap must drain it (read its 8-byte counter, slots_reap_begin) "
            "before io_getevents" if ready > timers else
            "a timer polls the context: no call_later; the eventfd wakes the loop when something completes")
     assert len(idle) <= 10, (

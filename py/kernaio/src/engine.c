@@ -224,7 +224,6 @@ int kernaio_engine_flush(kernaio_state *st, EngineObject *e)
             return -1;
         }
         e->submit_calls++;
-        e->submitted += took;
         queue_put_back(e, batch, took); /* what the kernel did not take: first in the queue again */
         Py_DECREF(batch);
         if (took < n)

@@ -162,14 +162,20 @@ static PyObject *Engine_resume_later(EngineObject *e, PyObject *Py_UNUSED(ignore
     Py_RETURN_NONE;
 }
 
+/* The argument of start and cancel: 0 if request is a Request, else -1 with a TypeError that
+ * names the method. */
+static int check_request(kernaio_state *st, PyObject *request, const char *method)
+{
+    if (PyObject_TypeCheck(request, st->request_type))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "kernaio: Engine.%s takes a Request", method);
+    return -1;
+}
+
 static PyObject *Engine_start(EngineObject *e, PyObject *request)
 {
     kernaio_state *st = state_of(e);
-    if (!PyObject_TypeCheck(request, st->request_type)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: Engine.start takes a Request");
-        return NULL;
-    }
-    if (kernaio_engine_start(st, e, request) < 0)
+    if (check_request(st, request, "start") < 0 || kernaio_engine_start(st, e, request) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -177,11 +183,7 @@ static PyObject *Engine_start(EngineObject *e, PyObject *request)
 static PyObject *Engine_cancel(EngineObject *e, PyObject *request)
 {
     kernaio_state *st = state_of(e);
-    if (!PyObject_TypeCheck(request, st->request_type)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: Engine.cancel takes a Request");
-        return NULL;
-    }
-    if (kernaio_engine_cancel(st, e, (RequestObject *)request) < 0)
+    if (check_request(st, request, "cancel") < 0 || kernaio_engine_cancel(st, e, (RequestObject *)request) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -277,7 +279,6 @@ static PyMemberDef Engine_members[] = {
     {"closed", T_BOOL, offsetof(EngineObject, closed), 0, "True once closed (_engine.close_engine)"},
     {"_flush_pending", T_BOOL, offsetof(EngineObject, flush_pending), 0, "a flush is scheduled"},
     {"submit_calls", T_LONGLONG, offsetof(EngineObject, submit_calls), READONLY, "io_submit/io_uring_enter calls"},
-    {"submitted", T_LONGLONG, offsetof(EngineObject, submitted), READONLY, "requests the kernel took"},
     {"_drain_waiters", T_OBJECT, offsetof(EngineObject, drain_waiters), READONLY, "File.close()s waiting"},
     {NULL, 0, 0, 0, NULL},
 };
@@ -332,8 +333,7 @@ int kernaio_add_engine_types(PyObject *module, kernaio_state *st)
             return -1;
     if ((st->kw_loop = PyTuple_Pack(1, st->str_loop)) == NULL || import_asyncio(st) < 0)
         return -1;
-    st->engine_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Engine_spec, NULL);
-    if (st->engine_type == NULL || PyModule_AddType(module, st->engine_type) < 0)
+    if (kernaio_add_type(module, &Engine_spec, &st->engine_type) < 0)
         return -1;
     return kernaio_add_file_type(module, st);
 }

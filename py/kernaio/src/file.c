@@ -228,8 +228,5 @@ static PyType_Spec FileCore_spec = {
 
 int kernaio_add_file_type(PyObject *module, kernaio_state *st)
 {
-    st->file_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &FileCore_spec, NULL);
-    if (st->file_type == NULL)
-        return -1;
-    return PyModule_AddType(module, st->file_type);
+    return kernaio_add_type(module, &FileCore_spec, &st->file_type);
 }

@@ -1,4 +1,4 @@
-/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type; engine.c, file.c: the C engine). */
+/* kernaio.h: what the C files of kernaio._kernaio share (_kernaio.c: the module; aio_context.c: kernel AIO; uring_context.c: io_uring; slots.c: the slot table of both; request.c: the Request type; engine.c, file.c: the C engine). */
 #ifndef KERNAIO_H
 #define KERNAIO_H
 
@@ -6,8 +6,7 @@
 #include <Python.h>
 #include <sys/types.h>
 
-/* What a request asks for: a Request's op (or the second field of a request tuple
- * (token, op, fd, buffer, offset, length)). Both context types take the same numbers; the
+/* What a request asks for: a Request's op. Both context types take the same numbers; the
  * module exports them to Python under the same names. */
 enum {
     OP_READ = 0,     /* read into the caller's writable buffer */
@@ -17,7 +16,7 @@ enum {
 };
 
 /* The most one read or write moves: the kernel clamps there (MAX_RW_COUNT), and an SQE's
- * length is 32 bits. A Request refuses more; a request tuple is clamped to it. */
+ * length is 32 bits. A Request refuses more. */
 #define KERNAIO_MAX_IO 0x7FFFF000LL
 
 /* Module state (multi-phase init: no C globals, one state per module object). */
@@ -45,6 +44,11 @@ typedef struct {
 
 /* The module definition (_kernaio.c), for PyType_GetModuleByDef from a subclass's method. */
 extern struct PyModuleDef kernaio_module;
+
+/* What every kernaio_add_*_type does (_kernaio.c): make the heap type of spec for module, keep
+ * it in *type (the module state's reference, which traverse and clear own) and add it to module
+ * under its name. 0, or -1 with an exception. */
+int kernaio_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **type);
 
 /* ---- The Request type (request.c) -------------------------------------------------------
  * One read, write or fsync, made by the Python side for each call and checked there and
@@ -109,7 +113,6 @@ typedef struct {
     PyObject **queue;        /* requests waiting for a slot, a ring of qcap: qlen from qhead on */
     Py_ssize_t qhead, qlen, qcap;
     long long submit_calls;  /* io_submit (io_uring_enter) calls made */
-    long long submitted;     /* requests the kernel took */
     int reap_share, reap_min; /* a slice is max(reap_min, in_flight // reap_share): _engine.py's */
     int pid;                 /* the process that made it (its context's) */
     char closed, flush_pending, sqpoll;
@@ -173,7 +176,7 @@ int kernaio_engine_cancel(kernaio_state *st, EngineObject *e, RequestObject *r);
 /* One request the kernel may own. The table never moves (allocated once), so the index of a
  * slot stays valid from submit to reap. */
 struct slot {
-    PyObject *token;  /* the caller's object, handed back by reap (strong reference); NULL: free,
+    PyObject *token;  /* the Request, handed back by reap (strong reference); NULL: free,
                          or cleared by the GC while in flight (reap then hands back None) */
     Py_buffer view;   /* OP_READ/OP_WRITE: the caller's buffer, held until completion; view.obj NULL: none */
     void *mem;        /* OP_READ_NEW: our aligned memory (free()d when the slot is released), else NULL */
@@ -194,6 +197,9 @@ struct slot_table {
     int efd;            /* the completion eventfd (non-blocking, close-on-exec); -1: closed */
     int open;           /* the kernel side (AIO context, ring) exists: set by the context once
                            made; cleared by slots_close */
+    int busy;           /* a thread is inside a system call on the kernel side, GIL released, and
+                           no other may use it meanwhile: set only by UringContext (a ring has
+                           one submitter and one reaper); AIO's calls are safe from any thread */
     pid_t pid;          /* the process that made the context: a fork()ed child must not use it */
     const char *what;   /* "AIO context" or "io_uring context": named in error messages */
     PyTypeObject *request_type; /* the module's Request type (a strong reference) */
@@ -237,31 +243,37 @@ pid_t slots_this_process(void);
  * parent's, and the child must neither use it nor wait for its requests. Else 0. */
 int slots_forked(const struct slot_table *t);
 
-/* 0 if the context is open and this process made it; else -1 with ValueError (closed) or
- * RuntimeError (a fork()ed child holding its parent's context). */
+/* 0 if the context may be used now: open, made by this process, not busy in another thread;
+ * else -1 with ValueError (closed) or RuntimeError (a fork()ed child holding its parent's
+ * context, or another thread inside a call on it). Every method that reaches the kernel
+ * starts with it. */
 int slots_check(const struct slot_table *t);
 
-/* Parse requests (a sequence of Requests, or of tuples (token, op, fd, buffer|None,
- * offset, length); a Request is its own token) into free slots: the first ones, at most as many as are free. Each prepared slot holds a new
- * reference to its token and, for OP_READ/OP_WRITE, an export of the buffer (writable for a
- * read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
- * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError/ValueError/
- * BufferError/MemoryError and nothing taken. The caller must end the batch with
- * slots_batch_end. */
+/* Put requests (a sequence of Requests, each checked when it was made, each its own token)
+ * into free slots: the first ones, at most as many as are free. Each prepared slot holds a
+ * new reference to its Request and, for OP_READ/OP_WRITE, an export of the buffer (writable
+ * for a read), for OP_READ_NEW aligned memory of its own; addr/len/offset/fd/op say what the
+ * kernel must do. 0 with *b filled (b->n may be 0), or -1 with TypeError (not a Request),
+ * ValueError (submitted already), BufferError or MemoryError, and nothing taken. The caller
+ * must end the batch with slots_batch_end. */
 int slots_batch_begin(struct slot_table *t, PyObject *requests, struct slot_batch *b);
 
 /* End a batch: the kernel took its first took requests (they are now in flight); the others
  * (all of them after an error) go back to free slots, their references released. */
 void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took);
 
-/* reap's argument: *limit = the optional limit (0: no limit). 0, or -1 with TypeError or
- * ValueError (negative). */
-int slots_reap_limit(PyObject *args, Py_ssize_t *limit);
-
-/* Drain the eventfd (GIL released), so that it turns readable again only for completions
- * that come after this call, and return the table's list of completions not taken yet (a new
- * reference to t->done) for reap to append to. NULL with an exception (OSError). */
-PyObject *slots_drain(struct slot_table *t);
+/* How both contexts' reap(limit=0) begins, and what it returns. reap hands back the context's
+ * own list of completions (token, res, data) not taken yet: the same list every call, so the
+ * caller deletes what it delivered, and what it did not is still there next time. It holds at
+ * most limit (0: no limit) when reap returns; when it holds exactly limit, more may be left in
+ * the kernel with the eventfd already drained: the caller must call reap again (kernaio's
+ * engine does, one loop iteration later).
+ * This parses limit, runs slots_check, sets *wanted = limit (PY_SSIZE_T_MAX for 0), drains
+ * the eventfd (GIL released: it turns readable again only for completions that come after
+ * this call) and returns that list (a new reference to t->done) for reap to append to. NULL
+ * with TypeError, ValueError (a negative limit, a closed context), RuntimeError (slots_check)
+ * or OSError (the eventfd's read). */
+PyObject *slots_reap_begin(struct slot_table *t, PyObject *args, Py_ssize_t *wanted);
 
 /* The kernel has finished slot i with result res (a byte count, or -errno). The slot leaves
  * in_flight and is released (buffer, memory, token), and (token or None, res, data) is
@@ -295,8 +307,20 @@ PyObject *slots_fileno(PyObject *self, PyObject *ignored);
 /* The properties free, in_flight, closed and pid. */
 extern PyGetSetDef slots_getset[];
 
-/* Add the type kernaio._kernaio.UringContext (uring_context.c) to module and to st: called
- * once by the module's Py_mod_exec, with the GIL. 0, or -1 with an exception set. */
+/* What both context types' tables spell out the same: the methods that are the slot table's
+ * alone (in their PyMethodDef table), and its type slots (in their PyType_Slot array). */
+#define SLOTS_METHODS \
+    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"}, \
+    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"}
+#define SLOTS_TYPE_SLOTS \
+    {Py_tp_traverse, slots_traverse}, \
+    {Py_tp_clear, slots_clear}, \
+    {Py_tp_getset, slots_getset}
+
+/* Add the type kernaio._kernaio.Context (aio_context.c) or UringContext (uring_context.c) to
+ * module and to st: called once by the module's Py_mod_exec, with the GIL, after the Request
+ * type. 0, or -1 with an exception set. */
+int kernaio_add_context_type(PyObject *module, kernaio_state *st);
 int kernaio_add_uring_type(PyObject *module, kernaio_state *st);
 
 #endif

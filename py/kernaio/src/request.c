@@ -350,10 +350,7 @@ int kernaio_add_request_type(PyObject *module, kernaio_state *st)
         || (st->str_set_exception = PyUnicode_InternFromString("set_exception")) == NULL
         || (st->str_name = PyUnicode_InternFromString("name")) == NULL)
         return -1;
-    st->request_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Request_spec, NULL);
-    if (st->request_type == NULL)
-        return -1;
-    return PyModule_AddType(module, st->request_type);
+    return kernaio_add_type(module, &Request_spec, &st->request_type);
 }
 
 void kernaio_clear_request_state(kernaio_state *st)

@@ -110,6 +110,11 @@ int slots_check(const struct slot_table *t)
                      "fork()ed child", t->what, (int)t->pid);
         return -1;
     }
+    if (t->busy) { /* only a ring is ever busy: shared memory with one producer and one consumer */
+        PyErr_Format(PyExc_RuntimeError, "kernaio: this %s is in use by another thread "
+                     "(a ring has one submitter and one reaper)", t->what);
+        return -1;
+    }
     return 0;
 }
 
@@ -127,54 +132,34 @@ static void slot_release(struct slot_table *t, int i)
     t->free_list[t->nfree++] = i;
 }
 
-/* Parse one request into free slot i and take the references it needs: a Request (its
- * fields were checked when it was made; it is its own token), or a tuple (token, op, fd,
- * buffer|None, offset, length), checked here. 0, or -1 with an exception (the slot holds
- * nothing). */
+/* Put the Request req into free slot i and take the references the kernel's side needs.
+ * A Request is checked once, when it is made (request.c: types, ranges, its buffer exported):
+ * here only "is it a Request?" and "is it in the kernel already?" remain. It is its own
+ * token. 0, or -1 with an exception (the slot holds nothing). */
 static int slot_prepare(struct slot_table *t, int i, PyObject *req)
 {
+    if (!PyObject_TypeCheck(req, t->request_type)) {
+        PyErr_Format(PyExc_TypeError, "kernaio: submit() takes a list of kernaio._kernaio.Request(file, op, fd, "
+                     "buffer, offset, size), not of %.200s", Py_TYPE(req)->tp_name);
+        return -1;
+    }
+    RequestObject *r = (RequestObject *)req;
+    if (r->submitted) { /* twice in the kernel would be two DMAs into one buffer */
+        PyErr_SetString(PyExc_ValueError, "kernaio: this request was submitted already");
+        return -1;
+    }
     struct slot *s = &t->slots[i];
-    PyObject *token, *buf;
-    int op, fd;
-    long long offset;
-    Py_ssize_t length;
-    if (PyObject_TypeCheck(req, t->request_type)) {
-        /* The slot takes its own export of the request's buffer: the kernel's pin, which the
-         * GC never drops (slots_clear may drop the token, the Request, in a cycle). */
-        RequestObject *r = (RequestObject *)req;
-        if (r->submitted) { /* twice in the kernel would be two DMAs into one buffer */
-            PyErr_SetString(PyExc_ValueError, "kernaio: this request was submitted already");
-            return -1;
-        }
-        token = req;
-        buf = r->view.obj != NULL ? r->view.obj : Py_None;
-        op = r->op;
-        fd = r->fd;
-        offset = r->offset;
-        length = r->length;
-    }
-    else if (!PyTuple_Check(req)) {
-        PyErr_SetString(PyExc_TypeError, "kernaio: a request is a Request or a tuple (token, op, fd, buffer, "
-                        "offset, length)");
-        return -1;
-    }
-    else if (!PyArg_ParseTuple(req, "OiiOLn:submit", &token, &op, &fd, &buf, &offset, &length))
-        return -1;
-    if (offset < 0 || length < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernaio: negative offset or length");
-        return -1;
-    }
-    if (length > KERNAIO_MAX_IO)
-        length = KERNAIO_MAX_IO;
+    Py_ssize_t length = r->length;
     s->addr = NULL;
-    switch (op) {
+    switch (r->op) {
     case OP_READ:
     case OP_WRITE:
-        /* The export pins the memory: a bytearray cannot be resized, nor an mmap closed,
-         * while we hold it, which is until the completion. A read needs a writable buffer. */
-        if (PyObject_GetBuffer(buf, &s->view, op == OP_READ ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+        /* The slot takes its own export of the request's buffer: the kernel's pin, which the
+         * GC never drops (slots_clear may drop the token, the Request, in a cycle). While it
+         * is held a bytearray cannot be resized, nor an mmap closed: until the completion. */
+        if (PyObject_GetBuffer(r->view.obj, &s->view, r->op == OP_READ ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
             return -1;
-        if (length > s->view.len)
+        if (length > s->view.len) /* an exporter may hand out less memory the second time */
             length = s->view.len;
         s->addr = s->view.buf;
         break;
@@ -186,18 +171,14 @@ static int slot_prepare(struct slot_table *t, int i, PyObject *req)
         }
         s->addr = s->mem;
         break;
-    case OP_FSYNC:
-        length = 0;
+    default: /* OP_FSYNC: no memory; Request made its length 0 */
         break;
-    default:
-        PyErr_Format(PyExc_ValueError, "kernaio: unknown op %d", op);
-        return -1;
     }
-    s->op = op;
-    s->fd = fd;
+    s->op = r->op;
+    s->fd = r->fd;
     s->len = (unsigned)length;
-    s->offset = offset;
-    s->token = Py_NewRef(token);
+    s->offset = r->offset;
+    s->token = Py_NewRef(req);
     return 0;
 }
 
@@ -237,8 +218,10 @@ void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took
     /* Marked here, in C, in the same call as io_submit: Python code between the two could
      * be interrupted (KeyboardInterrupt), leaving a request the kernel holds looking queued. */
     for (Py_ssize_t k = 0; k < took; k++) {
-        PyObject *req = PySequence_Fast_GET_ITEM(b->seq, k);
-        if (PyObject_TypeCheck(req, t->request_type))
+        /* The slot's token, not b->seq[k]: the caller's list may have changed while the GIL
+         * was released; the slot holds the very Request that slot_prepare checked. */
+        PyObject *req = t->slots[b->slot[k]].token;
+        if (req != NULL)
             ((RequestObject *)req)->submitted = 1;
     }
     for (Py_ssize_t k = took; k < b->n; k++)
@@ -249,20 +232,18 @@ void slots_batch_end(struct slot_table *t, struct slot_batch *b, Py_ssize_t took
     b->n = 0;
 }
 
-int slots_reap_limit(PyObject *args, Py_ssize_t *limit)
+PyObject *slots_reap_begin(struct slot_table *t, PyObject *args, Py_ssize_t *wanted)
 {
-    *limit = 0;
-    if (!PyArg_ParseTuple(args, "|n:reap", limit))
-        return -1;
-    if (*limit < 0) {
+    Py_ssize_t limit = 0;
+    if (!PyArg_ParseTuple(args, "|n:reap", &limit))
+        return NULL;
+    if (limit < 0) {
         PyErr_SetString(PyExc_ValueError, "kernaio: reap limit must be >= 0");
-        return -1;
+        return NULL;
     }
-    return 0;
-}
-
-PyObject *slots_drain(struct slot_table *t)
-{
+    *wanted = limit > 0 ? limit : PY_SSIZE_T_MAX;
+    if (slots_check(t) < 0)
+        return NULL;
     uint64_t count;
     ssize_t nread;
     int efd = t->efd;
@@ -365,9 +346,8 @@ PyObject *slots_in_flight_for(PyObject *self, PyObject *file)
     const struct slot_table *t = &((SlotsObject *)self)->table;
     long held = 0;
     for (int i = 0; i < t->capacity; i++) {
-        PyObject *token = t->slots[i].token;
-        if (token != NULL && PyObject_TypeCheck(token, t->request_type)
-            && ((RequestObject *)token)->file == file)
+        PyObject *token = t->slots[i].token; /* a Request, or NULL (free, or cleared by the GC) */
+        if (token != NULL && ((RequestObject *)token)->file == file)
             held++;
     }
     return PyLong_FromLong(held);

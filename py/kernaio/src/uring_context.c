@@ -9,7 +9,7 @@
 #include <liburing.h> /* link with -luring (setup.py); lab 7's uring_liburing.c shows the same calls */
 #include <stdint.h>
 
-/* UringContext is Context (_kernaio.c) with io_uring underneath: the same Requests,
+/* UringContext is Context (aio_context.c) with io_uring underneath: the same Requests,
  * the same slots (a buffer stays pinned from submit until its completion is reaped), the
  * same eventfd for the event loop, the same methods; all of that is the slot table of
  * slots.c. What this file adds is the ring, and what differs, and why:
@@ -27,7 +27,7 @@
  *   would do the whole read before returning, stalling the loop.
  * - The ring is shared memory with ONE producer (submit) and ONE consumer (reap): a ring is
  *   not for two threads at once, so a method refuses to run while another thread is inside
- *   a system call on this ring with the GIL released (the busy flag).
+ *   a system call on this ring with the GIL released (the table's busy flag: slots_check).
  *
  * Sizes: the SQ ring has at least capacity entries and the CQ ring twice that. At most
  * capacity requests are in flight (the slots), plus at most capacity cancel requests, so
@@ -53,24 +53,9 @@ typedef struct {
     SlotsObject base;     /* first: the object header and the slot table, shared with Context */
     struct io_uring ring; /* liburing's view of the ring: its fd, the mapped SQ and CQ rings;
                              valid while base.table.open */
-    int busy;             /* a thread is inside a system call on the ring, GIL released */
     int cancels;          /* IORING_OP_ASYNC_CANCEL requests whose CQE is not reaped yet */
     char sqpoll;          /* made with IORING_SETUP_SQPOLL: a kernel thread reads the SQ ring */
 } UringObject;
-
-/* slots_check, and also -1 with RuntimeError while another thread uses the ring: the ring
- * is shared memory with one producer (submit) and one consumer (reap). */
-static int check_usable(UringObject *self)
-{
-    if (slots_check(&self->base.table) < 0)
-        return -1;
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "kernaio: this io_uring context is in use by another thread "
-                        "(a ring has one submitter and one reaper)");
-        return -1;
-    }
-    return 0;
-}
 
 /* Set OSError for a failed io_uring_setup (err > 0). EPERM/EACCES/ENOSYS mean io_uring is
  * blocked here (a container's seccomp profile, kernel.io_uring_disabled): say so and what
@@ -178,11 +163,11 @@ static unsigned ring_submit(UringObject *self, unsigned prepared, int *err)
     struct io_uring *ring = &self->ring;
     int ret;
     for (;;) {
-        self->busy = 1;
+        self->base.table.busy = 1;
         Py_BEGIN_ALLOW_THREADS
         ret = io_uring_submit(ring); /* one io_uring_enter(to_submit = prepared) */
         Py_END_ALLOW_THREADS
-        self->busy = 0;
+        self->base.table.busy = 0;
         /* EINTR: again, without running Python's signal handlers here: their exception
          * (KeyboardInterrupt) would make submit fail with requests the kernel may have taken.
          * They run as soon as submit returns. */
@@ -223,7 +208,7 @@ static PyObject *Uring_submit(UringObject *self, PyObject *requests)
 {
     struct slot_table *t = &self->base.table;
     struct slot_batch batch;
-    if (check_usable(self) < 0 || slots_batch_begin(t, requests, &batch) < 0)
+    if (slots_check(t) < 0 || slots_batch_begin(t, requests, &batch) < 0)
         return NULL;
     /* Every request was parsed before any SQE is taken: a bad one leaves the ring untouched. */
     for (Py_ssize_t k = 0; k < batch.n; k++)
@@ -242,27 +227,19 @@ static PyObject *Uring_submit(UringObject *self, PyObject *requests)
     return result;
 }
 
-/* reap(limit=0) -> list[(token, res, data)]: what has completed, without waiting, in the
- * context's own list of completions not taken yet (the same list every call: the caller
- * deletes what it delivered). It holds at most limit (0: no limit). Drains the eventfd
- * first (so it is readable again only for new completions), then reads CQEs from the CQ
- * ring in our memory: no system call. When the list holds exactly limit, more may be left
- * in the ring with the eventfd already drained: the caller must call reap again
- * (kernaio's engine does, one loop iteration later). res is the byte count, or -errno;
- * data is bytes for OP_READ_NEW that succeeded, else None. The slots are free again and
- * their buffers released. */
+/* reap(limit=0) -> list[(token, res, data)]: the completions not taken yet, without waiting
+ * (slots_reap_begin says how that list works), topped up from the CQ ring in our memory: no
+ * system call. res is the byte count, or -errno; data is bytes for OP_READ_NEW that
+ * succeeded, else None. The slots are free again and their buffers released. */
 static PyObject *Uring_reap(UringObject *self, PyObject *args)
 {
     struct slot_table *t = &self->base.table;
-    Py_ssize_t limit;
-    if (slots_reap_limit(args, &limit) < 0 || check_usable(self) < 0)
-        return NULL;
-    PyObject *list = slots_drain(t);
+    Py_ssize_t wanted;
+    PyObject *list = slots_reap_begin(t, args, &wanted); /* ... and the eventfd drained */
     if (list == NULL)
         return NULL;
     struct io_uring_cqe *cqes[URING_REAP_BATCH];
     struct { __u64 data; int res; } done[URING_REAP_BATCH];
-    Py_ssize_t wanted = limit > 0 ? limit : PY_SSIZE_T_MAX;
     unsigned got, ask;
     int failed = 0;
     do {
@@ -296,7 +273,7 @@ static PyObject *Uring_reap(UringObject *self, PyObject *args)
  * arrives through reap, which releases the buffer: never memory the kernel may write into. */
 static PyObject *Uring_cancel(UringObject *self, PyObject *token)
 {
-    if (check_usable(self) < 0)
+    if (slots_check(&self->base.table) < 0)
         return NULL;
     int i = slots_find(&self->base.table, token);
     if (i < 0 || self->cancels >= self->base.table.capacity) /* each cancel adds a CQE: keep the */
@@ -324,7 +301,7 @@ static PyObject *Uring_cancel(UringObject *self, PyObject *token)
  * ring, or OSError if the wait failed (then nothing was released). Idempotent; needs the GIL. */
 static int uring_close(UringObject *self)
 {
-    if (self->busy) {
+    if (self->base.table.busy) {
         PyErr_SetString(PyExc_RuntimeError, "kernaio: this io_uring context is in use by another thread");
         return -1;
     }
@@ -333,7 +310,7 @@ static int uring_close(UringObject *self)
         struct io_uring *ring = &self->ring;
         int in_flight = slots_forked(t) ? 0 : t->in_flight;
         int cancels = self->cancels, ret = 0;
-        self->busy = 1;
+        self->base.table.busy = 1;
         Py_BEGIN_ALLOW_THREADS
         while (in_flight > 0) {
             struct io_uring_cqe *cqe;
@@ -351,7 +328,7 @@ static int uring_close(UringObject *self)
         if (ret == 0)
             io_uring_queue_exit(ring);
         Py_END_ALLOW_THREADS
-        self->busy = 0;
+        self->base.table.busy = 0;
         if (ret < 0) {
             t->in_flight = in_flight;
             self->cancels = cancels;
@@ -389,10 +366,10 @@ static PyObject *Uring_settle(UringObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->sqpoll || !self->base.table.open || slots_forked(&self->base.table))
         Py_RETURN_NONE;
-    if (check_usable(self) < 0)
+    if (slots_check(&self->base.table) < 0)
         return NULL;
     struct io_uring *ring = &self->ring;
-    self->busy = 1;
+    self->base.table.busy = 1;
     Py_BEGIN_ALLOW_THREADS
     while (io_uring_sq_ready(ring) > 0) {
         if (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_NEED_WAKEUP)
@@ -401,17 +378,12 @@ static PyObject *Uring_settle(UringObject *self, PyObject *Py_UNUSED(ignored))
             sched_yield(); /* it is awake: a few microseconds */
     }
     Py_END_ALLOW_THREADS
-    self->busy = 0;
+    self->base.table.busy = 0;
     Py_RETURN_NONE;
 }
 
 /* close(): wait for the requests in flight (GIL released), io_uring_queue_exit, release
  * every buffer, close the eventfd. Safe to call twice, and in a fork()ed child. */
-static PyMemberDef Uring_members[] = {
-    {"sqpoll", T_BOOL, offsetof(UringObject, sqpoll), READONLY, "made with IORING_SETUP_SQPOLL (a kernel thread submits)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
 static PyObject *Uring_close(UringObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (uring_close(self) < 0)
@@ -426,9 +398,13 @@ static PyMethodDef Uring_methods[] = {
     {"close", (PyCFunction)Uring_close, METH_NOARGS, "close(): wait for requests in flight, then io_uring_queue_exit"},
     {"settle", (PyCFunction)Uring_settle, METH_NOARGS, "settle(): return once the kernel has read every request "
      "submitted (with SQPOLL, its thread may not have yet)"},
-    {"fileno", slots_fileno, METH_NOARGS, "fileno() -> the completion eventfd"},
-    {"in_flight_for", slots_in_flight_for, METH_O, "in_flight_for(file) -> how many Requests of file the kernel holds"},
+    SLOTS_METHODS,
     {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Uring_members[] = {
+    {"sqpoll", T_BOOL, offsetof(UringObject, sqpoll), READONLY, "made with IORING_SETUP_SQPOLL (a kernel thread submits)"},
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyType_Slot Uring_slots[] = {
@@ -436,11 +412,9 @@ static PyType_Slot Uring_slots[] = {
                 "the same interface as Context. OSError if io_uring is blocked here."},
     {Py_tp_new, Uring_new},
     {Py_tp_dealloc, Uring_dealloc},
-    {Py_tp_traverse, slots_traverse},
-    {Py_tp_clear, slots_clear},
     {Py_tp_methods, Uring_methods},
-    {Py_tp_getset, slots_getset},
     {Py_tp_members, Uring_members},
+    SLOTS_TYPE_SLOTS,
     {0, NULL},
 };
 
@@ -453,8 +427,5 @@ static PyType_Spec Uring_spec = {
 
 int kernaio_add_uring_type(PyObject *module, kernaio_state *st)
 {
-    st->uring_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Uring_spec, NULL);
-    if (st->uring_type == NULL)
-        return -1;
-    return PyModule_AddType(module, st->uring_type);
+    return kernaio_add_type(module, &Uring_spec, &st->uring_type);
 }

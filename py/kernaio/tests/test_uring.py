@@ -225,16 +225,18 @@ def test_ring_level_semantics(data: tuple[Path, bytes]) -> None:
     try:
         with pytest.raises(ValueError, match="capacity"):
             _kernaio.UringContext(0)
-        with pytest.raises(TypeError):   # the 2nd request is malformed: nothing is taken
-            ctx.submit([("a", _kernaio.OP_READ_NEW, fd, None, 0, 10), ("b",)])  # type: ignore[list-item]
+        first = _kernaio.Request(path, _kernaio.OP_READ_NEW, fd, None, 0, 10)
+        with pytest.raises(TypeError, match="Request"):   # the 2nd is not a Request: nothing is taken
+            ctx.submit([first, ("b",)])  # type: ignore[list-item]
         assert ctx.free == 4 and ctx.in_flight == 0
         buf = bytearray(4096)
-        reqs = [(i, _kernaio.OP_READ, fd, buf, 0, 4096) if i == 0 else (i, _kernaio.OP_READ_NEW, fd, None, i, 5)
-                for i in range(6)]
+        reqs = [_kernaio.Request(path, _kernaio.OP_READ, fd, buf, 0, 4096)]
+        reqs += [_kernaio.Request(path, _kernaio.OP_READ_NEW, fd, None, i, 5) for i in range(1, 6)]
         assert ctx.submit(reqs) == 4, "four free slots: four taken"
+        assert ctx.cancel(reqs[3]) in (True, False) and ctx.cancel("unknown") is False
+        del reqs                            # now only the slots hold the four taken (and so pin buf)
         with pytest.raises(BufferError):
             buf.extend(b"x")                # pinned until its completion is reaped
-        assert ctx.cancel(3) in (True, False) and ctx.cancel("unknown") is False
         ctx.close()                         # waits for the four reads, then releases them
         assert ctx.closed and ctx.in_flight == 0 and bytes(buf) == content[:4096]
         buf.extend(b"x")                    # released
@@ -247,13 +249,14 @@ def test_ring_level_semantics(data: tuple[Path, bytes]) -> None:
     ctx = _kernaio.UringContext(2)
     try:
         fsync_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        assert ctx.submit([("s", _kernaio.OP_FSYNC, fsync_fd, None, 0, 0)]) == 1
-        assert ctx.cancel("s") is True      # fsync waits in io-wq: the kernel can be asked
+        fsync = _kernaio.Request(path, _kernaio.OP_FSYNC, fsync_fd, None, 0, 0)
+        assert ctx.submit([fsync]) == 1
+        assert ctx.cancel(fsync) is True    # fsync waits in io-wq: the kernel can be asked
         done: list[tuple[object, int, bytes | None]] = []
         while not done:
             time.sleep(0.001)
             done = ctx.reap()
-        assert done[0][0] == "s" and done[0][1] in (0, -errno.ECANCELED, -errno.EINTR), done
+        assert done[0][0] is fsync and done[0][1] in (0, -errno.ECANCELED, -errno.EINTR), done
         os.close(fsync_fd)
     finally:
         ctx.close()
@@ -386,16 +389,17 @@ def test_sqpoll_ring_level_semantics(data: tuple[Path, bytes]) -> None:
     try:
         assert ctx.sqpoll
         buf = bytearray(4096)
-        reqs = [(i, _kernaio.OP_READ, fd, buf, 0, 4096) if i == 0 else (i, _kernaio.OP_READ_NEW, fd, None, i, 5)
-                for i in range(6)]
+        reqs = [_kernaio.Request(path, _kernaio.OP_READ, fd, buf, 0, 4096)]
+        reqs += [_kernaio.Request(path, _kernaio.OP_READ_NEW, fd, None, i, 5) for i in range(1, 6)]
         assert ctx.submit(reqs) == 4, "four free slots: four taken, all of them the kernel thread's"
         done: list[tuple[object, int, bytes | None]] = []
         deadline = time.monotonic() + 10
         while len(done) < 4 and time.monotonic() < deadline:
             time.sleep(0.001)
             done = ctx.reap()
-        assert sorted(d[0] for d in done) == [0, 1, 2, 3] and bytes(buf) == content[:4096], done  # type: ignore[type-var]
-        assert [d[2] for d in sorted(done, key=lambda d: str(d[0]))[1:]] == [content[i:i + 5] for i in (1, 2, 3)]
+        which = {reqs.index(d[0]): d[2] for d in done}  # type: ignore[arg-type]
+        assert sorted(which) == [0, 1, 2, 3] and bytes(buf) == content[:4096], done
+        assert [which[i] for i in (1, 2, 3)] == [content[i:i + 5] for i in (1, 2, 3)]
         del done[:]
         assert ctx.submit(reqs[4:]) == 2
         ctx.close()                         # waits for the two, then releases them
