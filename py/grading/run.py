@@ -211,7 +211,7 @@ def is_started(lab: Lab) -> bool:
 
 
 def learner_paths(lab: Lab, compiler_output: str) -> str:
-    """Compiler messages name the overlay's copy (nonblock/nb.c, or src/_kernaio.c for an
+    """Compiler messages name the overlay's copy (nonblock/nb.c, or src/aio_context.c for an
     extension built in its package): name the learner's file instead."""
     for ref, starter in lab.files:
         if ref.parts[0] == "c":
