@@ -47,6 +47,15 @@ def test_arguments_split_at_top_level_commas_only():
     assert clone.fd is None  # child_stack=NULL is not a number
 
 
+def test_a_quoted_buffer_is_one_argument_whatever_bytes_it_holds():
+    """Random bytes read from a file print as brackets, commas and escaped quotes: none of them
+    may split the buffer or unbalance the brackets after it."""
+    buffer = r'"\x01],\"[(,\\"'          # strace's escapes: \" is a quote, \\ a backslash
+    calls, _ = parse(f"100 1700000000.000100 read(3, {buffer}, 4096) = 7 <0.000010>\n")
+    read = calls[0]
+    assert (read.arg(0), read.arg(1), read.arg(2), read.arg(3)) == ("3", buffer, "4096", "")
+
+
 def test_a_call_still_running_at_the_end_has_no_duration():
     calls, _ = parse(LOG)
     read = calls[-1]

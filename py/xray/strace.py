@@ -74,18 +74,26 @@ class Call:
         return self.start + (self.duration or 0.0)
 
     def arg(self, i: int) -> str:
-        """The i-th argument as strace printed it; '' when there are fewer.
+        r"""The i-th argument as strace printed it; '' when there are fewer.
 
         Split at top-level commas only: `epoll_wait(4, [{events=EPOLLIN, data=...}], 64, -1)`
-        has four arguments, whatever the commas inside its brackets and braces.
+        has four arguments, whatever the commas inside its brackets and braces. A quoted buffer
+        is skipped whole: `read(3, "a,]\"(", 5)` has three, whatever bytes the buffer held
+        (strace escapes a quote inside it as \" and a backslash as \\).
         """
         args, depth, current = [], 0, ""
+        in_string = escaped = False
         for ch in self.args:
-            if ch in "[{(":
+            if in_string:
+                in_string = escaped or ch != '"'
+                escaped = not escaped and ch == "\\"
+            elif ch == '"':
+                in_string = True
+            elif ch in "[{(":
                 depth += 1
             elif ch in "]})":
                 depth -= 1
-            if ch == "," and depth == 0:
+            if ch == "," and depth == 0 and not in_string:
                 args.append(current.strip())
                 current = ""
             else:
