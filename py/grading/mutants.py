@@ -29,6 +29,7 @@ is a broken catalogue, and fails too.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,7 @@ class Verdict:
 
 
 def load(path: Path, lab: Lab) -> Mutant:
-    """Read a mutant's header lines; ValueError names a missing one."""
+    """Read a mutant's header lines; ValueError names a missing one, or a file it must not patch."""
     fields: dict[str, str] = {}
     for line in path.read_text().splitlines():
         if line.startswith(("diff ", "--- ")):
@@ -78,6 +79,13 @@ def load(path: Path, lab: Lab) -> Mutant:
     missing = [h for h in HEADERS if not fields.get(h)]
     if missing:
         raise ValueError(f"{path.relative_to(ROOT)}: no {', '.join(missing)} line (see python -m grading.mutants -h)")
+    # A mutant's tree holds the reference's c/ and py/ only: a patch of anything else (a README
+    # caught by `git diff` without `-- c/ py/`) could never apply; say that, not "no longer".
+    outside = sorted({m for m in re.findall(r"^diff --git a/(\S+)", path.read_text(), re.M)
+                      if not m.startswith(("c/", "py/"))})
+    if outside:
+        raise ValueError(f"{path.relative_to(ROOT)}: patches {', '.join(outside)}, outside c/ and py/; a mutant "
+                         "changes the reference only (make it with `git diff -- c/ py/`)")
     return Mutant(lab, path, fields["mistake"], fields["caught-by"], fields["says"])
 
 
@@ -163,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="mutants judged at once (default 2)")
     args = parser.parse_args(argv)
     labs = [find_lab(args.lab)] if args.lab else all_labs()
-    verdicts = prove(labs, args.name, args.jobs)
+    try:
+        verdicts = prove(labs, args.name, args.jobs)
+    except ValueError as err:   # a catalogue that cannot be read: its file and what is wrong
+        print(f"grading.mutants: {err}", file=sys.stderr)
+        return 1
     caught = sum(v.caught for v in verdicts)
     print(f"{caught} passed, {len(verdicts) - caught} failed")
     return 0 if verdicts and caught == len(verdicts) else 1

@@ -129,6 +129,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         pytest.skip(f"cannot run here: {err}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+    # The same for a fixture (a data file on a filesystem without O_DIRECT, a tool it starts):
+    # every test that needs it is skipped with the reason, not failed as an error in setup.
+    try:
+        return (yield)
+    except Unavailable as err:
+        pytest.skip(f"cannot run here: {err}")
+
+
 # nodeid -> {"outcome": passed|failed|error|skipped|unjudged|not run, "duration", "message", "longrepr",
 #            "hint", "smoke", "doc"}
 # One pytest process grades one implementation, so a module-level record is enough.

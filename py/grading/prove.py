@@ -89,7 +89,12 @@ def prove_lab(number: str | int | None, select: str | None,
         print("\n".join(said))
         if select is None:
             started = time.monotonic()
-            verdicts = mutants.prove([lab])
+            try:
+                verdicts = mutants.prove([lab])
+            except ValueError as err:   # a catalogue that cannot be read counts as one not proven
+                print(f"  ✗ {lab.name}'s known wrong solutions: {err}")
+                unproven += 1
+                continue
             caught = sum(v.caught for v in verdicts)
             print(f"  {lab.name}: {caught} of {len(verdicts)} known wrong solutions caught "
                   f"({time.monotonic() - started:.0f} s)")

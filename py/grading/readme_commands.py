@@ -287,7 +287,10 @@ def run_readme(readme: Path, root: Path = ROOT, env: dict[str, str] | None = Non
         blocks = parse(readme)
         loose = unmarked_commands(readme, blocks)
     except MarkerError as err:
-        return [Result(Block(readme, 0, "", run=False), "failed", str(err))]
+        wrong = Result(Block(readme, 0, "(its markers)", run=False), "failed", str(err))
+        if on_result:
+            on_result(wrong)   # said where the others are, not only counted
+        return [wrong]
     results = []
     if loose:
         results.append(Result(Block(readme, 0, "(the Steps' inline commands)", run=False), "failed",

@@ -213,6 +213,19 @@ def test_a_lab_with_a_skipped_test_is_not_done(workshop: Path) -> None:
     assert "is done" not in ran.stdout and "1 tests could not run on this machine" in ran.stdout, ran.stdout
 
 
+def test_a_fixture_this_machine_cannot_make_skips_with_its_reason(workshop: Path) -> None:
+    # Unavailable from a fixture (a data file on tmpfs, a tool it starts) is a skip that says
+    # why, like Unavailable in a test's body: not an error in setup that reads as the learner's.
+    grader = workshop / "labs" / "01-fake" / "tests" / "test_fake.py"
+    grader.write_text("import pytest\nfrom xray import Unavailable\n\n"
+                      "@pytest.fixture(scope='session')\ndef data():\n"
+                      "    raise Unavailable('O_DIRECT: tmpfs here, use LAB_DATA_DIR')\n\n"
+                      "def test_reads(data):\n    pass\n")
+    ran = make_lab(workshop, "--ref")
+    assert ran.returncode == 1, ran.stdout
+    assert "could not be graded here" in ran.stdout and "tmpfs here" in ran.stdout, ran.stdout
+
+
 # ---- the catalogue of known wrong solutions (grading.mutants), in the same fake workshop ----------
 
 def mutant(root: Path, name: str, says: str, old: str, new: str) -> None:
@@ -232,6 +245,17 @@ def judge(root: Path, name: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(root / "py"))
     return subprocess.run([sys.executable, "-m", "grading.mutants", "--lab", "1", name], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_a_mutant_that_patches_more_than_the_reference_is_named(workshop: Path) -> None:
+    # `git diff` without `-- c/ py/` also takes a README: such a patch could never apply.
+    mutant(workshop, "with-readme", "42", "return 42", "return 41")
+    path = workshop / "labs" / "01-fake" / "tests" / "mutants" / "with-readme.patch"
+    path.write_text(path.read_text() + "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n"
+                    "@@ -1 +1 @@\n-old\n+new\n")
+    ran = judge(workshop, "with-readme")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "README.md, outside c/ and py/" in ran.stderr and "git diff -- c/ py/" in ran.stderr, ran.stderr
 
 
 def test_a_mutant_is_caught_only_by_its_test_with_its_message(workshop: Path) -> None:
