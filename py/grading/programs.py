@@ -218,6 +218,21 @@ def file_opens(tr: strace.Trace, name: str) -> list[strace.Call]:
     return [c for c in tr.named("openat", "open") if f'"{name}"' in c.args and (c.retval or -1) >= 0]
 
 
+def data_fds(tr: strace.Trace, name: str) -> tuple[set[int], float]:
+    """The descriptors the program opened the data file `name` as, and when it first did.
+    A program that never opened it fails the test here, with what it said."""
+    opens = file_opens(tr, name)
+    assert opens, f"strace saw no open of {name}: the program failed before reading it? {said(tr)}"
+    return {c.retval for c in opens if c.retval is not None}, opens[0].start
+
+
+def file_io(tr: strace.Trace, name: str, *calls: str) -> list[strace.Call]:
+    """The calls named (read, pread64, ...) on a descriptor of the data file `name`, from its first
+    open on: before it, the dynamic loader reads its libraries on the same fd numbers."""
+    fds, opened = data_fds(tr, name)
+    return [c for c in tr.named(*calls) if c.start >= opened and c.fd in fds]
+
+
 class Programs(Protocol):
     """Where the implementation under test keeps its C programs (grading.plugin.Impl)."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from grading import programs
 from grading.plugin import Impl
-from grading.programs import DataFile, FileProgram, Ran, Report, file_opens, said
+from grading.programs import DataFile, FileProgram, Ran, Report
 from xray import strace
 
 NAME = "aio-lab4.bin"
@@ -82,23 +82,6 @@ def spy_counts(path: Path) -> dict[str, int]:
 def spy_env(impl: Impl, spy: Path) -> dict[str, str]:
     """The environment that preloads aio_spy.so, which writes its counts to `spy` at exit."""
     return dict(os.environ, LD_PRELOAD=str(impl.bin("aio_spy.so")), AIO_SPY_OUT=str(spy))
-
-
-def data_fds(tr: strace.Trace, name: str) -> tuple[set[int], float]:
-    """The descriptors the program opened the data file as, and when it first did."""
-    opens = file_opens(tr, name)
-    assert opens, (f"strace saw no open of {name}: the program failed before reading it? "
-                   f"{said(tr)}")
-    return {c.retval for c in opens if c.retval is not None}, opens[0].start
-
-
-def io_on(tr: strace.Trace, names: tuple[str, ...], fds: set[int], since: float) -> list[strace.Call]:
-    """Calls in `names` on one of fds, made after `since` (the dynamic loader's own preads come before)."""
-    found = []
-    for c in tr.named(*names):
-        if c.start >= since and c.fd in fds:
-            found.append(c)
-    return found
 
 
 def sleeps(tr: strace.Trace, tid: int) -> list[strace.Call]:

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
-from lab4_aio import AIO_CAT, DataFile, data_fds, io_on, parse_report, requests, run_cat, sleeps, spy_counts, spy_env
+from lab4_aio import AIO_CAT, DataFile, parse_report, requests, run_cat, sleeps, spy_counts, spy_env
 
 from grading.plugin import Impl
-from grading.programs import said
+from grading.programs import data_fds, file_io, said
 from xray import strace
 
 MODES = ["suspend", "thread", "reactor"]
@@ -72,8 +72,8 @@ def test_waits_in_aio_suspend(impl: Impl, data: DataFile, tmp_path: Path) -> Non
 def test_glibc_threads_do_the_preads(impl: Impl, data: DataFile, mode: str) -> None:
     """Under strace -f: threads created (clone3/clone, CLONE_THREAD), every pread64 of the file on them, none on main."""
     tr = AIO_CAT.traced_ok(impl, data, "--notify", mode)
-    fds, opened = data_fds(tr, data.name)
-    preads = io_on(tr, ("pread64",), fds, opened)
+    fds, _ = data_fds(tr, data.name)
+    preads = file_io(tr, data.name, "pread64")
     assert tr.threads_created, (
         "strace saw no clone/clone3 with CLONE_THREAD: no thread was created, so who read the file? "
         f"(calls seen: {tr.summary()})")
@@ -164,8 +164,7 @@ def test_reactor_sleeps_in_epoll_wait(impl: Impl, data: DataFile) -> None:
     woken = [c for c in waits if (c.retval or 0) > 0]
     assert woken, (f"the main thread made {len(waits)} epoll_wait calls, none woken by the signalfd: "
                    "the reactor should sleep there until a completion's signal arrives")
-    fds, opened = data_fds(tr, data.name)
-    assert not [c for c in io_on(tr, ("pread64", "read"), fds, opened) if c.tid == main], (
+    assert not [c for c in file_io(tr, data.name, "pread64", "read") if c.tid == main], (
         "the main thread read the file itself")
     report = parse_report(tr.stdout)
     check_drains(tr, sfds[0].retval or 0, report.count("signals", r"in (\d+) reactor wake-ups"))
@@ -217,8 +216,8 @@ def test_lio_listio_submits_batches(impl: Impl, data: DataFile, tmp_path: Path, 
 def test_one_thread_per_descriptor(impl: Impl, data: DataFile) -> None:
     """With the file opened 3 times and one lio_listio of 6 requests, glibc starts 3 threads, one per descriptor."""
     tr = AIO_CAT.traced_ok(impl, data, "--notify", "suspend", "--fds", "3", "--batch", "6")
-    fds, opened = data_fds(tr, data.name)
-    readers = {c.tid for c in io_on(tr, ("pread64",), fds, opened)}
+    fds, _ = data_fds(tr, data.name)
+    readers = {c.tid for c in file_io(tr, data.name, "pread64")}
     assert len(fds) == 3 and len(readers) >= 3, (
         f"3 descriptors, but pread64 ran on {len(readers)} thread(s): glibc runs the requests of one "
         "descriptor one after another on one thread, and those of different descriptors on different "

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lab4_aio import AIO_CAT, DataFile, data_fds, io_on, parse_report, requests, sleeps, timed_out_polls
+from lab4_aio import AIO_CAT, DataFile, parse_report, requests, sleeps, timed_out_polls
 
 import posixaio
 from grading.plugin import Impl
-from grading.programs import said
+from grading.programs import data_fds, file_io, said
 from posixaio import libc
 
 OFFSETS = [0, 4096, 65536 + 123, 2 * 1024 * 1024 + 12345 - 100]   # the last: a short read
@@ -302,8 +302,8 @@ def test_python_reveal_under_strace(impl: Impl, data: DataFile, mode: str) -> No
     assert tr.returncode == 0, f"posixaio.cat --mode {mode} failed: {said(tr)}"
     report = parse_report(tr.stdout)
     assert report.crc() == data.crc32, f"crc32 {report.crc():08x}, a plain read gives {data.crc32:08x}"
-    fds, opened = data_fds(tr, data.name)
-    preads = io_on(tr, ("pread64",), fds, opened)
+    fds, _ = data_fds(tr, data.name)
+    preads = file_io(tr, data.name, "pread64")
     assert tr.threads_created, f"no thread was created: who read the file? ({tr.summary()})"
     assert preads and all(c.tid in tr.threads_created for c in preads), (
         f"pread64 of the file: {len(preads)}, on threads strace saw created: "

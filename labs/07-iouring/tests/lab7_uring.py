@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from grading.programs import DataFile, FileProgram, file_opens
+from grading.programs import DataFile, FileProgram
 from xray import proc, strace
 from xray.doctor import check_io_uring, check_o_direct, require
 
@@ -55,15 +55,6 @@ def check_copy(path: Path, data: DataFile, what: str) -> None:
 
 def enters(tr: strace.Trace) -> list[strace.Call]:
     return tr.named("io_uring_enter")
-
-
-def file_reads(tr: strace.Trace, data: DataFile) -> list[strace.Call]:
-    """read/pread64 calls on the data file's descriptor, after it was opened."""
-    opens = file_opens(tr, data.name)
-    if not opens:
-        return []
-    fds = {c.retval for c in opens}
-    return [c for c in tr.named("read", "pread64") if c.start >= opens[0].start and c.fd in fds]
 
 
 # --- a program paused at its end, for /proc ---------------------------------------------------

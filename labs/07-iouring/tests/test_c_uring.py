@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from lab7_order import problems
-from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, URING_CAT, DataFile, check_copy, enters, file_reads,
+from lab7_uring import (APIS, BLOCK, BLOCKS, TRACE, URING_CAT, DataFile, check_copy, enters,
                         read_pipe_slowly, require_uring, resume, thread_sched, wait_for_pause)
 
 from grading.plugin import Impl
-from grading.programs import last_words, parse_report, said
+from grading.programs import file_io, last_words, parse_report, said
 from paths import DATA_DIR
 from xray import Unavailable, perf, proc, strace
 from xray.doctor import filesystem
@@ -62,7 +62,7 @@ def test_io_uring_on_one_thread(impl: Impl, data: DataFile, api: str, reactor: b
     assert not tr.threads_created and tr.threads == {main}, (
         f"{len(tr.threads_created)} thread(s) created, threads seen {sorted(tr.threads)}: io_uring needs no thread "
         "of yours (whatever the kernel needs, it makes itself, without clone)")
-    reads = file_reads(tr, data)
+    reads = file_io(tr, data.name, "read", "pread64")
     assert not reads, f"{len(reads)} read/pread64 of the file itself: the bytes must come through the ring"
     taken = sum(c.retval or 0 for c in enters(tr))
     assert taken == BLOCKS, (f"io_uring_enter took {taken} SQEs in all; the file is {BLOCKS} requests of 64 KiB: "
