@@ -35,11 +35,14 @@
  * Exit status: 0 done, 1 failed, 2 refused (or usage), 3 io_uring is blocked on this machine.
  *
  * This file is lab 7's: how the reader waits for the kernel. The rest is given, in
- * uring_cat_requests.c (fill, reap_all: the requests), uring_cat_reactor.c (--reactor) and
- * uring_cat_setup.c (the command line, the ring, the report); uring_cat.h says who does what.
+ * c/uring/uring_cat_requests.c (fill, reap_all: the requests), c/uring/uring_cat_reactor.c
+ * (--reactor) and c/uring/uring_cat_setup.c (the command line, the ring, the report);
+ * c/uring/uring_cat.h says who does what.
  *
- * Try:  cd build/data && ../bin/uring_cat uring-lab7.bin --buffered --write copy.bin --pause
- *       strace -f -e trace=io_uring_setup,io_uring_enter,io_uring_register,clone3 ../bin/uring_cat uring-lab7.bin
+ * Try (make lab7 builds your code into build/grade/lab7; build/bin holds the reference's):
+ *       cd build/data && ../grade/lab7/build/bin/uring_cat uring-lab7.bin --buffered --write copy.bin --pause
+ *       strace -f -e trace=io_uring_setup,io_uring_enter,io_uring_register,clone3 \
+ *           ../grade/lab7/build/bin/uring_cat uring-lab7.bin
  */
 #include "uring_cat.h"
 

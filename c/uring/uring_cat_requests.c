@@ -69,7 +69,8 @@ static int settle(const struct ur_done *d)
 {
     if (d->tag >= (uint64_t)cat.u->depth || !cat.slots[d->tag].busy) {
         fprintf(stderr, "uring_cat: a CQE with user_data %llu, which is no request in flight: was it read twice "
-                "(the CQ head not moved past it), or the tag not set in the SQE?\n", (unsigned long long)d->tag);
+                "(the CQ head not moved past it), the tag not set in the SQE, or sq_array not filled (every slot of "
+                "the SQ ring then sends SQE 0)?\n", (unsigned long long)d->tag);
         cat.where = NULL;
         return -EPROTO;
     }

@@ -228,6 +228,17 @@ def learner_paths(lab: Lab, compiler_output: str) -> str:
                      if not line.startswith(("make", "error: Command")))
 
 
+def in_learners_files(lab: Lab, text: str) -> str:
+    """A failure's traceback names the grader's copy of a learner's file
+    (build/grade/lab6/py/kernaio/_file.py:253): name the learner's own (labs/06-kernaio/_file.py:253),
+    the one to edit. The copy is the learner's file as it was, so the line numbers hold."""
+    for ref, starter in lab.files:
+        copy = STATE / lab.name / ref
+        mine = (lab.dir / starter).relative_to(ROOT).as_posix()
+        text = text.replace(str(copy), mine).replace(copy.relative_to(ROOT).as_posix(), mine)
+    return text
+
+
 def _line(name: str, record: dict[str, Any]) -> str:
     mark = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "unjudged": "?"}.get(record["outcome"], "?")
     if record.get("smoke"):
@@ -255,7 +266,12 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
               f"Read {(lab.dir / 'README.md').relative_to(ROOT)} to begin.")
     print(flush=True)
     log = STATE / f"{lab.name}.log"
-    graded = grade(lab, kind, select, on_test=lambda name, rec: print(_line(name, rec), flush=True), log=log)
+    def show(name: str, record: dict[str, Any]) -> None:
+        if kind == "learner":
+            record = dict(record, message=in_learners_files(lab, record["message"]))
+        print(_line(name, record), flush=True)
+
+    graded = grade(lab, kind, select, on_test=show, log=log)
     if graded.build_error:
         print("  ✗ build: the C code does not compile:\n")
         print("\n".join("    " + line for line in learner_paths(lab, graded.build_error).splitlines()[:40]))

@@ -46,7 +46,6 @@ int main(void)
 
 GRADER = '''\
 import subprocess
-from paths import ROOT
 
 def test_answer():
     from fake.work import answer
@@ -193,6 +192,13 @@ def test_a_bad_selection_is_an_error(workshop: Path, select: str) -> None:
     assert ran.returncode == 2, ran.stdout
     assert "selects no test of lab1" in ran.stdout, ran.stdout
     assert "pass ✓" not in ran.stdout
+
+
+def test_a_traceback_names_the_learners_file_not_the_graders_copy(workshop: Path) -> None:
+    learner_writes(workshop, "def answer():\n    return {}['the key']\n")
+    ran = make_lab(workshop, "-k", "answer")
+    assert "KeyError" in ran.stdout, ran.stdout
+    assert "labs/01-fake/work.py:2" in ran.stdout and "build/grade/lab1/py" not in ran.stdout, ran.stdout
 
 
 def test_every_test_skipped_is_not_done(workshop: Path) -> None:

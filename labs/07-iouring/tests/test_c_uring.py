@@ -321,6 +321,10 @@ def test_ring_outlives_its_requests(impl: Impl, data: DataFile, copy_path: Path,
         "waiting for them, and the kernel then cancels or finishes them on its own, reading a buffer already "
         "freed. drain() must wait for every request in flight (ur_submit(cat.u, cat.u->in_flight), ur_reap) "
         f"before the ring and the buffer go. It said: {rest}")
+    assert "no end after" not in rest, (
+        "after the writes came out, uring_cat never ends: its watchdog stopped it. drain() waits in "
+        "io_uring_enter, but what reaps the completions (ur_reap until 0)? Without it in_flight never falls, "
+        f"and drain waits again, for what already came. It said: {rest}")
     assert p.returncode == 1 and "drain" not in rest, (
         f"after the stop, uring_cat should end with exit code 1 once its requests are done, not "
         f"{p.returncode}: {rest}")
