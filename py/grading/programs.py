@@ -117,13 +117,19 @@ def last_words(out: Output) -> str:
 
 def said(out: Output) -> str:
     """What a program said, for a failure message: its last stderr line first (often all a learner
-    reads in the summary), with how it ended (killed by a signal, stopped under strace), then everything."""
+    reads in the summary), with how it ended (killed by a signal, stopped under strace), then the rest
+    of its output (what is empty, or only that last line, is not repeated)."""
     last = last_words(out) or "(nothing on stderr)"
     if isinstance(out, strace.Trace) and out.timed_out:
         last = f"it did not finish, and was stopped; where its threads waited:\n{out.stuck}\n{last}"
     elif out.returncode < 0:   # subprocess's way of saying "killed by this signal"
         last = f"killed by {signal_name(-out.returncode)}; {last}"
-    return f"{last} [exit code {out.returncode}]\nstdout:\n{out.stdout.strip()}\nstderr:\n{out.stderr.strip()}"
+    parts = [f"{last} [exit code {out.returncode}]"]
+    if out.stdout.strip():
+        parts.append("stdout:\n" + out.stdout.strip())
+    if out.stderr.strip() not in ("", last_words(out)):   # not the one line already shown
+        parts.append("stderr:\n" + out.stderr.strip())
+    return "\n".join(parts)
 
 
 # --- running a lab program: a hang or a crash says what was seen -----------------------------
