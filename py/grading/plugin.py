@@ -195,12 +195,14 @@ def _short(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = text.strip().splitlines() or ["failed"]
-    if crash is not None and not text.startswith(("AssertionError", "Failed")) and "/tests/" not in crash.path:
+    if crash is not None and not text.startswith(("AssertionError", "Failed")):
         # An exception from the code under test (NotImplementedError of a stub, a KeyError): say
         # where, relative to the checkout (the runner's directory), which the runner turns into
-        # the learner's own file when it is one (grading.run.in_learners_files).
+        # the learner's own file when it is one (grading.run.in_learners_files). The graders'
+        # own exceptions (a LoopStuck, a test's) say what they saw already.
         where = os.path.relpath(crash.path) if crash.path.startswith(os.getcwd() + os.sep) else crash.path
-        lines[0] += f"  (raised at {where}:{crash.lineno})"
+        if not any(part in "/" + where for part in ("/tests/", "/py/grading/", "/py/xray/")):
+            lines[0] += f"  (raised at {where}:{crash.lineno})"
     # The whole message the test wrote (a program's output after "failed (exit 1):" included),
     # up to pytest's own introspection of the assert statement, which says nothing new.
     kept = [lines[0]] + [line for line in itertools.takewhile(
