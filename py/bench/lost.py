@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
 from typing import Any
 
+from measuring import child_env
 from paths import ROOT
 
 KERNAIO = ROOT / "py" / "kernaio"
@@ -58,8 +58,7 @@ def asan_record() -> dict[str, Any]:
 
 def check(timeout: float = 600) -> dict[str, Any]:
     """Run the tests; {"ok": bool | None, "measured": str, "tests": {...}, "asan": {...}}."""
-    env = dict(os.environ, KERNAIO_LEAK_READS=str(LEAK_READS))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "py"), *filter(None, [env.get("PYTHONPATH")])])
+    env = dict(child_env(), KERNAIO_LEAK_READS=str(LEAK_READS))
     env.pop("KERNAIO_ENGINE", None)   # the suite chooses each engine itself
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "-q",

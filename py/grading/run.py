@@ -107,9 +107,14 @@ def grade(lab: Lab, kind: str, select: str | None = None,
     # LAB_DATA_DIR), not the overlay's: the overlay's xray would put them under build/grade/.
     env.setdefault("LAB_DATA_DIR", str(DATA_DIR))
     session_began = time.time()
+
+    def seen(record: dict[str, Any]) -> dict[str, Any]:
+        # make labN, make watch and status.json all name the learner's files, not the copies.
+        return dict(record, message=in_learners_files(lab, record["message"])) if kind == "learner" else record
+
     outcome = run_session(argv, env, ROOT, log or STATE / f"{lab.name}.log", lab.deadline,
-                          None if on_test is None else lambda nodeid, rec: on_test(short_name(nodeid), rec))
-    graded.tests = {short_name(nodeid): record for nodeid, record in outcome.tests.items()}
+                          None if on_test is None else lambda nodeid, rec: on_test(short_name(nodeid), seen(rec)))
+    graded.tests = {short_name(nodeid): seen(record) for nodeid, record in outcome.tests.items()}
     graded.problem, graded.selected_none = outcome.problem, outcome.selected_none
     full = disk_full(impl, session_began)
     if full:
@@ -266,12 +271,7 @@ def run_lab(spec: str, reference: bool, select: str | None) -> int:
               f"Read {(lab.dir / 'README.md').relative_to(ROOT)} to begin.")
     print(flush=True)
     log = STATE / f"{lab.name}.log"
-    def show(name: str, record: dict[str, Any]) -> None:
-        if kind == "learner":
-            record = dict(record, message=in_learners_files(lab, record["message"]))
-        print(_line(name, record), flush=True)
-
-    graded = grade(lab, kind, select, on_test=show, log=log)
+    graded = grade(lab, kind, select, on_test=lambda name, rec: print(_line(name, rec), flush=True), log=log)
     if graded.build_error:
         print("  ✗ build: the C code does not compile:\n")
         print("\n".join("    " + line for line in learner_paths(lab, graded.build_error).splitlines()[:40]))
